@@ -1,0 +1,61 @@
+"""The bus port: what the rest of edgeline may ask of an MQTT broker, and nothing more.
+
+Callers never import paho. Adapters (`pipeline.bus.paho`) map library errors to `BusError`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+class BusError(RuntimeError):
+    """The broker could not be reached or did not acknowledge in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A received message. Call `ack()` only after its effects are durable (committed)."""
+
+    topic: str
+    payload: bytes
+    ack: Callable[[], None]
+    redelivered: bool = False
+
+
+MessageHandler = Callable[[InboundMessage], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    """Last-will message the broker publishes if this client vanishes."""
+
+    topic: str
+    payload: bytes
+    retain: bool = True
+
+
+class Bus(abc.ABC):
+    """Publish with QoS 1 (blocking until the broker acknowledged) and subscribe with manual ack."""
+
+    @abc.abstractmethod
+    def connect(self, timeout: float = 10.0) -> None:
+        """Connect (and keep reconnecting in the background); raise BusError if not up within timeout."""
+
+    @abc.abstractmethod
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, timeout: float = 10.0) -> None:
+        """Publish at QoS 1 and wait for PUBACK; raise BusError if not acknowledged within timeout."""
+
+    @abc.abstractmethod
+    def subscribe(self, topic_filter: str, handler: MessageHandler, *, shared_group: str | None = None) -> None:
+        """Subscribe at QoS 1; `handler` runs on a worker thread and must call `message.ack()`."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Disconnect cleanly (the last will is not sent)."""
+
+    @property
+    @abc.abstractmethod
+    def connected(self) -> bool:
+        """Whether the client currently has a broker connection."""

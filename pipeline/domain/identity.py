@@ -1,0 +1,123 @@
+"""Device identity: parse what a device reports and build its DPS registration ID.
+
+Responsible for: strict parsing of serial numbers and MAC addresses read from a device, and turning
+them into a registration ID by a configurable template (DESIGN §3).
+Not responsible for: talking to devices, or deciding whether an identity conflicts with a known unit
+(that is the keyer's job, against the database).
+
+Every rejection names the offending character or rule, so an operator can act on it. Nothing is ever
+silently rewritten: a serial with `_` or `.` is rejected rather than mapped to `-`, because `007_888`
+and `007.888` would otherwise become the same unit.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+
+MAX_SERIAL_LENGTH = 64
+MAX_REGISTRATION_ID_LENGTH = 128
+DEFAULT_TEMPLATE = "sn-{serial}-mac-{mac}"
+
+_SERIAL_CHARS = frozenset(string.ascii_letters + string.digits + "-")
+_REG_ID_CHARS = frozenset(string.ascii_lowercase + string.digits + "-")
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:\-]?)[0-9a-fA-F]{2}(?:\1[0-9a-fA-F]{2}){4}$")
+_TEMPLATE_FIELDS = frozenset({"serial", "mac", "mac_hex"})
+
+
+class IdentityError(ValueError):
+    """A serial, MAC or registration ID that edgeline refuses, with the reason in plain words."""
+
+
+def _describe(char: str) -> str:
+    if char.isprintable() and not char.isspace():
+        return f"{char!r}"
+    return f"U+{ord(char):04X}"
+
+
+def parse_serial(raw: str) -> str:
+    """Return the serial number as reported, after checking it is usable in a registration ID."""
+    serial = raw.strip()
+    if not serial:
+        raise IdentityError("serial number is empty: check the device's serial source")
+    if len(serial) > MAX_SERIAL_LENGTH:
+        raise IdentityError(f"serial number is {len(serial)} characters long; at most {MAX_SERIAL_LENGTH} allowed")
+    for position, char in enumerate(serial):
+        if char not in _SERIAL_CHARS:
+            raise IdentityError(
+                f"serial number {serial[:MAX_SERIAL_LENGTH]!r} contains {_describe(char)} at position {position + 1}; "
+                "only letters, digits and '-' are allowed"
+            )
+    if serial.startswith("-") or serial.endswith("-"):
+        raise IdentityError(f"serial number {serial!r} starts or ends with '-'")
+    return serial
+
+
+def parse_mac(raw: str) -> str:
+    """Return the MAC in canonical form `aa:bb:cc:dd:ee:ff` (accepts `:`, `-` or no separators)."""
+    text = raw.strip()
+    if not _MAC_RE.match(text):
+        bad = next((c for c in text if c not in string.hexdigits + ":-"), None)
+        detail = f"contains {_describe(bad)}" if bad else "is not six hex octets"
+        raise IdentityError(f"MAC address {text[:40]!r} {detail}; expected e.g. A1:B2:C3:D4:E5:F6")
+    digits = re.sub(r"[:\-]", "", text).lower()
+    if digits in ("000000000000", "ffffffffffff"):
+        raise IdentityError(f"MAC address {text!r} is not a unit's own address (all zeros or broadcast)")
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+
+
+def validate_registration_id(registration_id: str) -> str:
+    """Check a registration ID against the article's rule (stricter than DPS's) and return it."""
+    if not registration_id:
+        raise IdentityError("registration ID is empty")
+    if len(registration_id) > MAX_REGISTRATION_ID_LENGTH:
+        raise IdentityError(
+            f"registration ID is {len(registration_id)} characters long; DPS allows at most "
+            f"{MAX_REGISTRATION_ID_LENGTH}: shorten the template or the serial"
+        )
+    for position, char in enumerate(registration_id):
+        if char not in _REG_ID_CHARS:
+            raise IdentityError(
+                f"registration ID {registration_id!r} contains {_describe(char)} at position {position + 1}; "
+                "only lowercase letters, digits and '-' are allowed"
+            )
+    if registration_id[0] == "-" or registration_id[-1] == "-":
+        raise IdentityError(f"registration ID {registration_id!r} starts or ends with '-'")
+    return registration_id
+
+
+def check_template(template: str) -> str:
+    """Reject a registration-ID template that names unknown fields or cannot tell units apart."""
+    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    unknown = fields - _TEMPLATE_FIELDS
+    if unknown:
+        raise IdentityError(
+            f"registration ID template {template!r} uses unknown field(s) {sorted(unknown)}; "
+            f"known: {sorted(_TEMPLATE_FIELDS)}"
+        )
+    if not fields & {"serial", "mac", "mac_hex"}:
+        raise IdentityError(f"registration ID template {template!r} uses neither serial nor MAC")
+    return template
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceIdentity:
+    """What a device says it is, parsed: serial as reported, MAC canonical."""
+
+    serial: str
+    mac: str
+
+    @classmethod
+    def parse(cls, serial: str, mac: str) -> DeviceIdentity:
+        """Parse raw serial and MAC strings, raising IdentityError naming the problem."""
+        return cls(serial=parse_serial(serial), mac=parse_mac(mac))
+
+    def registration_id(self, template: str = DEFAULT_TEMPLATE) -> str:
+        """Build the registration ID by the template, lowercased, MAC separators as '-'."""
+        rendered = check_template(template).format(
+            serial=self.serial.lower(),
+            mac=self.mac.replace(":", "-"),
+            mac_hex=self.mac.replace(":", ""),
+        )
+        return validate_registration_id(rendered)

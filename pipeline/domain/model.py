@@ -1,0 +1,128 @@
+"""The unit and its state machine (DESIGN §2), enforced on every transition.
+
+Responsible for: which states exist, which transitions are legal, and recording failures with stage,
+reason, retryability and attempt count.
+Not responsible for: persistence (pipeline.db) or side effects (pipeline.service handlers).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class UnitState(enum.StrEnum):
+    """Where a unit is on its way to `assigned`."""
+
+    SCANNED = "scanned"
+    KEYED = "keyed"
+    ENROLLED = "enrolled"
+    CONFIG_ISSUED = "config_issued"
+    FLASHED = "flashed"
+    ASSIGNED = "assigned"
+    FAILED = "failed"
+    QUARANTINED = "quarantined"
+    REVOKED = "revoked"
+
+
+class EnrollmentMode(enum.StrEnum):
+    """Group: one enrollment group per product, derived keys. Individual: one enrollment per unit."""
+
+    GROUP = "group"
+    INDIVIDUAL = "individual"
+
+
+S = UnitState
+# A rescan (rework) may restart any unit that is not held for a human (quarantined) or scrapped (revoked).
+_RESCANNABLE = {S.SCANNED, S.KEYED, S.ENROLLED, S.CONFIG_ISSUED, S.FLASHED, S.ASSIGNED, S.FAILED}
+TRANSITIONS: dict[UnitState, frozenset[UnitState]] = {
+    S.SCANNED: frozenset({S.KEYED, S.FAILED, S.QUARANTINED, S.REVOKED}),
+    S.KEYED: frozenset({S.ENROLLED, S.FAILED, S.REVOKED}),
+    S.ENROLLED: frozenset({S.CONFIG_ISSUED, S.FAILED, S.REVOKED}),
+    # config_issued -> config_issued: the flash command is re-sent (reconciler, station came back).
+    S.CONFIG_ISSUED: frozenset({S.CONFIG_ISSUED, S.FLASHED, S.FAILED, S.REVOKED}),
+    S.FLASHED: frozenset({S.ASSIGNED, S.FAILED, S.REVOKED}),
+    S.ASSIGNED: frozenset({S.REVOKED}),
+    # A retryable failure goes back to the stage that failed; see Unit.retry.
+    S.FAILED: frozenset({S.SCANNED, S.KEYED, S.ENROLLED, S.CONFIG_ISSUED, S.FLASHED, S.REVOKED}),
+    S.QUARANTINED: frozenset({S.SCANNED, S.REVOKED}),
+    S.REVOKED: frozenset({S.SCANNED}),
+}
+for _state in _RESCANNABLE:
+    TRANSITIONS[_state] = TRANSITIONS[_state] | {S.SCANNED}
+
+
+class TransitionError(RuntimeError):
+    """A handler tried a transition the state machine forbids: a bug or an out-of-order message."""
+
+
+@dataclass(slots=True)
+class Failure:
+    """Why a unit failed: the stage, a reason an operator can act on, and whether a retry may help."""
+
+    stage: str
+    reason: str
+    retryable: bool
+
+
+@dataclass(slots=True)
+class Unit:
+    """One physical device on its way through the line, identified by its registration ID."""
+
+    registration_id: str
+    serial: str
+    mac: str
+    line: str
+    station: str
+    mode: EnrollmentMode
+    state: UnitState = UnitState.SCANNED
+    product: str = "default"
+    batch: str | None = None
+    port: str | None = None
+    group_id: str | None = None
+    device_id: str | None = None
+    assigned_hub: str | None = None
+    config_sha256: str | None = None
+    failure: Failure | None = None
+    attempts: int = 0
+    rework_count: int = 0
+    next_check_at: datetime | None = None  # confirmer: when to ask DPS again
+    checks: int = 0  # confirmer: how many times DPS was asked since flashing
+    stage_times: dict[str, datetime] = field(default_factory=dict)
+    updated_at: datetime | None = None
+
+    def transition(self, target: UnitState, at: datetime) -> None:
+        """Move to `target` if the state machine allows it, stamping the stage time."""
+        if target not in TRANSITIONS[self.state]:
+            raise TransitionError(
+                f"unit {self.registration_id}: {self.state.value} -> {target.value} is not allowed"
+            )
+        if target is not UnitState.FAILED:
+            self.failure = None
+        self.state = target
+        self.stage_times[target.value] = at
+        self.updated_at = at
+
+    def fail(self, failure: Failure, at: datetime) -> None:
+        """Mark the unit failed at a stage; counts the attempt."""
+        self.attempts += 1
+        self.transition(UnitState.FAILED, at)
+        self.failure = failure
+
+    def rescan(self, at: datetime) -> None:
+        """Restart the unit for rework: same identity, same enrollment, config flashed again."""
+        if self.state is not UnitState.SCANNED or self.stage_times:
+            self.rework_count += 1
+        self.attempts = 0
+        self.transition(UnitState.SCANNED, at)
+
+    def is_past(self, state: UnitState) -> bool:
+        """Whether the unit is already beyond `state` on the happy path (for idempotent handlers)."""
+        order = list(HAPPY_PATH)
+        if self.state not in order or state not in order:
+            return False
+        return order.index(self.state) > order.index(state)
+
+
+HAPPY_PATH = (S.SCANNED, S.KEYED, S.ENROLLED, S.CONFIG_ISSUED, S.FLASHED, S.ASSIGNED)

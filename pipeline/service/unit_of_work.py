@@ -1,0 +1,157 @@
+"""Ports of persistence: repositories and the unit of work the handlers run in.
+
+Handlers depend on these abstract classes only; `pipeline.db.uow.SqlUnitOfWork` implements them with
+SQLAlchemy, tests may use `tests/fakes.py`. One UnitOfWork = one database transaction: the state
+change, the processed-message record, the outbox rows and the audit records commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Self
+
+from pipeline.domain.model import Unit, UnitState
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    """An enrollment group edgeline manages: its keys only sealed."""
+
+    group_id: str
+    product: str
+    sealed_primary_key: bytes
+    sealed_secondary_key: bytes
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StationRecord:
+    """A registered station and the X25519 public key configs are encrypted to."""
+
+    name: str
+    line: str
+    public_key: bytes  # 32 raw bytes
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A message committed with a state change, waiting to be published."""
+
+    id: int
+    event_id: str
+    topic: str
+    payload: bytes
+
+
+class UnitRepository(abc.ABC):
+    @abc.abstractmethod
+    def get(self, registration_id: str, *, for_update: bool = False) -> Unit | None:
+        """Load a unit; `for_update` locks its row (PostgreSQL) until commit."""
+
+    @abc.abstractmethod
+    def find_by_mac(self, mac: str) -> Unit | None: ...
+
+    @abc.abstractmethod
+    def find_by_serial(self, serial: str) -> Unit | None: ...
+
+    @abc.abstractmethod
+    def add(self, unit: Unit) -> None: ...
+
+    @abc.abstractmethod
+    def save(self, unit: Unit) -> None:
+        """Persist every field of an already-added unit."""
+
+    @abc.abstractmethod
+    def stuck(self, states: tuple[UnitState, ...], updated_before: datetime, limit: int) -> list[Unit]:
+        """Units in one of `states` not updated since `updated_before`, oldest first."""
+
+    @abc.abstractmethod
+    def due_for_check(self, now: datetime, limit: int) -> list[Unit]:
+        """Flashed units whose `next_check_at` is at or before `now`, earliest first."""
+
+    @abc.abstractmethod
+    def count_by_state(self) -> dict[str, int]: ...
+
+
+class KeyRepository(abc.ABC):
+    @abc.abstractmethod
+    def get(self, registration_id: str) -> bytes | None:
+        """The sealed individual device key, if one was generated."""
+
+    @abc.abstractmethod
+    def put(self, registration_id: str, sealed_key: bytes) -> None: ...
+
+
+class GroupRepository(abc.ABC):
+    @abc.abstractmethod
+    def get(self, group_id: str) -> GroupRecord | None: ...
+
+    @abc.abstractmethod
+    def put(self, record: GroupRecord) -> None:
+        """Insert or replace (key rotation)."""
+
+
+class StationRepository(abc.ABC):
+    @abc.abstractmethod
+    def get(self, name: str) -> StationRecord | None: ...
+
+    @abc.abstractmethod
+    def put(self, record: StationRecord) -> None: ...
+
+    @abc.abstractmethod
+    def list(self) -> list[StationRecord]: ...
+
+
+class Outbox(abc.ABC):
+    @abc.abstractmethod
+    def add(self, event_id: str, topic: str, payload: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def pending(self, limit: int) -> list[OutboxItem]:
+        """Unpublished items, oldest first."""
+
+    @abc.abstractmethod
+    def mark_published(self, ids: list[int], at: datetime) -> None: ...
+
+
+class ProcessedMessages(abc.ABC):
+    @abc.abstractmethod
+    def seen(self, event_id: str, handler: str) -> bool: ...
+
+    @abc.abstractmethod
+    def record(self, event_id: str, handler: str, at: datetime) -> None: ...
+
+
+class AuditLog(abc.ABC):
+    @abc.abstractmethod
+    def append(self, *, at: datetime, kind: str, actor: str, registration_id: str | None,
+               detail: dict[str, Any]) -> None:
+        """Append a hash-chained record. `detail` must never contain a key."""
+
+
+class UnitOfWork(abc.ABC):
+    """One transaction over all repositories. Use as `with uow: ...; uow.commit()`."""
+
+    units: UnitRepository
+    keys: KeyRepository
+    groups: GroupRepository
+    stations: StationRepository
+    outbox: Outbox
+    processed: ProcessedMessages
+    audit: AuditLog
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.rollback()
+
+    @abc.abstractmethod
+    def commit(self) -> None: ...
+
+    @abc.abstractmethod
+    def rollback(self) -> None:
+        """Undo anything not committed (a no-op after commit)."""
