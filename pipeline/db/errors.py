@@ -1,0 +1,21 @@
+"""Errors of the persistence adapter that callers outside pipeline.db may catch (no SQLAlchemy import).
+
+Not responsible for: mapping every driver error; only the ones an operator can act on get a type here.
+"""
+
+from __future__ import annotations
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached or opened; the message names the (masked) URL and the setting."""
+
+    def __init__(self, masked_url: str, cause: str) -> None:
+        super().__init__(
+            f"database {masked_url} is unavailable ({cause}); check that it is running and reachable, "
+            "or fix the setting database_url (EDGELINE_DATABASE_URL)"
+        )
+        self.masked_url = masked_url
+
+
+class AuditTampered(RuntimeError):
+    """The audit head row is missing: the schema was not migrated or the table was tampered with."""

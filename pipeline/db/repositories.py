@@ -1,0 +1,193 @@
+"""SQL implementations of the repository ports of pipeline.service.unit_of_work (except the audit log).
+
+Responsible for: queries and row locking for units, sealed keys, groups, stations, the outbox and
+processed-message records, all inside the caller's session (one transaction per unit of work).
+Not responsible for: committing (SqlUnitOfWork), the audit chain (pipeline.db.audit_chain), or
+sealing keys (callers hand over sealed bytes only).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from pipeline.db import tables as t
+from pipeline.db.unit_mapping import copy_to_row, new_row, unit_from_row
+from pipeline.domain.model import Unit, UnitState
+from pipeline.service import unit_of_work as ports
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SqlUnitRepository(ports.UnitRepository):
+    """Units, keyed by registration ID; `for_update` takes a row lock on PostgreSQL."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def _row(self, registration_id: str, *, for_update: bool = False) -> t.UnitRow | None:
+        query = select(t.UnitRow).where(t.UnitRow.registration_id == registration_id)
+        if for_update:  # SQLite: dropped by the dialect; BEGIN IMMEDIATE already serialises writers
+            query = query.with_for_update()
+        return self._session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+
+    def get(self, registration_id: str, *, for_update: bool = False) -> Unit | None:
+        row = self._row(registration_id, for_update=for_update)
+        return unit_from_row(row) if row else None
+
+    def find_by_mac(self, mac: str) -> Unit | None:
+        return self._latest(t.UnitRow.mac == mac.strip().lower().replace("-", ":"))
+
+    def find_by_serial(self, serial: str) -> Unit | None:
+        return self._latest(t.UnitRow.serial == serial)
+
+    def _latest(self, condition: object) -> Unit | None:
+        query = select(t.UnitRow).where(condition).order_by(t.UnitRow.updated_at.desc()).limit(1)  # type: ignore[arg-type]
+        row = self._session.scalars(query).first()
+        return unit_from_row(row) if row else None
+
+    def add(self, unit: Unit) -> None:
+        self._session.add(new_row(unit, _now()))
+        self._session.flush()
+
+    def save(self, unit: Unit) -> None:
+        row = self._row(unit.registration_id)
+        if row is None:
+            raise LookupError(f"unit {unit.registration_id} was never added; add() it first")
+        copy_to_row(unit, row, _now())
+        self._session.flush()
+
+    def stuck(self, states: tuple[UnitState, ...], updated_before: datetime, limit: int) -> list[Unit]:
+        query = (
+            select(t.UnitRow)
+            .where(t.UnitRow.state.in_([s.value for s in states]), t.UnitRow.updated_at < updated_before)
+            .order_by(t.UnitRow.updated_at, t.UnitRow.id)
+            .limit(limit)
+        )
+        return [unit_from_row(r) for r in self._session.scalars(query)]
+
+    def due_for_check(self, now: datetime, limit: int) -> list[Unit]:
+        query = (
+            select(t.UnitRow)
+            .where(t.UnitRow.state == UnitState.FLASHED.value, t.UnitRow.next_check_at <= now)
+            .order_by(t.UnitRow.next_check_at, t.UnitRow.id)
+            .limit(limit)
+        )
+        return [unit_from_row(r) for r in self._session.scalars(query)]
+
+    def count_by_state(self) -> dict[str, int]:
+        query = select(t.UnitRow.state, func.count()).group_by(t.UnitRow.state)
+        return {state: count for state, count in self._session.execute(query).tuples()}
+
+
+class SqlKeyRepository(ports.KeyRepository):
+    """Sealed individual device keys; put() replaces an existing key for the same unit."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get(self, registration_id: str) -> bytes | None:
+        row = self._session.get(t.DeviceKeyRow, registration_id)
+        return row.sealed_key if row else None
+
+    def put(self, registration_id: str, sealed_key: bytes) -> None:
+        row = self._session.get(t.DeviceKeyRow, registration_id)
+        if row is None:
+            self._session.add(t.DeviceKeyRow(registration_id=registration_id, sealed_key=sealed_key, created_at=_now()))
+        else:
+            row.sealed_key = sealed_key
+        self._session.flush()
+
+
+class SqlGroupRepository(ports.GroupRepository):
+    """Enrollment groups with sealed keys; put() inserts or replaces (key rotation)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get(self, group_id: str) -> ports.GroupRecord | None:
+        row = self._session.get(t.EnrollmentGroupRow, group_id)
+        if row is None:
+            return None
+        return ports.GroupRecord(row.group_id, row.product, row.sealed_primary_key, row.sealed_secondary_key,
+                                 row.created_at)
+
+    def put(self, record: ports.GroupRecord) -> None:
+        row = self._session.get(t.EnrollmentGroupRow, record.group_id)
+        if row is None:
+            row = t.EnrollmentGroupRow(group_id=record.group_id, created_at=record.created_at)
+            self._session.add(row)
+        row.product = record.product
+        row.sealed_primary_key = record.sealed_primary_key
+        row.sealed_secondary_key = record.sealed_secondary_key
+        row.updated_at = _now()
+        self._session.flush()
+
+
+class SqlStationRepository(ports.StationRepository):
+    """Registered stations and their public keys."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get(self, name: str) -> ports.StationRecord | None:
+        row = self._session.get(t.StationRow, name)
+        return _station(row) if row else None
+
+    def put(self, record: ports.StationRecord) -> None:
+        if len(record.public_key) != 32:
+            raise ValueError(f"station {record.name}: public key must be 32 raw bytes, got {len(record.public_key)}")
+        row = self._session.get(t.StationRow, record.name)
+        if row is None:
+            row = t.StationRow(name=record.name, created_at=record.created_at)
+            self._session.add(row)
+        row.line = record.line
+        row.public_key = record.public_key
+        self._session.flush()
+
+    def list(self) -> list[ports.StationRecord]:
+        return [_station(r) for r in self._session.scalars(select(t.StationRow).order_by(t.StationRow.name))]
+
+
+def _station(row: t.StationRow) -> ports.StationRecord:
+    return ports.StationRecord(row.name, row.line, row.public_key, row.created_at)
+
+
+class SqlOutbox(ports.Outbox):
+    """Messages committed with state changes, published later by the relay in id order."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add(self, event_id: str, topic: str, payload: bytes) -> None:
+        self._session.add(t.OutboxRow(event_id=event_id, topic=topic, payload=payload, created_at=_now()))
+        self._session.flush()
+
+    def pending(self, limit: int) -> list[ports.OutboxItem]:
+        query = select(t.OutboxRow).where(t.OutboxRow.published_at.is_(None)).order_by(t.OutboxRow.id).limit(limit)
+        # Several relays may run: each takes rows the others have not locked (PostgreSQL; no-op on SQLite).
+        query = query.with_for_update(skip_locked=True)
+        return [ports.OutboxItem(r.id, r.event_id, r.topic, r.payload) for r in self._session.scalars(query)]
+
+    def mark_published(self, ids: list[int], at: datetime) -> None:
+        if ids:
+            statement = update(t.OutboxRow).where(t.OutboxRow.id.in_(ids)).values(published_at=at)
+            self._session.execute(statement.execution_options(synchronize_session=False))
+
+
+class SqlProcessedMessages(ports.ProcessedMessages):
+    """(event id, handler) pairs already handled; a concurrent duplicate fails the second commit."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def seen(self, event_id: str, handler: str) -> bool:
+        return self._session.get(t.ProcessedMessageRow, (event_id, handler)) is not None
+
+    def record(self, event_id: str, handler: str, at: datetime) -> None:
+        self._session.add(t.ProcessedMessageRow(event_id=event_id, handler=handler, processed_at=at))
+        self._session.flush()

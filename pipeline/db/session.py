@@ -1,0 +1,44 @@
+"""`Database`: the engine and session factory for one database URL, and units of work on it.
+
+Responsible for: lifetime of the engine (create once per process, `dispose()` at shutdown) and a
+reachability check that fails with `DatabaseUnavailable`.
+Not responsible for: the schema (run `edgeline db upgrade` / pipeline.db.migrate first).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.db.engine import create_engine_for, mask_url
+from pipeline.db.uow import SqlUnitOfWork
+
+
+class Database:
+    """One database: `uow()` gives a fresh unit of work; `session()` a raw session for read queries."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = create_engine_for(url)
+        # expire_on_commit=False: domain objects are mapped out of rows, rows are never used after commit.
+        self.session_factory: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
+
+    def __repr__(self) -> str:
+        return f"Database({mask_url(self.url)!r})"
+
+    def uow(self) -> SqlUnitOfWork:
+        """A new unit of work (one transaction)."""
+        return SqlUnitOfWork(self.session_factory)
+
+    def session(self) -> Session:
+        """A new session, for read-only queries in pipeline.db (e.g. audit)."""
+        return self.session_factory()
+
+    def ping(self) -> None:
+        """Connect once; raises DatabaseUnavailable naming the masked URL if that fails."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

@@ -1,0 +1,61 @@
+"""Configurer: renders the unit's IoT Edge config and sends it, encrypted, to its station (DESIGN §3, §4).
+
+The rendered config holds the device key, so it exists in clear only in this function's memory: it is
+encrypted to the station's X25519 public key before it enters the outbox, and only its SHA-256 is stored.
+Not responsible for: writing the config to the device (the station) or checking the result (flashing).
+"""
+
+from __future__ import annotations
+
+from pipeline.bus.cloudevents import Envelope
+from pipeline.crypto.envelope import seal_for_station
+from pipeline.domain.events import FlashConfig, UnitEnrolled
+from pipeline.domain.model import Unit, UnitState
+from pipeline.edgeconfig.render import ProvisioningConfig, render
+from pipeline.service.common import KeyUnavailable, device_key, fail_unit, finish, record_transition
+from pipeline.service.context import Context
+from pipeline.service.unit_of_work import UnitOfWork
+
+ACTOR = "configurer"
+
+
+def handle_enrolled(ctx: Context, envelope: Envelope) -> None:
+    """Issue the flash command for an enrolled unit."""
+    event = envelope.message
+    assert isinstance(event, UnitEnrolled)
+    with ctx.uow_factory() as uow:
+        if uow.processed.seen(envelope.id, ACTOR):
+            return
+        unit = uow.units.get(event.registration_id, for_update=True)
+        if unit is not None and unit.state is UnitState.ENROLLED:
+            issue_config(uow, ctx, unit)
+        finish(uow, ctx, envelope, ACTOR)
+
+
+def issue_config(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:
+    """Render, encrypt to the station and queue the FlashConfig command; fail the unit if impossible."""
+    station = uow.stations.get(unit.station)
+    if station is None:
+        fail_unit(uow, ctx, unit, stage="config", retryable=True, actor=ACTOR,
+                  reason=f"station {unit.station!r} is not registered with the pipeline: run "
+                  f"`edgeline station add {unit.station} --public-key ...` with the key `edgeline station init` printed")
+        return
+    try:
+        key = device_key(uow, ctx, unit)
+    except KeyUnavailable as exc:
+        fail_unit(uow, ctx, unit, stage="config", reason=str(exc), retryable=False, actor=ACTOR)
+        return
+    settings = ctx.settings
+    rendered = render(
+        ProvisioningConfig(global_endpoint=settings.dps_global_endpoint, id_scope=settings.dps_id_scope,
+                           registration_id=unit.registration_id, device_key=key),
+        settings.edge_version,
+    )
+    envelope = seal_for_station(station.public_key, rendered.content, station_name=station.name,
+                                registration_id=unit.registration_id)
+    unit.config_sha256 = rendered.sha256
+    unit.transition(UnitState.CONFIG_ISSUED, ctx.clock())
+    record_transition(uow, ctx, unit, ACTOR, config_sha256=rendered.sha256, path=rendered.path)
+    command = FlashConfig(registration_id=unit.registration_id, station=station.name, port=unit.port or "",
+                          config_path=rendered.path, config_sha256=rendered.sha256, envelope=envelope)
+    ctx.emit(uow, command, ctx.topics.station_command(station.line, station.name, FlashConfig.NAME))

@@ -1,0 +1,121 @@
+"""The consumer: turns bus messages into handler calls, acknowledging only after the handler committed.
+
+For each message: decode (bad bytes -> dead-letter), check the topic matches the sender and type
+(a station cannot speak for another), run the handler. A transient failure (database or broker down)
+is retried with capped backoff and the message stays unacknowledged, so nothing is lost; a rejected
+message or a handler bug goes to the dead-letter topic and is acknowledged, so one bad message never
+blocks or crashes a worker.
+Not responsible for: what handlers do, or publishing their events (the outbox relay).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+
+from pipeline.bus.cloudevents import DecodeError, Envelope, decode
+from pipeline.bus.ports import Bus, BusError, InboundMessage
+from pipeline.domain.events import Message
+from pipeline.service.common import Rejected
+from pipeline.service.context import Context
+from pipeline.service.messagebus import STATION_MESSAGES, Handler
+
+log = logging.getLogger(__name__)
+MAX_DEADLETTER_PAYLOAD = 4096
+RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class Consumer:
+    """Subscribes the pipeline's handlers to the bus."""
+
+    def __init__(self, ctx: Context, bus: Bus, handlers: Mapping[type[Message], Handler],
+                 is_transient: Callable[[BaseException], bool], *, shared_group: str | None = None) -> None:
+        self._ctx = ctx
+        self._bus = bus
+        self._handlers = handlers
+        self._is_transient = is_transient
+        self._shared_group = shared_group
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        """Subscribe to every station event and pipeline event topic."""
+        topics = self._ctx.topics
+        for topic_filter in (topics.all_station_events(), topics.all_unit_events()):
+            self._bus.subscribe(topic_filter, self.on_message, shared_group=self._shared_group)
+
+    def stop(self) -> None:
+        """Stop retrying; an in-flight message stays unacknowledged and will be redelivered."""
+        self._stopping.set()
+
+    def on_message(self, message: InboundMessage) -> None:
+        """Handle one message; never raises."""
+        try:
+            envelope = decode(message.payload)
+        except DecodeError as exc:
+            self._deadletter(message, "invalid", str(exc))
+            return
+        handler = self._handlers.get(type(envelope.message))
+        if handler is None:
+            message.ack()  # an event for others (e.g. unit.assigned): not ours to act on
+            return
+        problem = topic_problem(self._ctx, message.topic, envelope)
+        if problem:
+            self._deadletter(message, "forged", problem)
+            return
+        self._run(handler, envelope, message)
+
+    def _run(self, handler: Handler, envelope: Envelope, message: InboundMessage) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            try:
+                handler(self._ctx, envelope)
+            except Rejected as exc:
+                self._deadletter(message, "rejected", str(exc))
+            except Exception as exc:  # one bad message must never stop the worker
+                if self._is_transient(exc):
+                    delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                    log.warning("%s %s: transient failure (%s); retrying in %.1f s", envelope.type,
+                                envelope.subject, type(exc).__name__, delay)
+                    attempt += 1
+                    self._stopping.wait(delay)
+                    continue
+                log.exception("%s %s: handler failed", envelope.type, envelope.subject)
+                self._deadletter(message, "handler-error", f"{type(exc).__name__}: {exc}")
+            else:
+                message.ack()
+            return
+
+    def _deadletter(self, message: InboundMessage, reason: str, detail: str) -> None:
+        log.warning("dead-letter (%s) from %s: %s", reason, message.topic, detail)
+        body = {
+            "reason": reason,
+            "detail": detail[:1024],
+            "topic": message.topic,
+            "payload_base64": base64.b64encode(message.payload[:MAX_DEADLETTER_PAYLOAD]).decode("ascii"),
+            "payload_truncated": len(message.payload) > MAX_DEADLETTER_PAYLOAD,
+        }
+        try:
+            self._bus.publish(self._ctx.topics.deadletter(reason), json.dumps(body).encode("utf-8"))
+        except BusError as exc:
+            log.error("could not publish dead-letter: %s", exc)
+        message.ack()
+
+
+def topic_problem(ctx: Context, topic: str, envelope: Envelope) -> str | None:
+    """Why `envelope` may not arrive on `topic` (wrong type name, or a station speaking for another)."""
+    message = envelope.message
+    parts = topic.split("/")
+    if parts[-1] != message.NAME:
+        return f"topic {topic} carries a {envelope.type} event"
+    if type(message) in STATION_MESSAGES:
+        prefix = ctx.topics.base.split("/")
+        shape_ok = len(parts) == len(prefix) + 6 and parts[: len(prefix)] == prefix
+        if not shape_ok or parts[len(prefix)] != "lines" or parts[len(prefix) + 2] != "stations":
+            return f"{envelope.type} must come from a station topic, not {topic}"
+        station = getattr(message, "station", None)
+        if parts[len(prefix) + 3] != station:
+            return f"station {parts[len(prefix) + 3]} published an event in the name of station {station}"
+    return None

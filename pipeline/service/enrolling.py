@@ -1,0 +1,127 @@
+"""Enroller: makes DPS hold an enrollment that accepts the unit's key (DESIGN §3, §6).
+
+Group mode: the product's enrollment group exists already (`ensure_group` at start-up), so a unit is
+enrolled as soon as it is keyed. Individual mode: one enrollment per unit, created in bulk (up to 10
+per DPS call) with every keyed unit that is waiting, so a busy line spends one operation per ten units.
+The DPS call happens outside any database transaction (a slow DPS must not hold database locks); the
+state change is committed afterwards, and a replay re-PUTs the same key, which DPS treats as success.
+Not responsible for: retry pacing against DPS (the DpsClient does it) or re-driving (the reconciler).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from pipeline.azure.ports import AzureError, EnrollmentGroupSpec, IndividualEnrollmentSpec
+from pipeline.bus.cloudevents import Envelope
+from pipeline.domain.events import UnitEnrolled, UnitKeyed
+from pipeline.domain.keys import SecretKey
+from pipeline.domain.model import EnrollmentMode, Unit, UnitState
+from pipeline.service.common import device_key, fail_unit, finish, group_key_context, record_transition
+from pipeline.service.context import Context
+from pipeline.service.unit_of_work import GroupRecord, UnitOfWork
+
+ACTOR = "enroller"
+BULK_LIMIT = 10  # DPS bulk operations take at most 10 enrollments (notes §1.2)
+FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+log = logging.getLogger(__name__)
+
+
+def handle_keyed(ctx: Context, envelope: Envelope) -> None:
+    """Enroll the unit (and, in individual mode, up to 9 other waiting units in the same call)."""
+    event = envelope.message
+    assert isinstance(event, UnitKeyed)
+    with ctx.uow_factory() as uow:
+        if uow.processed.seen(envelope.id, ACTOR):
+            return
+        unit = uow.units.get(event.registration_id, for_update=True)
+        if unit is None or unit.state is not UnitState.KEYED:
+            finish(uow, ctx, envelope, ACTOR)  # stale or replayed: the unit moved on
+            return
+        if unit.mode is EnrollmentMode.GROUP:
+            _mark_enrolled(uow, ctx, unit, unit.group_id or ctx.settings.group_id())
+            finish(uow, ctx, envelope, ACTOR)
+            return
+        batch = _waiting_batch(uow, unit)
+        specs = [_individual_spec(ctx, u, device_key(uow, ctx, u)) for u in batch]
+    results = _enroll(ctx, specs)
+    with ctx.uow_factory() as uow:
+        for spec in specs:
+            current = uow.units.get(spec.registration_id, for_update=True)
+            if current is None or current.state is not UnitState.KEYED:
+                continue
+            error = results[spec.registration_id]
+            if error is None:
+                _mark_enrolled(uow, ctx, current, current.registration_id)
+            else:
+                fail_unit(uow, ctx, current, stage="enroll", reason=str(error), retryable=error.retryable,
+                          actor=ACTOR)
+        finish(uow, ctx, envelope, ACTOR)
+
+
+def _waiting_batch(uow: UnitOfWork, unit: Unit) -> list[Unit]:
+    others = [u for u in uow.units.stuck((UnitState.KEYED,), FAR_FUTURE, BULK_LIMIT + 1)
+              if u.registration_id != unit.registration_id and u.mode is EnrollmentMode.INDIVIDUAL]
+    return [unit, *others[: BULK_LIMIT - 1]]
+
+
+def _enroll(ctx: Context, specs: list[IndividualEnrollmentSpec]) -> dict[str, AzureError | None]:
+    try:
+        return ctx.dps.ensure_individual_enrollments(specs)
+    except AzureError as exc:
+        log.warning("DPS bulk enrollment of %d unit(s) failed: %s", len(specs), exc)
+        return {s.registration_id: exc for s in specs}
+
+
+def _individual_spec(ctx: Context, unit: Unit, key: SecretKey) -> IndividualEnrollmentSpec:
+    # The secondary key equals the primary: edgeline flashes one key, and a distinct secondary that no
+    # device knows would only be a second secret to protect. Rotation replaces both.
+    return IndividualEnrollmentSpec(
+        registration_id=unit.registration_id, primary_key=key, secondary_key=key,
+        tags=unit_tags(unit), iot_hubs=ctx.settings.iot_hubs,
+        allocation_policy=ctx.settings.allocation_policy if ctx.settings.iot_hubs else None,
+    )
+
+
+def unit_tags(unit: Unit) -> dict[str, str]:
+    """Per-unit twin tags (initial twin in individual mode, twin patch after assignment in group mode)."""
+    tags = {"line": unit.line, "station": unit.station, "serial": unit.serial, "mac": unit.mac,
+            "product": unit.product}
+    if unit.batch:
+        tags["batch"] = unit.batch
+    return tags
+
+
+def _mark_enrolled(uow: UnitOfWork, ctx: Context, unit: Unit, enrollment_id: str) -> None:
+    unit.transition(UnitState.ENROLLED, ctx.clock())
+    record_transition(uow, ctx, unit, ACTOR, enrollment_id=enrollment_id)
+    ctx.emit_unit_event(uow, UnitEnrolled(registration_id=unit.registration_id, mode=unit.mode.value,
+                                          enrollment_id=enrollment_id))
+
+
+def ensure_group(ctx: Context) -> str:
+    """Create the product's enrollment group keys (sealed) if new, and make DPS hold the group."""
+    group_id = ctx.settings.group_id()
+    with ctx.uow_factory() as uow:
+        record = uow.groups.get(group_id)
+        if record is None:
+            primary, secondary = SecretKey.generate(), SecretKey.generate()
+            record = GroupRecord(
+                group_id=group_id, product=ctx.settings.product, created_at=ctx.clock(),
+                sealed_primary_key=ctx.sealer.seal_key(primary, context=group_key_context(group_id, "primary")),
+                sealed_secondary_key=ctx.sealer.seal_key(secondary,
+                                                         context=group_key_context(group_id, "secondary")),
+            )
+            uow.groups.put(record)
+            uow.audit.append(at=ctx.clock(), kind="group.created", actor=ACTOR, registration_id=None,
+                             detail={"group_id": group_id})
+            uow.commit()
+        primary = ctx.sealer.unseal_key(record.sealed_primary_key, context=group_key_context(group_id, "primary"))
+        secondary = ctx.sealer.unseal_key(record.sealed_secondary_key,
+                                          context=group_key_context(group_id, "secondary"))
+    ctx.dps.ensure_enrollment_group(EnrollmentGroupSpec(
+        group_id=group_id, primary_key=primary, secondary_key=secondary, iot_hubs=ctx.settings.iot_hubs,
+        allocation_policy=ctx.settings.allocation_policy if ctx.settings.iot_hubs else None,
+    ))
+    return group_id

@@ -1,0 +1,86 @@
+"""Outbox relay: publishes committed outbox rows to the bus, then marks them published (DESIGN §6).
+
+A crash between publish and mark only causes a duplicate, which consumers drop by event id; a crash
+before publish only delays the message. Reading and marking are separate short transactions so a slow
+broker never holds a database lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from pipeline.bus.ports import Bus, BusError
+from pipeline.service.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+class OutboxRelay:
+    """Background publisher of the outbox; `wake()` after a commit makes it publish at once."""
+
+    def __init__(self, uow_factory: Callable[[], UnitOfWork], bus: Bus, clock: Callable[[], datetime],
+                 is_transient: Callable[[BaseException], bool], *, batch: int = 200, idle: float = 0.5) -> None:
+        self._uow_factory = uow_factory
+        self._bus = bus
+        self._clock = clock
+        self._is_transient = is_transient
+        self._batch = batch
+        self._idle = idle
+        self._wakeup = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        """Publish pending rows now rather than at the next idle tick."""
+        self._wakeup.set()
+
+    def run_once(self) -> int:
+        """Publish one batch; return how many rows were published."""
+        with self._uow_factory() as uow:
+            items = uow.outbox.pending(self._batch)
+        if not items:
+            return 0
+        published: list[int] = []
+        try:
+            for item in items:
+                self._bus.publish(item.topic, item.payload)
+                published.append(item.id)
+        finally:
+            if published:
+                with self._uow_factory() as uow:
+                    uow.outbox.mark_published(published, self._clock())
+                    uow.commit()
+        return len(published)
+
+    def start(self) -> None:
+        """Run the relay on a daemon thread."""
+        self._thread = threading.Thread(target=self._loop, name="outbox-relay", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop after the current batch."""
+        self._stop.set()
+        self._wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                count = self.run_once()
+                failures = 0
+            except Exception as exc:
+                if not (isinstance(exc, BusError) or self._is_transient(exc)):
+                    log.exception("outbox relay failed")
+                else:
+                    log.warning("outbox relay: %s; retrying", exc)
+                failures += 1
+                self._stop.wait(min(0.5 * 2**failures, 10.0))
+                continue
+            if count == 0:
+                self._wakeup.wait(self._idle)
+                self._wakeup.clear()

@@ -1,0 +1,152 @@
+"""Framing layer of the device line protocol: CRC'd ASCII lines, %-escaped fields, limits, errors.
+
+Responsible for: `<payload>*<CRC16>\n` frames, the field encodings shared by all messages, the
+protocol's size limits and error codes, and `ParseError`. Pure functions only.
+Not responsible for: the command set (see `stations.protocol`), I/O or retries (`stations.driver`).
+
+Device input is untrusted (DESIGN §7): every parser bounds the line length, checks the character
+set and the CRC before looking at fields, and raises only `ParseError`.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from enum import IntEnum
+
+MAX_LINE_BYTES = 1024  # including the trailing "\n"; a device needs one buffer of this size
+MAX_CHUNK_BYTES = 256  # decoded bytes of config per DATA line
+WINDOW = 4  # requests a station may have in flight; a device must buffer this many lines
+UNKNOWN_SEQ = None  # seq of an error reply to a request whose seq could not be read ("--")
+
+SEQ_RE = re.compile(r"[0-9A-F]{2}")
+_NUM_RE = re.compile(r"0|[1-9][0-9]{0,9}")
+_SHA_RE = re.compile(r"[0-9a-f]{64}")
+NAME_RE = re.compile(r"[A-Z][A-Z_]{0,31}")
+_PLAIN = frozenset(range(0x21, 0x7F)) - {ord("%")}
+
+
+class ErrorCode(IntEnum):
+    """Numeric error codes of `E` replies; the name is sent next to the number."""
+
+    BAD_REQUEST = 1
+    UNKNOWN_COMMAND = 2
+    CHECKSUM = 3
+    HASH_MISMATCH = 4
+    NO_SPACE = 5
+    NO_TRANSFER = 6
+    BAD_OFFSET = 7
+    BAD_PATH = 8
+    NOT_FOUND = 9
+    TOO_LONG = 10
+    IO_ERROR = 11
+    BUSY = 12
+
+
+class ParseError(ValueError):
+    """A line that is not a valid frame/request/reply; `reason` says why in plain words."""
+
+    def __init__(self, reason: str, code: ErrorCode = ErrorCode.BAD_REQUEST, seq: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+        self.seq = seq  # the request's seq when it could be read, so a device can address its error
+
+
+# --- framing ------------------------------------------------------------------------------------
+
+
+def crc16(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF): "123456789" -> 0x29B1."""
+    return binascii.crc_hqx(data, 0xFFFF)
+
+
+def encode_frame(payload: str) -> bytes:
+    """Frame a payload as `<payload>*<CRC16 4 hex>\\n`; refuses payloads that could not be parsed."""
+    raw = payload.encode("ascii")
+    if any(b < 0x20 or b > 0x7E for b in raw):
+        raise ValueError("frame payload must be printable ASCII")
+    line = raw + b"*%04X\n" % crc16(raw)
+    if len(line) > MAX_LINE_BYTES:
+        raise ValueError(f"frame is {len(line)} bytes; at most {MAX_LINE_BYTES} allowed")
+    return line
+
+
+def parse_frame(line: bytes) -> str:
+    """Check length, characters and CRC of one line (with or without its newline); return the payload."""
+    if len(line) > MAX_LINE_BYTES:
+        raise ParseError(f"line is {len(line)} bytes; at most {MAX_LINE_BYTES} allowed", ErrorCode.TOO_LONG)
+    body = line.removesuffix(b"\n").removesuffix(b"\r")
+    if not body:
+        raise ParseError("empty line")
+    for position, byte in enumerate(body):
+        if byte < 0x20 or byte > 0x7E:
+            raise ParseError(f"byte 0x{byte:02X} at position {position + 1} is not printable ASCII")
+    if len(body) < 6 or body[-5:-4] != b"*":
+        raise ParseError("no '*XXXX' checksum at the end of the line", ErrorCode.CHECKSUM)
+    payload, sent = body[:-5], body[-4:].decode("ascii")
+    if not re.fullmatch(r"[0-9A-F]{4}", sent):
+        raise ParseError(f"checksum {sent!r} is not 4 uppercase hex digits", ErrorCode.CHECKSUM)
+    computed = crc16(payload)
+    if int(sent, 16) != computed:
+        raise ParseError(f"bad checksum: line says {sent}, content gives {computed:04X}", ErrorCode.CHECKSUM)
+    return payload.decode("ascii")
+
+
+# --- field encoding -----------------------------------------------------------------------------
+
+
+def escape(data: bytes, *, space_ok: bool = False) -> str:
+    """%-escape bytes: printable ASCII except '%' stays literal (space only if `space_ok`)."""
+    return "".join(chr(b) if b in _PLAIN or (space_ok and b == 0x20) else f"%{b:02X}" for b in data)
+
+
+def unescape(text: str) -> bytes:
+    """Reverse `escape`; strict: '%' must be followed by two uppercase hex digits."""
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        if text[i] != "%":
+            out.append(ord(text[i]))
+            i += 1
+            continue
+        pair = text[i + 1 : i + 3]
+        if not re.fullmatch(r"[0-9A-F]{2}", pair):
+            raise ParseError(f"bad escape {text[i : i + 3]!r} at position {i + 1}")
+        out.append(int(pair, 16))
+        i += 3
+    return bytes(out)
+
+
+def parse_text(field: str, what: str) -> str:
+    if not field:
+        raise ParseError(f"{what} is empty")
+    try:
+        return unescape(field).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ParseError(f"{what} is not valid UTF-8") from None
+
+
+def parse_number(field: str, what: str) -> int:
+    if not _NUM_RE.fullmatch(field):
+        raise ParseError(f"{what} {field[:20]!r} is not a decimal number")
+    return int(field)
+
+
+def parse_sha(field: str) -> str:
+    if not _SHA_RE.fullmatch(field):
+        raise ParseError(f"SHA-256 {field[:70]!r} is not 64 lowercase hex digits")
+    return field
+
+
+def encode_text(value: str, what: str) -> str:
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    return escape(value.encode("utf-8"))
+
+
+def split_fields(rest: str, count: int, what: str) -> list[str]:
+    parts = rest.split(" ") if rest else []
+    if len(parts) != count:
+        raise ParseError(f"{what} needs {count} field(s), got {len(parts)}")
+    return parts
