@@ -10,6 +10,7 @@ Not responsible for: what the lines mean, checksums or retries (see `stations.pr
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import time
 from abc import ABC, abstractmethod
@@ -18,6 +19,8 @@ import serial
 
 from stations.errors import LinkError, PortVanished
 from stations.framing import MAX_LINE_BYTES
+
+__all__ = ["LineBuffer", "LinkError", "PortVanished", "PySerialLink", "SerialLink", "open_error"]
 
 _POLL_S = 0.05  # pyserial read timeout; read_line loops on it until its own deadline
 _WRITE_TIMEOUT_S = 2.0
@@ -127,16 +130,15 @@ class PySerialLink(SerialLink):
             raise self._vanished("resetting", exc) from None
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(serial.SerialException, OSError):  # a vanished port: nothing to release
             self._port.close()
-        except (serial.SerialException, OSError):
-            pass  # closing a vanished port: nothing left to release
 
     def _vanished(self, action: str, exc: BaseException) -> PortVanished:
         if not self._port.is_open:
             return PortVanished(f"port {self.url} is closed")
         return PortVanished(
-            f"port {self.url} vanished while {action} it ({exc}): check the cable and that the device is powered"
+            f"port {self.url} vanished while {action} it ({exc}): "
+            "check the cable and that the device is powered"
         )
 
 

@@ -20,8 +20,17 @@ depends_on: str | Sequence[str] | None = None
 
 TS = sa.DateTime(timezone=True)
 GENESIS_HASH = "0" * 64
-STAGES = ("scanned", "keyed", "enrolled", "config_issued", "flashed", "assigned", "failed", "quarantined",
-          "revoked")
+STAGES = (
+    "scanned",
+    "keyed",
+    "enrolled",
+    "config_issued",
+    "flashed",
+    "assigned",
+    "failed",
+    "quarantined",
+    "revoked",
+)
 
 
 def _create_units() -> None:

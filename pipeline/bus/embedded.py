@@ -71,7 +71,7 @@ class EmbeddedBroker:
         await broker.start()
         self._broker = broker
         server = broker._servers["default"].instance  # amqtt exposes no public accessor for the bound port
-        sockets = getattr(server, "sockets", None) or ()
+        sockets: list[Any] = list(getattr(server, "sockets", None) or [])
         return int(sockets[0].getsockname()[1])
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -5,7 +5,9 @@ network thread would stall keep-alives and PUBACKs of publishes. One thread keep
 
 Responsible for: routing a message to the handler of the first matching subscription, running it,
 and logging (never the payload) when a handler raises, in which case the message stays un-acked and
-the broker redelivers it after the next reconnect.
+the broker redelivers it after the next reconnect. A message that no subscription matches yet (a
+persistent session delivers its backlog right after CONNACK, possibly before `subscribe` was called)
+is parked un-acked and handed over as soon as a matching subscription is added.
 Not responsible for: MQTT itself (pipeline.bus.paho) or decoding payloads (pipeline.bus.cloudevents).
 """
 
@@ -50,13 +52,19 @@ class Inbox:
     def __init__(self, name: str) -> None:
         self._queue: queue.Queue[InboundMessage | None] = queue.Queue()
         self._subscriptions: list[Subscription] = []
+        self._parked: list[InboundMessage] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"edgeline-bus-{name}", daemon=True)
         self._thread.start()
 
     def add(self, subscription: Subscription) -> None:
+        """Route matching messages to `subscription` from now on, parked ones included."""
         with self._lock:
             self._subscriptions.append(subscription)
+            ready = [m for m in self._parked if topic_matches(subscription.topic_filter, m.topic)]
+            self._parked = [m for m in self._parked if not topic_matches(subscription.topic_filter, m.topic)]
+        for message in ready:
+            self._queue.put(message)
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
@@ -78,16 +86,23 @@ class Inbox:
             self._dispatch(message)
 
     def _dispatch(self, message: InboundMessage) -> None:
-        subscription = next((s for s in self.subscriptions if topic_matches(s.topic_filter, message.topic)), None)
-        if subscription is None:
-            # A filter left over in a persistent session from an earlier run: nobody here can handle it,
-            # and an un-acked message would hold one of the broker's in-flight slots for good.
-            log.warning("no handler for message on %s (%d bytes); acknowledged and dropped", message.topic,
-                        len(message.payload))
-            message.ack()
-            return
+        with self._lock:
+            subscription = next(
+                (s for s in self._subscriptions if topic_matches(s.topic_filter, message.topic)), None
+            )
+            if subscription is None:
+                # Un-acked, it holds one of the broker's in-flight slots (Mosquitto: 20 per client).
+                log.warning(
+                    "no handler yet for a %d-byte message on %s; parked", len(message.payload), message.topic
+                )
+                self._parked.append(message)
+                return
         try:
             subscription.handler(message)
         except Exception:
-            log.exception("handler for %s failed on a %d-byte message on %s; left un-acked for redelivery",
-                          subscription.topic_filter, len(message.payload), message.topic)
+            log.exception(
+                "handler for %s failed on a %d-byte message on %s; left un-acked for redelivery",
+                subscription.topic_filter,
+                len(message.payload),
+                message.topic,
+            )

@@ -71,9 +71,18 @@ class _Acks:
 class PahoBus(Bus):
     """A paho-mqtt client speaking QoS 1 with manual acks to one broker."""
 
-    def __init__(self, address: BrokerAddress, client_id: str, *, will: Will | None = None,
-                 clean_session: bool = False, protocol: Protocol = "3.1.1", ca_file: str | None = None,
-                 shared_subscriptions: bool = True, keepalive: int = 30) -> None:
+    def __init__(
+        self,
+        address: BrokerAddress,
+        client_id: str,
+        *,
+        will: Will | None = None,
+        clean_session: bool = False,
+        protocol: Protocol = "3.1.1",
+        ca_file: str | None = None,
+        shared_subscriptions: bool = True,
+        keepalive: int = 30,
+    ) -> None:
         if not client_id:
             raise BusError("an MQTT client id is required: persistent sessions are keyed by it")
         self.address, self.client_id, self._protocol = address, client_id, protocol
@@ -88,21 +97,41 @@ class PahoBus(Bus):
         self._client = self._make_client(will, ca_file)
 
     @classmethod
-    def from_url(cls, url: str, client_id: str, *, will: Will | None = None, clean_session: bool = False,
-                 protocol: Protocol = "3.1.1", ca_file: str | None = None,
-                 shared_subscriptions: bool = True) -> PahoBus:
+    def from_url(
+        cls,
+        url: str,
+        client_id: str,
+        *,
+        will: Will | None = None,
+        clean_session: bool = False,
+        protocol: Protocol = "3.1.1",
+        ca_file: str | None = None,
+        shared_subscriptions: bool = True,
+    ) -> PahoBus:
         """Build a client for `mqtt://[user:pass@]host[:1883]` or `mqtts://...` (TLS, `ca_file` to trust)."""
         address = parse_mqtt_url(url)
         if ca_file and not address.tls:
             raise BusError(f"a CA file was given but {address.url} is not mqtts:// (setting {SETTING})")
-        return cls(address, client_id, will=will, clean_session=clean_session, protocol=protocol,
-                   ca_file=ca_file, shared_subscriptions=shared_subscriptions)
+        return cls(
+            address,
+            client_id,
+            will=will,
+            clean_session=clean_session,
+            protocol=protocol,
+            ca_file=ca_file,
+            shared_subscriptions=shared_subscriptions,
+        )
 
     def _make_client(self, will: Will | None, ca_file: str | None) -> mqtt.Client:
         v5 = self._protocol == "5"
         kwargs: dict[str, Any] = {} if v5 else {"clean_session": self._clean_session}
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, manual_ack=True,
-                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, **kwargs)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            manual_ack=True,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            **kwargs,
+        )
         if self.address.username is not None:
             client.username_pw_set(self.address.username, self.address.password)
         if self.address.tls:
@@ -130,30 +159,41 @@ class PahoBus(Bus):
         if not self._connack.wait(max(deadline - time.monotonic(), 0.0)) or not self._connected.is_set():
             reason = self._refused or f"no CONNACK within {timeout:g} s"
             self._stop_network()
-            raise BusError(f"MQTT broker at {self.address} did not accept client {self.client_id!r}: "
-                           f"{reason} — check the username/password (setting {SETTING})")
+            raise BusError(
+                f"MQTT broker at {self.address} did not accept client {self.client_id!r}: "
+                f"{reason} — check the username/password (setting {SETTING})"
+            )
         for mid in list(self._resubscribe_mids):
             self._await_suback(mid, "(re)subscribe", deadline)
         log.info("connected to MQTT broker at %s as %s", self.address.url, self.client_id)
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
+        if self._closing:
+            raise BusError(f"cannot publish to {topic}: the MQTT client {self.client_id!r} was closed")
         if not self._connected.wait(timeout):
-            raise BusError(f"cannot publish to {topic}: not connected to MQTT broker at {self.address} "
-                           f"after {timeout:g} s: {describe_unreachable(self.address)} (setting {SETTING})")
+            raise BusError(
+                f"cannot publish to {topic}: not connected to MQTT broker at {self.address} "
+                f"after {timeout:g} s: {describe_unreachable(self.address)} (setting {SETTING})"
+            )
         info = self._client.publish(topic, payload, qos=QOS, retain=retain)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             raise BusError(f"cannot publish to {topic} on {self.address}: {mqtt.error_string(info.rc)}")
         # NO_CONN means paho queued it and sends it after reconnecting; the PUBACK is still awaited.
         acked, error = self._pubacks.wait(info.mid, deadline - time.monotonic())
         if not acked:
-            raise BusError(f"MQTT broker at {self.address} did not acknowledge the publish to {topic} "
-                           f"within {timeout:g} s (connected: {self.connected})")
+            why = "connected but no PUBACK" if self.connected else describe_unreachable(self.address)
+            raise BusError(
+                f"MQTT broker at {self.address} did not acknowledge the publish to {topic} "
+                f"within {timeout:g} s: {why} (setting {SETTING})"
+            )
         if error:
             raise BusError(f"MQTT broker at {self.address} rejected the publish to {topic}: {error}")
         log.debug("published %d bytes to %s", len(payload), topic)
 
-    def subscribe(self, topic_filter: str, handler: MessageHandler, *, shared_group: str | None = None) -> None:
+    def subscribe(
+        self, topic_filter: str, handler: MessageHandler, *, shared_group: str | None = None
+    ) -> None:
         subscription = Subscription(topic_filter, handler, shared_group)
         self._inbox.add(subscription)
         if self._connected.is_set():
@@ -174,19 +214,22 @@ class PahoBus(Bus):
         while True:
             self._client.connect_timeout = max(min(deadline - time.monotonic(), 5.0), 0.1)
             try:
-                self._client.connect(self.address.host, self.address.port, self._keepalive,
-                                     **self._connect_kwargs())
+                self._client.connect(
+                    self.address.host, self.address.port, self._keepalive, **self._connect_kwargs()
+                )
                 return
             except OSError as exc:
                 if time.monotonic() + 0.2 >= deadline:
-                    raise BusError(f"cannot reach MQTT broker at {self.address}: "
-                                   f"{describe_unreachable(self.address, exc)} (setting {SETTING})") from None
+                    raise BusError(
+                        f"cannot reach MQTT broker at {self.address}: "
+                        f"{describe_unreachable(self.address, exc)} (setting {SETTING})"
+                    ) from None
                 time.sleep(0.2)
 
     def _connect_kwargs(self) -> dict[str, Any]:
         if self._protocol != "5":
             return {}
-        properties = Properties(PacketTypes.CONNECT)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = 0 if self._clean_session else SESSION_EXPIRY_SECONDS
         return {"clean_start": self._clean_session, "properties": properties}
 

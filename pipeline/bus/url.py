@@ -43,9 +43,8 @@ def parse_mqtt_url(url: str) -> BrokerAddress:
     except ValueError as exc:
         raise BusError(f"MQTT URL is not valid ({exc}) (setting {SETTING})") from None
     if parts.scheme not in DEFAULT_PORTS:
-        raise BusError(
-            f"MQTT URL must start with mqtt:// or mqtts://, got {parts.scheme or 'no scheme'!r} (setting {SETTING})"
-        )
+        got = parts.scheme or "no scheme"
+        raise BusError(f"MQTT URL must start with mqtt:// or mqtts://, got {got!r} (setting {SETTING})")
     if not parts.hostname:
         raise BusError(f"MQTT URL has no host, e.g. mqtt://127.0.0.1:1883 (setting {SETTING})")
     if parts.path not in ("", "/") or parts.query or parts.fragment:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import os
 import re
@@ -89,12 +88,16 @@ def _derive_key(shared: bytes, epk: bytes, station_pub: bytes, station_name: str
     return hkdf.derive(shared)
 
 
-def seal_for_station(station_public: bytes, plaintext: bytes, *, station_name: str, registration_id: str) -> str:
+def seal_for_station(
+    station_public: bytes, plaintext: bytes, *, station_name: str, registration_id: str
+) -> str:
     """Encrypt `plaintext` so that only `station_name` holding the key can open it, for one unit."""
     if len(station_public) != PUBLIC_KEY_BYTES:
         raise EnvelopeError(f"station public key is {len(station_public)} bytes; X25519 keys are 32")
     if len(plaintext) > MAX_PLAINTEXT_BYTES:
-        raise EnvelopeError(f"config is {len(plaintext)} bytes; at most {MAX_PLAINTEXT_BYTES} fit an envelope")
+        raise EnvelopeError(
+            f"config is {len(plaintext)} bytes; at most {MAX_PLAINTEXT_BYTES} fit an envelope"
+        )
     ephemeral = X25519PrivateKey.generate()
     epk = ephemeral.public_key().public_bytes_raw()
     shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(station_public))
@@ -146,7 +149,7 @@ def _check_header(header: dict[str, Any], keypair: StationKeyPair, station_name:
     if header["kid"] != keypair.key_id:
         raise EnvelopeError(
             f"config is not addressed to this station's key: sealed for key {header['kid'][:16]!r}, this "
-            f"station's key is {keypair.key_id!r} (was the station key re-created? re-register its public key)"
+            f"station's key is {keypair.key_id!r} (station key re-created? register its new public key)"
         )
     if header["rid"] != rid:
         raise EnvelopeError(
@@ -155,7 +158,9 @@ def _check_header(header: dict[str, Any], keypair: StationKeyPair, station_name:
         )
 
 
-def open_from_pipeline(keypair: StationKeyPair, envelope: str, *, station_name: str, registration_id: str) -> bytes:
+def open_from_pipeline(
+    keypair: StationKeyPair, envelope: str, *, station_name: str, registration_id: str
+) -> bytes:
     """Open an envelope made by `seal_for_station` for this station and this unit."""
     _check_name(station_name, "station name")
     _check_name(registration_id, "registration id")

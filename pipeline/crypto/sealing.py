@@ -69,7 +69,7 @@ class Sealer:
         if size != MASTER_KEY_BYTES:
             raise SealError(
                 f"master key is {size} bytes; AES-256-GCM needs exactly {MASTER_KEY_BYTES} "
-                "(generate one with: python -c 'import os,base64;print(base64.b64encode(os.urandom(32)).decode())')"
+                "(generate one with: openssl rand -base64 32)"
             )
         self._aead = AESGCM(master_key.reveal())
         self._key_id = key_id_of(master_key)

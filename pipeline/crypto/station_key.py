@@ -135,7 +135,9 @@ class StationKeyPair:
         except (ValueError, TypeError):
             raise StationKeyError(f"station key file {source} is not an unencrypted PKCS#8 PEM key") from None
         if not isinstance(key, X25519PrivateKey):
-            raise StationKeyError(f"station key file {source} holds a {type(key).__name__}, not an X25519 key")
+            raise StationKeyError(
+                f"station key file {source} holds a {type(key).__name__}, not an X25519 key"
+            )
         return cls(key)
 
 

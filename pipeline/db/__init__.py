@@ -1,4 +1,4 @@
-"""Persistence adapter: SQLAlchemy 2.x models, engine set-up, Alembic migrations, SQL repositories, audit queries.
+"""Persistence adapter: SQLAlchemy models, engines, Alembic migrations, SQL repositories, audit queries.
 
 Responsible for: everything that touches SQL. This package is the only place that imports SQLAlchemy.
 Not responsible for: business rules (pipeline.domain) or deciding what to store (pipeline.service).

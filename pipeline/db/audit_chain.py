@@ -27,8 +27,18 @@ from pipeline.db.tables import GENESIS_HASH, AuditHeadRow, AuditRow
 from pipeline.service.unit_of_work import AuditLog
 
 FORBIDDEN_DETAIL_FIELDS = frozenset(
-    {"key", "symmetric_key", "primary_key", "secondary_key", "device_key", "master_key", "password",
-     "connection_string", "sas", "sas_token"}
+    {
+        "key",
+        "symmetric_key",
+        "primary_key",
+        "secondary_key",
+        "device_key",
+        "master_key",
+        "password",
+        "connection_string",
+        "sas",
+        "sas_token",
+    }
 )
 
 
@@ -37,17 +47,27 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def record_hash(prev_hash: str, *, id: int, at: datetime, kind: str, actor: str,
-                registration_id: str | None, detail_json: str) -> str:
+def record_hash(
+    prev_hash: str,
+    *,
+    id: int,
+    at: datetime,
+    kind: str,
+    actor: str,
+    registration_id: str | None,
+    detail_json: str,
+) -> str:
     """The chained hash of one record."""
-    body = canonical_json({
-        "id": id,
-        "at": at.astimezone(UTC).isoformat(),
-        "kind": kind,
-        "actor": actor,
-        "registration_id": registration_id,
-        "detail": json.loads(detail_json),
-    })
+    body = canonical_json(
+        {
+            "id": id,
+            "at": at.astimezone(UTC).isoformat(),
+            "kind": kind,
+            "actor": actor,
+            "registration_id": registration_id,
+            "detail": json.loads(detail_json),
+        }
+    )
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
 
 
@@ -57,18 +77,36 @@ class SqlAuditLog(AuditLog):
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def append(self, *, at: datetime, kind: str, actor: str, registration_id: str | None,
-               detail: dict[str, Any]) -> None:
+    def append(
+        self, *, at: datetime, kind: str, actor: str, registration_id: str | None, detail: dict[str, Any]
+    ) -> None:
         if at.tzinfo is None:
             raise ValueError(f"audit record {kind!r}: `at` must be timezone-aware")
         _refuse_secrets(kind, detail)
         detail_json = canonical_json(detail)
         head = self._lock_head()
         new_id = head.last_id + 1
-        digest = record_hash(head.last_hash, id=new_id, at=at, kind=kind, actor=actor,
-                             registration_id=registration_id, detail_json=detail_json)
-        self._session.add(AuditRow(id=new_id, at=at, kind=kind, actor=actor, registration_id=registration_id,
-                                   detail=detail_json, prev_hash=head.last_hash, hash=digest))
+        digest = record_hash(
+            head.last_hash,
+            id=new_id,
+            at=at,
+            kind=kind,
+            actor=actor,
+            registration_id=registration_id,
+            detail_json=detail_json,
+        )
+        self._session.add(
+            AuditRow(
+                id=new_id,
+                at=at,
+                kind=kind,
+                actor=actor,
+                registration_id=registration_id,
+                detail=detail_json,
+                prev_hash=head.last_hash,
+                hash=digest,
+            )
+        )
         head.last_id, head.last_hash = new_id, digest
         self._session.flush()
 
@@ -81,7 +119,9 @@ class SqlAuditLog(AuditLog):
         )
         head = self._session.scalars(query).one_or_none()
         if head is None:
-            raise AuditTampered("audit_head row is missing: run `edgeline db upgrade` (or the log was tampered with)")
+            raise AuditTampered(
+                "audit_head row is missing: run `edgeline db upgrade` (or the log was tampered with)"
+            )
         return head
 
 
@@ -113,8 +153,13 @@ def verify_rows(rows: Iterable[AuditRow], head: AuditHeadRow | None) -> ChainRep
         return ChainReport(False, checked, None, "audit_head row is missing")
     if head.last_id != expected_id - 1 or head.last_hash != prev_hash:
         bad = expected_id if head.last_id >= expected_id else None
-        return ChainReport(False, checked, bad, f"audit_head points at record {head.last_id}, "
-                           f"the log ends at {expected_id - 1}: records were removed from the end or the head edited")
+        return ChainReport(
+            False,
+            checked,
+            bad,
+            f"audit_head points at record {head.last_id}, "
+            f"the log ends at {expected_id - 1}: records were removed from the end or the head edited",
+        )
     return ChainReport(True, checked, None, "ok")
 
 
@@ -124,8 +169,15 @@ def _check_row(row: AuditRow, expected_id: int, prev_hash: str) -> str | None:
     if row.prev_hash != prev_hash:
         return f"record {row.id}: prev_hash does not match the hash of record {row.id - 1}"
     try:
-        digest = record_hash(prev_hash, id=row.id, at=row.at, kind=row.kind, actor=row.actor,
-                             registration_id=row.registration_id, detail_json=row.detail)
+        digest = record_hash(
+            prev_hash,
+            id=row.id,
+            at=row.at,
+            kind=row.kind,
+            actor=row.actor,
+            registration_id=row.registration_id,
+            detail_json=row.detail,
+        )
     except ValueError as exc:
         return f"record {row.id}: detail is not valid JSON ({exc})"
     if digest != row.hash:

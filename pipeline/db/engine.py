@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 
-from pipeline.db.errors import DatabaseUnavailable
+from pipeline.db.errors import DatabaseUnavailable, SchemaMissing
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 
@@ -76,6 +76,12 @@ def _translate_connect_errors(engine: Engine, masked: str) -> None:
     @event.listens_for(engine, "handle_error")
     def _on_error(context: ExceptionContext) -> None:
         # A failure before any connection exists is "cannot reach/open the database".
-        if context.connection is None and context.original_exception is not None:
-            cause = str(context.original_exception).strip().splitlines()[0][:200]
-            raise DatabaseUnavailable(masked, cause) from context.original_exception
+        original = context.original_exception
+        cause = (
+            str(original).strip().splitlines()[0][:200] if str(original).strip() else type(original).__name__
+        )
+        if context.connection is None:
+            raise DatabaseUnavailable(masked, cause) from original
+        # PostgreSQL undefined_table, or SQLite's message for the same.
+        if getattr(original, "sqlstate", None) == "42P01" or cause.startswith("no such table"):
+            raise SchemaMissing(masked, cause) from original

@@ -19,3 +19,11 @@ class DatabaseUnavailable(RuntimeError):
 
 class AuditTampered(RuntimeError):
     """The audit head row is missing: the schema was not migrated or the table was tampered with."""
+
+
+class SchemaMissing(RuntimeError):
+    """A table is missing: the database was never migrated (or is older than this edgeline)."""
+
+    def __init__(self, masked_url: str, cause: str) -> None:
+        super().__init__(f"database {masked_url} has no edgeline schema ({cause}): run `edgeline db upgrade`")
+        self.masked_url = masked_url

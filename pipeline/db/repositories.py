@@ -97,7 +97,9 @@ class SqlKeyRepository(ports.KeyRepository):
     def put(self, registration_id: str, sealed_key: bytes) -> None:
         row = self._session.get(t.DeviceKeyRow, registration_id)
         if row is None:
-            self._session.add(t.DeviceKeyRow(registration_id=registration_id, sealed_key=sealed_key, created_at=_now()))
+            self._session.add(
+                t.DeviceKeyRow(registration_id=registration_id, sealed_key=sealed_key, created_at=_now())
+            )
         else:
             row.sealed_key = sealed_key
         self._session.flush()
@@ -113,8 +115,9 @@ class SqlGroupRepository(ports.GroupRepository):
         row = self._session.get(t.EnrollmentGroupRow, group_id)
         if row is None:
             return None
-        return ports.GroupRecord(row.group_id, row.product, row.sealed_primary_key, row.sealed_secondary_key,
-                                 row.created_at)
+        return ports.GroupRecord(
+            row.group_id, row.product, row.sealed_primary_key, row.sealed_secondary_key, row.created_at
+        )
 
     def put(self, record: ports.GroupRecord) -> None:
         row = self._session.get(t.EnrollmentGroupRow, record.group_id)
@@ -140,7 +143,9 @@ class SqlStationRepository(ports.StationRepository):
 
     def put(self, record: ports.StationRecord) -> None:
         if len(record.public_key) != 32:
-            raise ValueError(f"station {record.name}: public key must be 32 raw bytes, got {len(record.public_key)}")
+            raise ValueError(
+                f"station {record.name}: public key must be 32 raw bytes, got {len(record.public_key)}"
+            )
         row = self._session.get(t.StationRow, record.name)
         if row is None:
             row = t.StationRow(name=record.name, created_at=record.created_at)
@@ -168,7 +173,12 @@ class SqlOutbox(ports.Outbox):
         self._session.flush()
 
     def pending(self, limit: int) -> list[ports.OutboxItem]:
-        query = select(t.OutboxRow).where(t.OutboxRow.published_at.is_(None)).order_by(t.OutboxRow.id).limit(limit)
+        query = (
+            select(t.OutboxRow)
+            .where(t.OutboxRow.published_at.is_(None))
+            .order_by(t.OutboxRow.id)
+            .limit(limit)
+        )
         # Several relays may run: each takes rows the others have not locked (PostgreSQL; no-op on SQLite).
         query = query.with_for_update(skip_locked=True)
         return [ports.OutboxItem(r.id, r.event_id, r.topic, r.payload) for r in self._session.scalars(query)]

@@ -56,7 +56,8 @@ def format_for_version(edge_version: str) -> ConfigFormat:
     match = _VERSION.fullmatch(edge_version.strip()) if isinstance(edge_version, str) else None
     if match is None or int(match.group(1)) < 1:
         raise InvalidConfigValue(
-            f"edge_version {edge_version!r} is not supported: use '1.1' (config.yaml) or '1.2' (config.toml, 1.2+)"
+            f"edge_version {edge_version!r} is not supported: use '1.1' (config.yaml) or '1.2' and later "
+            "(config.toml)"
         )
     return ConfigFormat.IOTEDGE_YAML if int(match.group(1)) == 1 else ConfigFormat.AZIOT_TOML
 
@@ -75,14 +76,18 @@ def check_text(value: object, name: str, *, secret: bool = False) -> str:
     bad = _position_of_bad_char(value)
     if bad is not None:
         shown = "" if secret else f" {value[:80]!r}"
-        raise InvalidConfigValue(f"{name}{shown} contains a control character ({bad}); it cannot go in a config")
+        raise InvalidConfigValue(
+            f"{name}{shown} contains a control character ({bad}); it cannot go in a config"
+        )
     return value
 
 
 def _check_url(value: object, name: str, schemes: tuple[str, ...]) -> None:
     text = check_text(value, name)
     if len(text) > MAX_URL_CHARS or not text.isascii() or any(c.isspace() for c in text):
-        raise InvalidConfigValue(f"{name} must be an ASCII URL without spaces, at most {MAX_URL_CHARS} characters")
+        raise InvalidConfigValue(
+            f"{name} must be an ASCII URL without spaces, at most {MAX_URL_CHARS} characters"
+        )
     parts = urlsplit(text)
     if parts.scheme not in schemes or (parts.scheme != "file" and not parts.netloc):
         raise InvalidConfigValue(f"{name} {text[:80]!r} must be a {' or '.join(schemes)} URL")

@@ -45,7 +45,9 @@ def addressed_hosts(request: Request, extra: Iterable[str] = ()) -> set[str]:
     return names
 
 
-def check_service_token(request: Request, policy: str, key: SecretKey, extra_hosts: Iterable[str] = ()) -> None:
+def check_service_token(
+    request: Request, policy: str, key: SecretKey, extra_hosts: Iterable[str] = ()
+) -> None:
     """Accept a service SAS: sr = host as addressed (case-insensitive), skn = policy, valid sig."""
     token = read_token(request)
     if (token.skn or "").lower() != policy.lower():

@@ -34,7 +34,9 @@ class BulkApi:
         ):
             router.add("POST", f"{prefix}/?", self._handler(collection, list_field, id_field))
 
-    def _handler(self, collection: Collection, list_field: str, id_field: str) -> Callable[[Request], Response]:
+    def _handler(
+        self, collection: Collection, list_field: str, id_field: str
+    ) -> Callable[[Request], Response]:
         def handle(request: Request) -> Response:
             self.guard(request)
             mode, items = _parse(request.json(), list_field)

@@ -8,6 +8,7 @@ Not responsible for: what any route means (service_api, device_api, hub_api, con
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -60,7 +61,7 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class DropConnection(Exception):  # noqa: N818 - a signal, not an error condition
+class DropConnection(Exception):
     """Raised by a fault injector: close the socket without answering."""
 
 
@@ -103,7 +104,9 @@ class App:
     def handle(self, request: Request) -> Response:
         try:
             handler, params = self.router.resolve(request.method, request.path)
-            bound = Request(request.method, request.path, request.query, request.headers, request.body, params)
+            bound = Request(
+                request.method, request.path, request.query, request.headers, request.body, params
+            )
             for hook in self.before:
                 hook(bound)
             return handler(bound)
@@ -130,7 +133,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     do_PUT = do_POST = do_DELETE = do_PATCH = do_GET
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
     def _read_request(self) -> Request:
@@ -209,15 +212,15 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         with self._connections_lock:
             connections, self._connections = list(self._connections), set()
         for conn in connections:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             conn.close()
 
 
 def serve_in_background(server: EmulatorHTTPServer, name: str) -> threading.Thread:
     """Run `serve_forever` on a daemon thread and return it."""
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=name, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=name, daemon=True
+    )
     thread.start()
     return thread

@@ -13,8 +13,8 @@ from typing import Any
 
 from pipeline.domain.keys import SecretKey
 from pipeline.emulator.auth import check_service_token
-from pipeline.emulator.hub_registry import HubRegistry
 from pipeline.emulator.http import App, Request, Response, Router
+from pipeline.emulator.hub_registry import HubRegistry
 from pipeline.emulator.limits import FaultInjector
 from pipeline.emulator.wire import ApiError, bad_request, utc_timestamp
 

@@ -89,7 +89,7 @@ def _check_common(body: JsonObject) -> None:
         raise bad_request("iotHubs must be a list of IoT hub host names.")
     capabilities = body.get("capabilities")
     if capabilities is not None and not isinstance(capabilities, dict):
-        raise bad_request("capabilities must be an object like {\"iotEdge\": true}.")
+        raise bad_request('capabilities must be an object like {"iotEdge": true}.')
 
 
 def build_record(body: Any, id_field: str, path_id: str, existing: JsonObject | None) -> JsonObject:

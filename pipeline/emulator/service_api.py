@@ -9,6 +9,7 @@ Not responsible for: bulk operations (bulk), device registration (device_api), r
 from __future__ import annotations
 
 from collections.abc import Callable
+
 from pipeline.emulator import records
 from pipeline.emulator.http import Handler, Request, Response, Router
 from pipeline.emulator.store import Collection, DpsState, check_if_match
@@ -43,7 +44,11 @@ def page(request: Request, items: list[JsonObject], item_type: str) -> Response:
         raise bad_request("x-ms-max-item-count and x-ms-continuation must be integers.") from None
     if size < 1 or start < 0:
         raise bad_request("x-ms-max-item-count must be positive and x-ms-continuation not negative.")
-    headers = {"x-ms-item-type": item_type, "x-ms-max-item-count": str(size), "X-Content-Type-Options": "nosniff"}
+    headers = {
+        "x-ms-item-type": item_type,
+        "x-ms-max-item-count": str(size),
+        "X-Content-Type-Options": "nosniff",
+    }
     if start + size < len(items):
         headers["x-ms-continuation"] = str(start + size)
     return Response(200, items[start : start + size], headers)
@@ -110,7 +115,9 @@ class ServiceApi:
                 if collection is self.state.enrollments:
                     registration = self.state.registrations.get(record_id)
                     shown["registrationState"] = (
-                        public(registration) if registration else {"registrationId": record_id, "status": "unassigned"}
+                        public(registration)
+                        if registration
+                        else {"registrationId": record_id, "status": "unassigned"}
                     )
             return Response(200, shown)
 

@@ -30,7 +30,9 @@ INTERNAL = 500000
 class ApiError(Exception):
     """An error answer: HTTP status, six-digit DPS code, a message safe to show, extra headers."""
 
-    def __init__(self, status: int, error_code: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, error_code: int, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error_code = error_code

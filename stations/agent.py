@@ -1,0 +1,162 @@
+"""The station agent: one worker per port, speaking to the pipeline only through the bus.
+
+Responsible for: presence (retained status + last will), routing flash commands to the port whose
+device they are for, publishing scans and results (retried with the same event id until the broker
+acknowledges, so a broker outage delays but never loses or duplicates them).
+Not responsible for: the device command set (`stations.driver`), or the database (stations never see it).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from pipeline.bus.cloudevents import DecodeError, decode, encode
+from pipeline.bus.ports import Bus, BusError, InboundMessage
+from pipeline.bus.topics import Topics
+from pipeline.crypto.station_key import StationKeyPair
+from pipeline.domain.events import ConfigFlashed, FlashConfig, FlashFailed, Message, StationStatus
+from stations.config import StationConfig
+from stations.results import PortResult
+
+log = logging.getLogger(__name__)
+ResultSink = Callable[[PortResult], None]
+
+
+class StationAgent:
+    """Connects the station's ports to the pipeline."""
+
+    def __init__(
+        self, config: StationConfig, bus: Bus, keypair: StationKeyPair, on_result: ResultSink | None = None
+    ) -> None:
+        self.config = config
+        self.bus = bus
+        self.keypair = keypair
+        self.topics = Topics(config.topic_root)
+        self._on_result = on_result
+        self._waiting: dict[str, queue.Queue[FlashConfig]] = {}
+        self._done: dict[str, str] = {}  # registration ID -> SHA-256 flashed and verified
+        self._lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    @property
+    def source(self) -> str:
+        return f"edgeline/stations/{self.config.name}"
+
+    def status_payload(self, online: bool) -> bytes:
+        """The retained presence message (also used as the MQTT last will with online=False)."""
+        _, payload = encode(
+            StationStatus(line=self.config.line, station=self.config.name, online=online),
+            source=self.source,
+            subject=self.config.name,
+        )
+        return payload
+
+    def start(self) -> None:
+        """Announce presence and listen for flash commands (the bus must be connected)."""
+        status_topic = self.topics.station_status(self.config.line, self.config.name)
+        self.bus.subscribe(self.topics.commands_for(self.config.line, self.config.name), self._on_command)
+        self.bus.publish(status_topic, self.status_payload(True), retain=True)
+
+    def stop(self) -> None:
+        """Say goodbye (retained offline status) and stop workers' waits."""
+        self.stopping.set()
+        try:
+            status_topic = self.topics.station_status(self.config.line, self.config.name)
+            self.bus.publish(status_topic, self.status_payload(False), retain=True, timeout=3.0)
+        except BusError:
+            pass
+
+    def publish_event(self, message: Message) -> None:
+        """Publish a station event; keep retrying (same event id) until the broker acknowledges it."""
+        event_id, payload = encode(message, source=self.source)
+        topic = self.topics.station_event(self.config.line, self.config.name, message.NAME)
+        delay = 0.5
+        while True:
+            try:
+                self.bus.publish(topic, payload)
+                return
+            except BusError as exc:
+                if self.stopping.is_set():
+                    raise
+                log.warning(
+                    "station %s: cannot publish %s yet (%s); retrying", self.config.name, message.NAME, exc
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def expect(self, registration_id: str) -> queue.Queue[FlashConfig]:
+        """Register a port worker as waiting for this unit's flash command."""
+        inbox: queue.Queue[FlashConfig] = queue.Queue()
+        with self._lock:
+            self._waiting[registration_id] = inbox
+            self._done.pop(registration_id, None)
+        return inbox
+
+    def finished(self, registration_id: str, flashed_sha256: str | None) -> None:
+        """A port worker is done with a unit (sha256 set if it flashed and verified)."""
+        with self._lock:
+            self._waiting.pop(registration_id, None)
+            if flashed_sha256:
+                self._done[registration_id] = flashed_sha256
+
+    def report(self, result: PortResult) -> None:
+        """Tell the operator (log line and the result sink)."""
+        (log.info if result.outcome == "PASS" else log.warning)("%s", result.human())
+        if self._on_result is not None:
+            self._on_result(result)
+
+    def _on_command(self, message: InboundMessage) -> None:
+        try:
+            command = decode(message.payload).message
+        except DecodeError as exc:
+            log.warning(
+                "station %s: ignoring malformed command on %s: %s", self.config.name, message.topic, exc
+            )
+            message.ack()
+            return
+        if isinstance(command, FlashConfig) and command.station == self.config.name:
+            self._route(command)
+        else:
+            log.warning(
+                "station %s: ignoring %s not addressed to it", self.config.name, type(command).__name__
+            )
+        message.ack()
+
+    def _route(self, command: FlashConfig) -> None:
+        with self._lock:
+            inbox = self._waiting.get(command.registration_id)
+            done_sha = self._done.get(command.registration_id)
+        if inbox is not None:
+            inbox.put(command)
+        elif done_sha == command.config_sha256:
+            # A resent command for a config already verified on the device: confirm again, idempotently.
+            self.publish_event(
+                ConfigFlashed(
+                    registration_id=command.registration_id,
+                    station=self.config.name,
+                    port=command.port,
+                    config_sha256=done_sha,
+                )
+            )
+        else:
+            self.publish_event(
+                FlashFailed(
+                    registration_id=command.registration_id,
+                    station=self.config.name,
+                    port=command.port,
+                    reason="the device is no longer on this station (unplugged before its config arrived): "
+                    "plug it in again to rework it",
+                    retryable=False,
+                )
+            )
+
+
+def run_until(stop: threading.Event, workers: Iterable[threading.Thread]) -> None:
+    """Block until `stop` is set, then join the workers briefly."""
+    stop.wait()
+    for worker in workers:
+        worker.join(timeout=5.0)

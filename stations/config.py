@@ -1,0 +1,28 @@
+"""A station's own settings: who it is, where its devices are, how to reach the pipeline.
+
+Stations never import the database; they know the pipeline only through the bus (STYLE.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.domain.identity import DEFAULT_TEMPLATE
+
+
+@dataclass(frozen=True, slots=True)
+class StationConfig:
+    """Identity and behaviour of one test station."""
+
+    name: str
+    line: str
+    key_file: Path
+    product: str = "default"
+    batch: str | None = None
+    registration_id_template: str = DEFAULT_TEMPLATE
+    topic_root: str = "edgeline"
+    baudrate: int = 115200
+    flash_timeout_seconds: float = 300.0
+    flash_attempts: int = 3
+    poll_interval_seconds: float = 1.0

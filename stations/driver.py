@@ -1,0 +1,173 @@
+"""The device driver: the only code that knows the factory firmware's command set.
+
+Responsible for: `DeviceDriver` (the port the station agent uses) and `LineProtocolDriver`, which
+identifies a device, writes a config in pipelined chunks and proves it by reading back the stored
+file's SHA-256, and reboots it. One command at a time (a lock), bounded retries, typed errors.
+Not responsible for: parsing identities into registration IDs (`pipeline.domain.identity`), bytes on
+the wire (`stations.protocol`), or seq/timeout/resync mechanics (`stations.connection`).
+
+Invariant: `write_config` returns only a read-back hash reported by the device for the stored file
+that equals the SHA-256 of the content it was asked to write. Anything else is a `FlashError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TypeVar
+
+from stations.connection import Connection
+from stations.errors import ErrorResponse, FlashError, NoResponse, PortVanished, StationError
+from stations.framing import MAX_CHUNK_BYTES, WINDOW, ErrorCode
+from stations.link import SerialLink
+from stations.protocol import (
+    AckReply,
+    BeginRequest,
+    CommitRequest,
+    DataRequest,
+    HashReply,
+    HashRequest,
+    IdentifyRequest,
+    IdentityReply,
+    RebootRequest,
+    Reply,
+    Request,
+)
+
+_R = TypeVar("_R", AckReply, IdentityReply, HashReply)
+
+# Errors a fresh attempt can cure (line noise corrupted the transfer, device briefly busy).
+RETRYABLE_CODES = frozenset(
+    {
+        ErrorCode.CHECKSUM,
+        ErrorCode.HASH_MISMATCH,
+        ErrorCode.NO_TRANSFER,
+        ErrorCode.BAD_OFFSET,
+        ErrorCode.IO_ERROR,
+        ErrorCode.BUSY,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """What the device reports about itself, as raw strings (parse with `DeviceIdentity.parse`)."""
+
+    serial: str
+    mac: str
+    model: str
+    firmware: str
+
+
+class DeviceDriver(ABC):
+    """Port: what a station needs from a device."""
+
+    @abstractmethod
+    def identify(self) -> DeviceInfo:
+        """Ask the device for its serial, MAC, model and firmware version."""
+
+    @abstractmethod
+    def write_config(self, path: str, content: bytes) -> str:
+        """Write `content` at `path` on the device; return the verified read-back SHA-256 hex."""
+
+    @abstractmethod
+    def reboot(self) -> None:
+        """Ask the device to reboot (it then boots with the committed config)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the link."""
+
+
+class LineProtocolDriver(DeviceDriver):
+    """`DeviceDriver` speaking docs/device-protocol.md over a `SerialLink`."""
+
+    def __init__(
+        self,
+        link: SerialLink,
+        *,
+        reply_timeout: float = 1.0,
+        retries: int = 3,
+        flash_attempts: int = 3,
+        window: int = WINDOW,
+    ) -> None:
+        self._conn = Connection(link, reply_timeout=reply_timeout, retries=retries, window=window)
+        self._flash_attempts = max(1, flash_attempts)
+        self._lock = threading.Lock()
+
+    def identify(self) -> DeviceInfo:
+        with self._lock:
+            self._conn.link.reset_input()
+            reply = _expect(self._conn.call(IdentifyRequest), IdentityReply, "Identify")
+            return DeviceInfo(reply.serial, reply.mac, reply.model, reply.firmware)
+
+    def reboot(self) -> None:
+        with self._lock:
+            self._conn.link.reset_input()
+            _expect(self._conn.call(RebootRequest), AckReply, "Reboot")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.link.close()
+
+    def write_config(self, path: str, content: bytes) -> str:
+        expected = hashlib.sha256(content).hexdigest()
+        with self._lock:
+            problem = "no attempt made"
+            for _ in range(self._flash_attempts):
+                try:
+                    stored = self._transfer(path, content, expected)
+                except PortVanished as exc:
+                    raise FlashError(
+                        f"device disconnected while flashing {path}: {exc}", retryable=True
+                    ) from exc
+                except ErrorResponse as exc:
+                    if exc.code not in RETRYABLE_CODES:
+                        raise FlashError(f"cannot flash {path}: {exc}", retryable=False) from exc
+                    problem = str(exc)
+                    continue
+                except NoResponse as exc:
+                    problem = str(exc)
+                    continue
+                if stored.sha256 == expected and stored.size == len(content):
+                    return stored.sha256
+                problem = (
+                    f"read-back of {path} gives SHA-256 {stored.sha256[:16]}... ({stored.size} bytes), "
+                    f"expected {expected[:16]}... ({len(content)} bytes)"
+                )
+            raise FlashError(
+                f"could not write and verify {path} in {self._flash_attempts} attempts; last: {problem}",
+                retryable=True,
+            )
+
+    def _transfer(self, path: str, content: bytes, expected: str) -> HashReply:
+        """One attempt: BEGIN, DATA..., COMMIT, HASH pipelined; return the device's read-back."""
+        self._conn.link.reset_input()
+        seq = self._conn.next_seq
+        requests: list[Request] = [BeginRequest(seq(), path, len(content), expected)]
+        for offset in range(0, len(content), MAX_CHUNK_BYTES):
+            requests.append(DataRequest(seq(), offset, content[offset : offset + MAX_CHUNK_BYTES]))
+        requests += [CommitRequest(seq()), HashRequest(seq(), path)]
+        replies = self._conn.stream(requests)
+        for reply in replies[:-1]:
+            _expect(reply, AckReply, "flash step")
+        return _expect(replies[-1], HashReply, "Hash")
+
+
+def _expect(reply: Reply, kind: type[_R], command: str) -> _R:
+    if not isinstance(reply, kind):
+        raise NoResponse(f"device answered {command} with an unexpected {type(reply).__name__}")
+    return reply
+
+
+__all__ = [
+    "DeviceDriver",
+    "DeviceInfo",
+    "ErrorResponse",
+    "FlashError",
+    "LineProtocolDriver",
+    "NoResponse",
+    "StationError",
+]

@@ -1,0 +1,246 @@
+"""One worker per port: wait for a device, scan it, flash its config, verify, report PASS/FAIL.
+
+A device that stays plugged in after it passed is not scanned again; a device that is unplugged and
+plugged in again is rework (a new scan of the same identity). A busy or vanished port is reported in
+one line and retried, never a traceback.
+Not responsible for: the command set (the driver) or bus plumbing (the agent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pipeline.crypto.envelope import EnvelopeError, open_from_pipeline
+from pipeline.domain.events import ConfigFlashed, FlashConfig, FlashFailed, ScanRejected, UnitScanned
+from pipeline.domain.identity import DeviceIdentity, IdentityError
+from stations.agent import StationAgent
+from stations.driver import DeviceDriver, FlashError
+from stations.link import LinkError
+from stations.results import PortResult
+
+log = logging.getLogger(__name__)
+DriverFactory = Callable[[str], DeviceDriver]
+
+
+@dataclass(slots=True)
+class _Visit:
+    """One device's visit to the port."""
+
+    port: str
+    started: float
+    registration_id: str | None = None
+    serial: str | None = None
+    mac: str | None = None
+
+
+class PortWorker(threading.Thread):
+    """Serves one port until `stop` is set or `still_present()` says the port is gone."""
+
+    def __init__(
+        self,
+        agent: StationAgent,
+        port: str,
+        open_driver: DriverFactory,
+        still_present: Callable[[], bool] = lambda: True,
+    ) -> None:
+        super().__init__(name=f"port-{port}", daemon=True)
+        self.agent = agent
+        self.port = port
+        self._open_driver = open_driver
+        self._still_present = still_present
+        self._last_identity: tuple[str, str] | None = None
+        self._link_problem: str | None = None
+
+    def run(self) -> None:
+        while not self.agent.stopping.is_set() and self._still_present():
+            try:
+                driver = self._open_driver(self.port)
+            except LinkError as exc:
+                self._device_absent(str(exc))
+                continue
+            try:
+                self._serve(driver)
+            except LinkError as exc:
+                self._device_absent(str(exc))
+            finally:
+                driver.close()
+
+    def _device_absent(self, problem: str) -> None:
+        if problem != self._link_problem:
+            log.info("station %s port %s: %s", self.agent.config.name, self.port, problem)
+            self._link_problem = problem
+        self._last_identity = None  # unplugged: the next scan of the same device is rework
+        self.agent.stopping.wait(self.agent.config.poll_interval_seconds)
+
+    def _serve(self, driver: DeviceDriver) -> None:
+        visit = _Visit(port=self.port, started=time.monotonic())
+        try:
+            info = driver.identify()
+        except FlashError as exc:  # a device that answers, but not sensibly
+            self._reject(visit, f"device does not answer the identity query: {exc.reason}", None, None)
+            self._wait_for_change()
+            return
+        self._link_problem = None
+        raw = (info.serial, info.mac)
+        if raw == self._last_identity:
+            self.agent.stopping.wait(self.agent.config.poll_interval_seconds)  # same device, already done
+            return
+        self._last_identity = raw
+        try:
+            identity = DeviceIdentity.parse(info.serial, info.mac)
+            visit.registration_id = identity.registration_id(self.agent.config.registration_id_template)
+        except IdentityError as exc:
+            self._reject(visit, str(exc), info.serial, info.mac)
+            return
+        visit.serial, visit.mac = identity.serial, identity.mac
+        self._provision(driver, visit)
+
+    def _wait_for_change(self) -> None:
+        self.agent.stopping.wait(self.agent.config.poll_interval_seconds * 3)
+
+    def _reject(self, visit: _Visit, reason: str, serial: str | None, mac: str | None) -> None:
+        cfg = self.agent.config
+        self.agent.publish_event(
+            ScanRejected(
+                line=cfg.line,
+                station=cfg.name,
+                port=self.port,
+                reason=reason,
+                raw_serial=_clip(serial),
+                raw_mac=_clip(mac),
+            )
+        )
+        self._finish(visit, "FAIL", reason)
+
+    def _provision(self, driver: DeviceDriver, visit: _Visit) -> None:
+        cfg = self.agent.config
+        assert visit.registration_id is not None and visit.serial is not None and visit.mac is not None
+        inbox = self.agent.expect(visit.registration_id)
+        flashed: str | None = None
+        try:
+            self.agent.publish_event(
+                UnitScanned(
+                    registration_id=visit.registration_id,
+                    serial=visit.serial,
+                    mac=visit.mac,
+                    line=cfg.line,
+                    station=cfg.name,
+                    port=self.port,
+                    product=cfg.product,
+                    batch=cfg.batch,
+                )
+            )
+            flashed = self._flash_loop(driver, visit, inbox)
+        finally:
+            self.agent.finished(visit.registration_id, flashed)
+
+    def _flash_loop(self, driver: DeviceDriver, visit: _Visit, inbox: queue.Queue[FlashConfig]) -> str | None:
+        cfg = self.agent.config
+        deadline = time.monotonic() + cfg.flash_timeout_seconds
+        for attempt in range(1, cfg.flash_attempts + 1):
+            command = _next_command(inbox, deadline, self.agent.stopping)
+            if command is None:
+                self._finish(
+                    visit,
+                    "FAIL",
+                    f"no config arrived from the pipeline within "
+                    f"{cfg.flash_timeout_seconds:g} s: check `edgeline up` and the broker",
+                )
+                return None
+            outcome = self._flash_once(driver, visit, command)
+            if outcome is None:
+                return command.config_sha256
+            reason, retryable = outcome
+            self.agent.publish_event(
+                FlashFailed(
+                    registration_id=command.registration_id,
+                    station=cfg.name,
+                    port=self.port,
+                    reason=reason,
+                    retryable=retryable,
+                )
+            )
+            if not retryable or attempt == cfg.flash_attempts:
+                self._finish(visit, "FAIL", reason)
+                return None
+        return None
+
+    def _flash_once(
+        self, driver: DeviceDriver, visit: _Visit, command: FlashConfig
+    ) -> tuple[str, bool] | None:
+        """Write and verify one config; None on success, else (reason, retryable)."""
+        cfg = self.agent.config
+        try:
+            content = open_from_pipeline(
+                self.agent.keypair,
+                command.envelope,
+                station_name=cfg.name,
+                registration_id=command.registration_id,
+            )
+        except EnvelopeError as exc:
+            return f"cannot open the config: {exc}", False
+        if hashlib.sha256(content).hexdigest() != command.config_sha256:
+            return "the config does not match the hash the pipeline announced", False
+        try:
+            readback = driver.write_config(command.config_path, content)
+        except FlashError as exc:
+            return exc.reason, exc.retryable
+        if readback != command.config_sha256:  # the driver verifies too; never trust a single check
+            return f"read-back hash {readback[:12]}… differs from the config's", True
+        self.agent.publish_event(
+            ConfigFlashed(
+                registration_id=command.registration_id,
+                station=cfg.name,
+                port=self.port,
+                config_sha256=readback,
+            )
+        )
+        try:
+            driver.reboot()
+        except FlashError as exc:
+            log.warning(
+                "station %s port %s: reboot command failed (%s); power-cycle the device",
+                cfg.name,
+                self.port,
+                exc.reason,
+            )
+        self._finish(visit, "PASS", "config written and verified")
+        return None
+
+    def _finish(self, visit: _Visit, outcome: str, reason: str) -> None:
+        self.agent.report(
+            PortResult(
+                station=self.agent.config.name,
+                port=self.port,
+                outcome="PASS" if outcome == "PASS" else "FAIL",
+                reason=reason,
+                registration_id=visit.registration_id,
+                serial=visit.serial,
+                mac=visit.mac,
+                elapsed_seconds=time.monotonic() - visit.started,
+            )
+        )
+
+
+def _next_command(
+    inbox: queue.Queue[FlashConfig], deadline: float, stopping: threading.Event
+) -> FlashConfig | None:
+    while not stopping.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        try:
+            return inbox.get(timeout=min(remaining, 0.5))
+        except queue.Empty:
+            continue
+    return None
+
+
+def _clip(text: str | None) -> str | None:
+    return None if text is None else text[:128]
