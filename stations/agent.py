@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from pipeline.bus.cloudevents import DecodeError, decode, encode
-from pipeline.bus.ports import Bus, BusError, InboundMessage
+from pipeline.bus.ports import Bus, BusError, InboundMessage, Will
 from pipeline.bus.topics import Topics
 from pipeline.crypto.station_key import StationKeyPair
 from pipeline.domain.events import ConfigFlashed, FlashConfig, FlashFailed, Message, StationStatus
@@ -153,6 +153,18 @@ class StationAgent:
                     retryable=False,
                 )
             )
+
+
+def station_source(config: StationConfig) -> str:
+    """The CloudEvents `source` of a station's events."""
+    return f"edgeline/stations/{config.name}"
+
+
+def status_message(config: StationConfig, online: bool) -> Will:
+    """The retained presence message of a station; with online=False it is the MQTT last will."""
+    _, payload = encode(StationStatus(line=config.line, station=config.name, online=online),
+                        source=station_source(config), subject=config.name)
+    return Will(topic=Topics(config.topic_root).station_status(config.line, config.name), payload=payload)
 
 
 def run_until(stop: threading.Event, workers: Iterable[threading.Thread]) -> None:

@@ -1,11 +1,9 @@
 """Framing layer of the device line protocol: CRC'd ASCII lines, %-escaped fields, limits, errors.
 
-Responsible for: `<payload>*<CRC16>\n` frames, the field encodings shared by all messages, the
-protocol's size limits and error codes, and `ParseError`. Pure functions only.
+Responsible for: `<payload>*<CRC16>\n` frames, splitting a byte stream into bounded lines, the
+field encodings shared by all messages, the protocol's size limits and error codes, and
+`ParseError`. Pure code only.
 Not responsible for: the command set (see `stations.protocol`), I/O or retries (`stations.driver`).
-
-Device input is untrusted (DESIGN §7): every parser bounds the line length, checks the character
-set and the CRC before looking at fields, and raises only `ParseError`.
 """
 
 from __future__ import annotations
@@ -150,3 +148,41 @@ def split_fields(rest: str, count: int, what: str) -> list[str]:
     if len(parts) != count:
         raise ParseError(f"{what} needs {count} field(s), got {len(parts)}")
     return parts
+
+
+class LineBuffer:
+    """Split a byte stream into bounded lines (shared by links; pure, no I/O)."""
+
+    def __init__(self, max_line: int = MAX_LINE_BYTES) -> None:
+        self._max = max_line
+        self._data = bytearray()
+        self._skipping = False
+
+    def feed(self, data: bytes) -> None:
+        self._data += data
+
+    def clear(self) -> None:
+        self._data.clear()
+        self._skipping = False
+
+    def pop_line(self) -> bytes | None:
+        """Return the next complete (or overlong) line, or None if more bytes are needed."""
+        while True:
+            end = self._data.find(b"\n")
+            if self._skipping:
+                if end < 0:
+                    self._data.clear()
+                    return None
+                del self._data[: end + 1]
+                self._skipping = False
+                continue
+            if 0 <= end < self._max:
+                line = bytes(self._data[: end + 1])
+                del self._data[: end + 1]
+                return line
+            if end < 0 and len(self._data) <= self._max:
+                return None
+            line = bytes(self._data[: self._max + 1])
+            del self._data[: self._max + 1]
+            self._skipping = not line.endswith(b"\n")
+            return line

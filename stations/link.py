@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 import serial
 
 from stations.errors import LinkError, PortVanished
-from stations.framing import MAX_LINE_BYTES
+from stations.framing import MAX_LINE_BYTES, LineBuffer
 
 __all__ = ["LineBuffer", "LinkError", "PortVanished", "PySerialLink", "SerialLink", "open_error"]
 
@@ -48,44 +48,6 @@ class SerialLink(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the port; safe to call twice."""
-
-
-class LineBuffer:
-    """Split a byte stream into bounded lines (shared by links; pure, no I/O)."""
-
-    def __init__(self, max_line: int = MAX_LINE_BYTES) -> None:
-        self._max = max_line
-        self._data = bytearray()
-        self._skipping = False
-
-    def feed(self, data: bytes) -> None:
-        self._data += data
-
-    def clear(self) -> None:
-        self._data.clear()
-        self._skipping = False
-
-    def pop_line(self) -> bytes | None:
-        """Return the next complete (or overlong) line, or None if more bytes are needed."""
-        while True:
-            end = self._data.find(b"\n")
-            if self._skipping:
-                if end < 0:
-                    self._data.clear()
-                    return None
-                del self._data[: end + 1]
-                self._skipping = False
-                continue
-            if 0 <= end < self._max:
-                line = bytes(self._data[: end + 1])
-                del self._data[: end + 1]
-                return line
-            if end < 0 and len(self._data) <= self._max:
-                return None
-            line = bytes(self._data[: self._max + 1])
-            del self._data[: self._max + 1]
-            self._skipping = not line.endswith(b"\n")
-            return line
 
 
 class PySerialLink(SerialLink):

@@ -20,8 +20,8 @@ from pipeline.crypto.envelope import EnvelopeError, open_from_pipeline
 from pipeline.domain.events import ConfigFlashed, FlashConfig, FlashFailed, ScanRejected, UnitScanned
 from pipeline.domain.identity import DeviceIdentity, IdentityError
 from stations.agent import StationAgent
-from stations.driver import DeviceDriver, FlashError
-from stations.link import LinkError
+from stations.driver import DeviceDriver
+from stations.errors import LinkError, StationError
 from stations.results import PortResult
 
 log = logging.getLogger(__name__)
@@ -82,16 +82,21 @@ class PortWorker(threading.Thread):
         visit = _Visit(port=self.port, started=time.monotonic())
         try:
             info = driver.identify()
-        except FlashError as exc:  # a device that answers, but not sensibly
-            self._reject(visit, f"device does not answer the identity query: {exc.reason}", None, None)
-            self._wait_for_change()
+            seen = (info.serial, info.mac)
+        except LinkError:
+            raise
+        except StationError as exc:  # a device that answers, but not sensibly (garbage, errors)
+            seen = ("unreadable", str(exc))
+            if seen != self._last_identity:
+                self._last_identity = seen
+                self._reject(visit, f"device does not answer the identity query sensibly: {exc}", None, None)
+            self.agent.stopping.wait(self.agent.config.poll_interval_seconds)
             return
         self._link_problem = None
-        raw = (info.serial, info.mac)
-        if raw == self._last_identity:
+        if seen == self._last_identity:
             self.agent.stopping.wait(self.agent.config.poll_interval_seconds)  # same device, already done
             return
-        self._last_identity = raw
+        self._last_identity = seen
         try:
             identity = DeviceIdentity.parse(info.serial, info.mac)
             visit.registration_id = identity.registration_id(self.agent.config.registration_id_template)
@@ -100,9 +105,6 @@ class PortWorker(threading.Thread):
             return
         visit.serial, visit.mac = identity.serial, identity.mac
         self._provision(driver, visit)
-
-    def _wait_for_change(self) -> None:
-        self.agent.stopping.wait(self.agent.config.poll_interval_seconds * 3)
 
     def _reject(self, visit: _Visit, reason: str, serial: str | None, mac: str | None) -> None:
         cfg = self.agent.config
@@ -189,8 +191,15 @@ class PortWorker(threading.Thread):
             return "the config does not match the hash the pipeline announced", False
         try:
             readback = driver.write_config(command.config_path, content)
-        except FlashError as exc:
-            return exc.reason, exc.retryable
+        except LinkError as exc:
+            # The device went away mid-flash: report it, then let the worker wait for a replug.
+            self.agent.publish_event(FlashFailed(registration_id=command.registration_id,
+                                                 station=self.agent.config.name, port=self.port,
+                                                 reason=f"port lost during flash: {exc}", retryable=True))
+            self._finish(visit, "FAIL", f"port lost during flash: {exc}")
+            raise
+        except StationError as exc:
+            return str(exc), exc.retryable
         if readback != command.config_sha256:  # the driver verifies too; never trust a single check
             return f"read-back hash {readback[:12]}… differs from the config's", True
         self.agent.publish_event(
@@ -203,13 +212,8 @@ class PortWorker(threading.Thread):
         )
         try:
             driver.reboot()
-        except FlashError as exc:
-            log.warning(
-                "station %s port %s: reboot command failed (%s); power-cycle the device",
-                cfg.name,
-                self.port,
-                exc.reason,
-            )
+        except StationError as exc:
+            log.warning("station %s port %s: reboot failed (%s); power-cycle the device", cfg.name, self.port, exc)
         self._finish(visit, "PASS", "config written and verified")
         return None
 

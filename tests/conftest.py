@@ -68,7 +68,9 @@ class Mosquitto:
             wait_for_port(self.port)
         except OSError:
             self.stop()
-            raise RuntimeError(f"mosquitto did not start: {self.log.read_text() if self.log.exists() else ''}")
+            raise RuntimeError(
+                f"mosquitto did not start: {self.log.read_text() if self.log.exists() else ''}"
+            )
 
     def stop(self) -> None:
         """Terminate (SIGTERM: mosquitto writes its persistence file) and wait."""
@@ -112,4 +114,96 @@ def topic_root() -> str:
 
 # ======================================================================================================
 # (end of MQTT broker fixtures)
+# ======================================================================================================
+
+
+# ======================================================================================================
+# Databases (pipeline.db) — real SQLite files and a private PostgreSQL database, schema BY MIGRATIONS
+# ======================================================================================================
+# `db_url` runs each test on both backends: a fresh SQLite file, and this session's own PostgreSQL
+# database `edgeline_test_<random>` (created on the `postgres` maintenance DB, migrated once, emptied
+# before each test, dropped at the end). Nothing else on the server is touched.
+
+from pipeline.db import migrate  # noqa: E402  (kept in this section, not at the top of the shared file)
+from pipeline.db.session import Database  # noqa: E402
+
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+DB_TABLES = (
+    "units",
+    "device_keys",
+    "enrollment_groups",
+    "stations",
+    "outbox",
+    "processed_messages",
+    "audit_log",
+)
+
+
+def _pg_admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=3) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+def create_pg_database() -> str:
+    """Create an empty PostgreSQL database of our own and return its URL (skip if no server)."""
+    import psycopg
+
+    name = f"edgeline_test_{uuid.uuid4().hex[:12]}"
+    try:
+        _pg_admin(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable at {PG_SERVER}: {exc}")
+    return f"{PG_SERVER}/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    """Drop a database made by create_pg_database, disconnecting anything still attached."""
+    name = url.rsplit("/", 1)[1]
+    assert name.startswith("edgeline_test_")
+    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_migrated_url() -> Iterator[str]:
+    """This session's PostgreSQL database, migrated to head."""
+    url = create_pg_database()
+    try:
+        migrate.upgrade(url)
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
+def _empty_pg(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(DB_TABLES)} RESTART IDENTITY")  # type: ignore[arg-type]
+        conn.execute("UPDATE audit_head SET last_id = 0, last_hash = %s WHERE id = 1", ("0" * 64,))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of an empty, migrated database: SQLite file or PostgreSQL (parametrised)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'edgeline.db'}"
+        migrate.upgrade(url)
+        return url
+    url: str = request.getfixturevalue("pg_migrated_url")
+    _empty_pg(url)
+    return url
+
+
+@pytest.fixture
+def database(db_url: str) -> Iterator[Database]:
+    """A pipeline.db.session.Database on `db_url`, disposed after the test."""
+    db = Database(db_url)
+    yield db
+    db.dispose()
+
+
+# ======================================================================================================
+# (end of database fixtures)
 # ======================================================================================================

@@ -56,17 +56,22 @@ class HttpDeviceRegistrar(DeviceRegistrar):
     """Register devices with DPS over HTTP(S); one pooled client per global endpoint.
 
     `poll_interval` is the floor between polls (aziot uses 5 s; DPS allows 5 polls per 10 s per
-    device, notes §3); a longer `Retry-After` from DPS wins.
+    device, notes §3); a longer `Retry-After` from DPS wins, up to `max_poll_interval` if set (the
+    emulator always says 3 s, as DPS does; tests cap it). Throttled (429) polls always honour it.
     """
 
     def __init__(self, *, api_version: str = DEVICE_API_VERSION, poll_interval: float = 1.0,
+                 max_poll_interval: float | None = None,
                  request_timeout: float = 30.0, backoff: Backoff | None = None,
                  registrations_per_minute: float | None = None, clock: Clock = time.monotonic,
                  sleep: Sleep = time.sleep, wall_clock: Clock = time.time,
                  rng: Callable[[float, float], float] = random.uniform, verify: bool | str = True,
                  transport: httpx.BaseTransport | None = None) -> None:
         self._params = {"api-version": api_version}
+        if max_poll_interval is not None and max_poll_interval < poll_interval:
+            raise ValueError("max_poll_interval must not be shorter than poll_interval")
         self._poll_interval = poll_interval
+        self._max_poll_interval = max_poll_interval
         self._timeout = httpx.Timeout(request_timeout, connect=min(request_timeout, 10.0))
         self._backoff = backoff
         self._pacer = (TokenBucket(registrations_per_minute, clock=clock, sleep=sleep)
@@ -112,12 +117,16 @@ class HttpDeviceRegistrar(DeviceRegistrar):
             status, result, operation_id = self._step(response, operation_id, what=what)
             if result is not None:
                 return result
-            wait = max(self._poll_interval, parse_retry_after(response.headers.get("retry-after")) or 0.0)
+            wait = self._poll_wait(response)
             if self._clock() + wait > deadline:
                 raise AzureError(f"{what}: still {status} after {timeout:.0f}s", retryable=True)
             self._sleep(wait)
             response = http.send("GET", f"{path}/operations/{quote(operation_id or '', safe='')}", what=what,
                                  auth=token, params=self._params)
+
+    def _poll_wait(self, response: httpx.Response) -> float:
+        wait = max(self._poll_interval, parse_retry_after(response.headers.get("retry-after")) or 0.0)
+        return wait if self._max_poll_interval is None else min(wait, self._max_poll_interval)
 
     @staticmethod
     def _step(response: httpx.Response, operation_id: str | None, *,

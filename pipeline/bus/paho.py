@@ -211,8 +211,8 @@ class PahoBus(Bus):
 
     def _open(self, deadline: float) -> None:
         """Open the TCP/TLS connection, retrying refused connections until `deadline`."""
+        self._client.connect_timeout = max(min(deadline - time.monotonic(), 5.0), 0.1)
         while True:
-            self._client.connect_timeout = max(min(deadline - time.monotonic(), 5.0), 0.1)
             try:
                 self._client.connect(
                     self.address.host, self.address.port, self._keepalive, **self._connect_kwargs()
@@ -237,8 +237,10 @@ class PahoBus(Bus):
         topic = subscription.topic_filter
         if subscription.shared_group and self._shared:
             topic = f"$share/{subscription.shared_group}/{topic}"
-        options: Any = SubscribeOptions(qos=QOS) if self._protocol == "5" else QOS
-        rc, mid = self._client.subscribe(topic, options)
+        if self._protocol == "5":
+            rc, mid = self._client.subscribe(topic, options=SubscribeOptions(qos=QOS))
+        else:
+            rc, mid = self._client.subscribe(topic, qos=QOS)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
             raise BusError(f"cannot subscribe to {topic} on {self.address}: {mqtt.error_string(rc)}")
         return int(mid)
@@ -262,7 +264,10 @@ class PahoBus(Bus):
             return
         self._refused = None
         self._connected.set()
-        self._resubscribe_mids = [self._send_subscribe(s) for s in self._inbox.subscriptions]
+        try:
+            self._resubscribe_mids = [self._send_subscribe(s) for s in self._inbox.subscriptions]
+        except BusError as exc:  # an exception here would end paho's network thread
+            log.error("re-subscribing on %s failed: %s", self.address, exc)
         self._connack.set()
         log.info("MQTT session with %s up (session present: %s)", self.address, flags.session_present)
 

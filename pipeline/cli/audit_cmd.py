@@ -189,7 +189,7 @@ def _output(path: str | None) -> Iterator[IO[str]]:
 def _print_table(title: str, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
     table = Table(title=title)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
     Console().print(table)

@@ -9,7 +9,7 @@ Envelope format, version 1 (ASCII, like a JWE compact serialisation)::
 
     base64url(header JSON) "." base64url(ciphertext + 16-byte tag)        (no "=" padding)
 
-header JSON (sorted keys, no spaces): ``{"alg": "X25519-HKDF-SHA256-A256GCM", "epk": <base64url
+header JSON (UTF-8, sorted keys, no spaces): ``{"alg": "X25519-HKDF-SHA256-A256GCM", "epk": <base64url
 ephemeral public key>, "kid": <station key id, 16 hex>, "nonce": <base64url 12 bytes>, "rid":
 <registration id>, "stn": <station name>, "v": 1}``.
 
@@ -49,7 +49,7 @@ ENVELOPE_VERSION = 1
 ALGORITHM = "X25519-HKDF-SHA256-A256GCM"
 MAX_ENVELOPE_CHARS = 64 * 1024
 MAX_PLAINTEXT_BYTES = 44 * 1024  # base64 growth must keep the whole envelope under MAX_ENVELOPE_CHARS
-MAX_HEADER_CHARS = 2048
+MAX_HEADER_CHARS = 4096
 MAX_NAME_CHARS = 128
 NONCE_BYTES = 12
 _INFO_PREFIX = b"edgeline/config-envelope/v1"
@@ -88,6 +88,21 @@ def _derive_key(shared: bytes, epk: bytes, station_pub: bytes, station_name: str
     return hkdf.derive(shared)
 
 
+def _header_text(epk: bytes, station_public: bytes, nonce: bytes, station_name: str, rid: str) -> str:
+    header = {
+        "alg": ALGORITHM,
+        "epk": _b64e(epk),
+        "kid": station_key_id(station_public),
+        "nonce": _b64e(nonce),
+        "rid": rid,
+        "stn": station_name,
+        "v": ENVELOPE_VERSION,
+    }
+    return _b64e(
+        json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    )
+
+
 def seal_for_station(
     station_public: bytes, plaintext: bytes, *, station_name: str, registration_id: str
 ) -> str:
@@ -103,16 +118,7 @@ def seal_for_station(
     shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(station_public))
     key = _derive_key(shared, epk, station_public, station_name, registration_id)
     nonce = os.urandom(NONCE_BYTES)
-    header = {
-        "alg": ALGORITHM,
-        "epk": _b64e(epk),
-        "kid": station_key_id(station_public),
-        "nonce": _b64e(nonce),
-        "rid": registration_id,
-        "stn": station_name,
-        "v": ENVELOPE_VERSION,
-    }
-    header_text = _b64e(json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+    header_text = _header_text(epk, station_public, nonce, station_name, registration_id)
     ciphertext = AESGCM(key).encrypt(nonce, plaintext, header_text.encode("ascii"))
     return f"{header_text}.{_b64e(ciphertext)}"
 
@@ -129,7 +135,7 @@ def _split(envelope: str) -> tuple[str, dict[str, Any], bytes]:
         raise EnvelopeError("corrupted envelope: header too long")
     try:
         header = json.loads(_b64d(header_text, "header"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise EnvelopeError("corrupted envelope: header is not JSON") from None
     if not isinstance(header, dict) or set(header) != _HEADER_KEYS:
         raise EnvelopeError("corrupted envelope: header fields missing or unknown")
@@ -137,7 +143,7 @@ def _split(envelope: str) -> tuple[str, dict[str, Any], bytes]:
 
 
 def _check_header(header: dict[str, Any], keypair: StationKeyPair, station_name: str, rid: str) -> None:
-    if header["v"] != ENVELOPE_VERSION or header["alg"] != ALGORITHM:
+    if type(header["v"]) is not int or header["v"] != ENVELOPE_VERSION or header["alg"] != ALGORITHM:
         raise EnvelopeError(f"unsupported envelope version {header['v']!r} / algorithm {header['alg']!r}")
     if not all(isinstance(header[k], str) for k in ("epk", "kid", "nonce", "rid", "stn")):
         raise EnvelopeError("corrupted envelope: header fields have wrong types")

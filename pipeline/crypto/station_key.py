@@ -20,6 +20,7 @@ import binascii
 import hashlib
 import os
 import re
+import secrets
 import stat
 from pathlib import Path
 
@@ -122,7 +123,10 @@ class StationKeyPair:
         pem = self._private.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        _write_private_file(target, pem)
+        try:
+            _write_private_file(target, pem)
+        except OSError as exc:
+            raise StationKeyError(f"cannot write station key file {target}: {exc.strerror or exc}") from None
         return target
 
     @classmethod
@@ -142,7 +146,7 @@ class StationKeyPair:
 
 
 def _write_private_file(target: Path, data: bytes) -> None:
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     fd = os.open(temp, flags, 0o600)
     try:

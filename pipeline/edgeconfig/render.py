@@ -88,11 +88,11 @@ def render_aziot_toml(config: ProvisioningConfig) -> str:
         "IoT Edge 1.2+ (use auto_reprovisioning_mode)",
     )
     lines = [_TOML_HEADER]
-    if config.hostname is not None:
-        lines.append(f"hostname = {_escape(config.hostname, 'hostname')}\n")
-    if config.auto_reprovisioning_mode is not None:
-        mode = _escape(config.auto_reprovisioning_mode, "auto_reprovisioning_mode")
-        lines.append(f"auto_reprovisioning_mode = {mode}\n")
+    # TOML: top-level keys must come before the first [table], or they would land inside it.
+    for name in ("hostname", "auto_reprovisioning_mode"):
+        value = getattr(config, name)
+        if value is not None:
+            lines.append(f"{name} = {_escape(value, name)}\n")
     lines += [
         "\n[provisioning]\n",
         'source = "dps"\n',

@@ -120,6 +120,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "edgeline-emulator/1"
     timeout = 60  # idle keep-alive connections are closed after this
+    # Headers and body in one segment with Nagle off: otherwise delayed ACKs add ~40 ms per request.
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
     server: EmulatorHTTPServer
 
     def setup(self) -> None:

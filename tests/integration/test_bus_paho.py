@@ -66,8 +66,9 @@ def make(clients: list[PahoBus], url: str, client_id: str, **kwargs: Any) -> Pah
 
 @pytest.mark.mosquitto
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
-def test_round_trip_on_mosquitto(mosquitto: Mosquitto, clients: list[PahoBus], topic_root: str,
-                                 protocol: Any) -> None:
+def test_round_trip_on_mosquitto(
+    mosquitto: Mosquitto, clients: list[PahoBus], topic_root: str, protocol: Any
+) -> None:
     received = Collector()
     sub = make(clients, mosquitto.url, f"{topic_root}-sub", protocol=protocol)
     sub.subscribe(f"{topic_root}/#", received)
@@ -80,8 +81,9 @@ def test_round_trip_on_mosquitto(mosquitto: Mosquitto, clients: list[PahoBus], t
     assert sub.connected and pub.connected
 
 
-def test_round_trip_on_embedded_broker(embedded_broker: EmbeddedBroker, clients: list[PahoBus],
-                                       topic_root: str) -> None:
+def test_round_trip_on_embedded_broker(
+    embedded_broker: EmbeddedBroker, clients: list[PahoBus], topic_root: str
+) -> None:
     received = Collector()
     sub = make(clients, embedded_broker.url, f"{topic_root}-sub", shared_subscriptions=False)
     sub.subscribe(f"{topic_root}/#", received, shared_group="workers")  # plain subscription on amqtt
@@ -95,8 +97,9 @@ def test_round_trip_on_embedded_broker(embedded_broker: EmbeddedBroker, clients:
 
 
 @pytest.mark.mosquitto
-def test_unacked_message_is_redelivered_after_reconnect(mosquitto: Mosquitto, clients: list[PahoBus],
-                                                        topic_root: str) -> None:
+def test_unacked_message_is_redelivered_after_reconnect(
+    mosquitto: Mosquitto, clients: list[PahoBus], topic_root: str
+) -> None:
     forgetful = Collector(ack=False)
     first = make(clients, mosquitto.url, f"{topic_root}-worker")
     first.subscribe(f"{topic_root}/#", forgetful)
@@ -124,9 +127,9 @@ def test_unacked_message_is_redelivered_after_reconnect(mosquitto: Mosquitto, cl
 
 
 @pytest.mark.mosquitto
-def test_messages_published_while_subscriber_is_down_are_delivered(mosquitto: Mosquitto,
-                                                                   clients: list[PahoBus],
-                                                                   topic_root: str) -> None:
+def test_messages_published_while_subscriber_is_down_are_delivered(
+    mosquitto: Mosquitto, clients: list[PahoBus], topic_root: str
+) -> None:
     sub = make(clients, mosquitto.url, f"{topic_root}-worker")
     sub.subscribe(f"{topic_root}/#", Collector())
     sub.connect(5)
@@ -144,8 +147,9 @@ def test_messages_published_while_subscriber_is_down_are_delivered(mosquitto: Mo
 
 
 @pytest.mark.mosquitto
-def test_shared_subscription_splits_messages(mosquitto: Mosquitto, clients: list[PahoBus],
-                                             topic_root: str) -> None:
+def test_shared_subscription_splits_messages(
+    mosquitto: Mosquitto, clients: list[PahoBus], topic_root: str
+) -> None:
     a, b = Collector(), Collector()
     for name, handler in (("a", a), ("b", b)):
         bus = make(clients, mosquitto.url, f"{topic_root}-{name}")
@@ -177,11 +181,15 @@ time.sleep(60)
 
 
 @pytest.mark.mosquitto
-def test_last_will_is_published_retained_when_a_client_dies(mosquitto: Mosquitto, clients: list[PahoBus],
-                                                            topic_root: str) -> None:
+def test_last_will_is_published_retained_when_a_client_dies(
+    mosquitto: Mosquitto, clients: list[PahoBus], topic_root: str
+) -> None:
     status = f"{topic_root}/stations/S1/status"
-    child = subprocess.Popen([sys.executable, "-c", _DYING_CLIENT, mosquitto.url, f"{topic_root}-S1", status],
-                             stdout=subprocess.PIPE, cwd=os.getcwd())
+    child = subprocess.Popen(
+        [sys.executable, "-c", _DYING_CLIENT, mosquitto.url, f"{topic_root}-S1", status],
+        stdout=subprocess.PIPE,
+        cwd=os.getcwd(),
+    )
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == b"up"
         child.send_signal(signal.SIGKILL)  # the kernel closes the socket: no DISCONNECT is ever sent
@@ -196,7 +204,9 @@ def test_last_will_is_published_retained_when_a_client_dies(mosquitto: Mosquitto
 
 
 @pytest.mark.mosquitto
-def test_clean_close_does_not_send_the_will(mosquitto: Mosquitto, clients: list[PahoBus], topic_root: str) -> None:
+def test_clean_close_does_not_send_the_will(
+    mosquitto: Mosquitto, clients: list[PahoBus], topic_root: str
+) -> None:
     status = f"{topic_root}/status"
     station = make(clients, mosquitto.url, f"{topic_root}-S1", will=Will(status, b"offline"))
     station.connect(5)
@@ -211,8 +221,9 @@ def test_clean_close_does_not_send_the_will(mosquitto: Mosquitto, clients: list[
 
 
 @pytest.mark.mosquitto
-def test_publishing_resumes_after_broker_restart(mosquitto: Mosquitto, clients: list[PahoBus],
-                                                 topic_root: str) -> None:
+def test_publishing_resumes_after_broker_restart(
+    mosquitto: Mosquitto, clients: list[PahoBus], topic_root: str
+) -> None:
     received = Collector()
     sub = make(clients, mosquitto.url, f"{topic_root}-sub")
     sub.subscribe(f"{topic_root}/#", received)
@@ -246,7 +257,9 @@ def test_connect_to_a_dead_broker_says_what_is_wrong(clients: list[PahoBus], fre
     assert "EDGELINE_MQTT_URL" in message
 
 
-def test_publish_to_a_dead_broker_raises_within_the_timeout(clients: list[PahoBus], free_tcp_port: int) -> None:
+def test_publish_to_a_dead_broker_raises_within_the_timeout(
+    clients: list[PahoBus], free_tcp_port: int
+) -> None:
     port = free_tcp_port
     bus = make(clients, f"mqtt://127.0.0.1:{port}", "nobody-home")
     started = time.monotonic()
@@ -256,8 +269,9 @@ def test_publish_to_a_dead_broker_raises_within_the_timeout(clients: list[PahoBu
 
 
 @pytest.mark.mosquitto
-def test_publish_after_broker_died_raises_within_the_timeout(mosquitto: Mosquitto, clients: list[PahoBus],
-                                                             topic_root: str) -> None:
+def test_publish_after_broker_died_raises_within_the_timeout(
+    mosquitto: Mosquitto, clients: list[PahoBus], topic_root: str
+) -> None:
     pub = make(clients, mosquitto.url, f"{topic_root}-pub")
     pub.connect(5)
     mosquitto.stop()

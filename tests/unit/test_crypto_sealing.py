@@ -11,8 +11,8 @@ from pipeline.crypto.sealing import (
     HEADER_BYTES,
     MAX_PLAINTEXT_BYTES,
     TAG_BYTES,
-    SealError,
     Sealer,
+    SealError,
     key_id_of,
 )
 from pipeline.domain.keys import SecretKey

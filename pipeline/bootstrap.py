@@ -1,0 +1,113 @@
+"""Composition root: builds the pipeline's parts from Settings and wires them together.
+
+The only place that knows every adapter; handlers, jobs and the consumer get their dependencies from
+here (cosmicpython's bootstrap). Nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+
+from pipeline.azure.dps_service import HttpDpsClient
+from pipeline.azure.ports import DpsClient, HubRegistry
+from pipeline.azure.sas import SasError
+from pipeline.bus.paho import PahoBus
+from pipeline.bus.ports import Bus
+from pipeline.bus.topics import Topics
+from pipeline.config import ConfigError, Settings
+from pipeline.crypto.sealing import Sealer
+from pipeline.db.session import Database
+from pipeline.db.transient import is_transient_db_error
+from pipeline.scheduler.jobs import PipelineScheduler
+from pipeline.service.consumer import Consumer
+from pipeline.service.context import Context
+from pipeline.service.enrolling import ensure_group
+from pipeline.service.messagebus import HANDLERS
+from pipeline.service.outbox_relay import OutboxRelay
+
+log = logging.getLogger(__name__)
+WORKER_GROUP = "edgeline-workers"
+
+
+def make_dps_client(settings: Settings) -> DpsClient:
+    """The DPS service client from the connection string setting."""
+    if not settings.dps_connection_string:
+        raise ConfigError("dps_connection_string (EDGELINE_DPS_CONNECTION_STRING) is not set: copy it from the "
+                          "DPS instance's shared access policies (provisioningserviceowner)")
+    if not settings.dps_id_scope:
+        raise ConfigError("dps_id_scope (EDGELINE_DPS_ID_SCOPE) is not set: it is on the DPS overview page")
+    try:
+        return HttpDpsClient.from_connection_string(
+            settings.dps_connection_string, api_version=settings.dps_api_version,
+            operations_per_minute=settings.dps_operations_per_minute)
+    except SasError as exc:
+        raise ConfigError(f"dps_connection_string (EDGELINE_DPS_CONNECTION_STRING): {exc}") from None
+
+
+def make_hub_registry(settings: Settings) -> HubRegistry | None:
+    """The IoT Hub registry adapter, if hub connection strings are configured."""
+    if not settings.iot_hub_connection_strings:
+        return None
+    from pipeline.azure.hub_registry import AzureHubRegistry
+
+    return AzureHubRegistry(list(settings.iot_hub_connection_strings))
+
+
+def default_client_id(role: str) -> str:
+    """A stable MQTT client id per host and role, so persistent sessions survive restarts."""
+    return os.environ.get("EDGELINE_CLIENT_ID") or f"edgeline-{role}-{socket.gethostname()}"[:64]
+
+
+@dataclass
+class Pipeline:
+    """The running central workers: consumer, outbox relay and scheduler over one bus and database."""
+
+    ctx: Context
+    bus: Bus
+    db: Database
+    relay: OutboxRelay
+    consumer: Consumer
+    scheduler: PipelineScheduler
+    started: bool = field(default=False)
+
+    def start(self) -> None:
+        """Ensure the enrollment group (group mode), then start relaying, consuming and scheduling."""
+        self.bus.connect()
+        if self.ctx.settings.enrollment_mode == "group":
+            ensure_group(self.ctx)
+        self.relay.start()
+        self.consumer.start()
+        self.scheduler.start()
+        self.started = True
+
+    def stop(self) -> None:
+        """Stop in the reverse order; unacknowledged messages are redelivered to the next run."""
+        if self.started:
+            self.scheduler.stop()
+            self.consumer.stop()
+            self.relay.stop()
+        self.bus.close()
+        self.ctx.dps.close()
+        self.db.dispose()
+
+
+def build_pipeline(settings: Settings, *, client_id: str | None = None, dps: DpsClient | None = None,
+                   clean_session: bool = False) -> Pipeline:
+    """Wire a Pipeline from settings (the broker URL must be set)."""
+    if not settings.mqtt_url:
+        raise ConfigError("mqtt_url (EDGELINE_MQTT_URL) is not set, e.g. mqtt://127.0.0.1:1883")
+    db = Database(settings.resolved_database_url())
+    bus = PahoBus.from_url(settings.mqtt_url, client_id or default_client_id("worker"),
+                           shared_subscriptions=settings.mqtt_shared_subscriptions, clean_session=clean_session)
+    holder: dict[str, OutboxRelay] = {}
+    ctx = Context(settings=settings, uow_factory=db.uow, sealer=Sealer(settings.master_key()),
+                  dps=dps or make_dps_client(settings), hub=make_hub_registry(settings),
+                  topics=Topics(settings.topic_root), notify_outbox=lambda: holder["relay"].wake())
+    relay = OutboxRelay(db.uow, bus, ctx.clock, is_transient_db_error)
+    holder["relay"] = relay
+    shared = WORKER_GROUP if settings.mqtt_shared_subscriptions else None
+    consumer = Consumer(ctx, bus, HANDLERS, is_transient_db_error, shared_group=shared)
+    return Pipeline(ctx=ctx, bus=bus, db=db, relay=relay, consumer=consumer, scheduler=PipelineScheduler(ctx))

@@ -1,0 +1,173 @@
+"""`edgeline station init|add|run`: a station's identity, its registration, and the station process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.bus.ports import BusError
+from pipeline.bus.topics import TopicError, check_segment
+from pipeline.cli.common import settings_from, stop_event_on_signals
+from pipeline.cli.main import EXIT_FAILURE, EXIT_OK, CommandError
+from pipeline.crypto.station_key import StationKeyError, StationKeyPair, public_key_from_text
+from pipeline.service.unit_of_work import StationRecord
+from stations.config import StationConfig
+from stations.errors import LinkError
+from stations.fleet import SimulatedFleet, make_devices
+from stations.runtime import StationProcess
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: Any) -> None:
+    """Add the `station` command group."""
+    station = sub.add_parser("station", help="test-station commands (init, add, run)")
+    cmds = station.add_subparsers(dest="station_command", metavar="SUBCOMMAND", required=True)
+
+    init = cmds.add_parser("init", help="create this station's key pair and print its public key",
+                           description="Create the station's X25519 key pair. The private key file is written "
+                           "with mode 0600 and never leaves the station; give the printed public key to "
+                           "`edgeline station add` on the pipeline side.")
+    init.add_argument("--key-file", required=True, type=Path, help="where to write the private key")
+    init.add_argument("--force", action="store_true", help="overwrite an existing key file (old configs in "
+                      "flight can then no longer be opened)")
+    init.set_defaults(func=_init)
+
+    add = cmds.add_parser("add", help="register a station (name, line, public key) with the pipeline",
+                          description="Register a station so the configurer can encrypt configs to it. "
+                          "Run where EDGELINE_DATABASE_URL points at the pipeline's database.")
+    add.add_argument("name", help="station name, as in its topics (letters, digits, '-', '_', '.')")
+    add.add_argument("--line", help="production line (default: setting `line`)")
+    add.add_argument("--public-key", required=True, help="the text `edgeline station init` printed")
+    add.set_defaults(func=_add)
+
+    run = cmds.add_parser("run", help="run a station on real ports or simulated devices",
+                          description="Serve devices on serial ports: read identity, publish the scan, write "
+                          "the encrypted config the pipeline sends, verify its SHA-256 by read-back, report PASS "
+                          "or FAIL. Ports: --port (repeatable; /dev/ttyUSB0, COM3, socket://host:port, "
+                          "rfc2217://host:port) and/or --watch-dir (a folder of links to ports; hot-plug). "
+                          "Exit codes: 0 stopped cleanly (or every simulated device passed), 1 a device "
+                          "failed in --simulate mode, 2 bad usage or settings.")
+    _add_run_arguments(run)
+    run.set_defaults(func=_run)
+
+
+def _add_run_arguments(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--name", required=True, help="this station's name (must be registered: `station add`)")
+    run.add_argument("--line", help="production line (default: setting `line`)")
+    run.add_argument("--key-file", required=True, type=Path, help="private key written by `station init`")
+    run.add_argument("--port", action="append", default=[], metavar="PORT", help="a serial port (repeatable)")
+    run.add_argument("--watch-dir", type=Path, help="folder whose entries are links to ports (hot-plug)")
+    run.add_argument("--baud", type=int, default=115200, help="serial speed (default 115200)")
+    run.add_argument("--batch", help="production batch recorded with each unit")
+    run.add_argument("--flash-timeout", type=float, default=300.0,
+                     help="seconds to wait for the pipeline's config after a scan (default 300)")
+    run.add_argument("--simulate", type=int, default=0, metavar="N",
+                     help="plug N simulated devices (pseudo-terminals) into --watch-dir, then exit (POSIX only)")
+    run.add_argument("--devices-dir", type=Path, help="with --simulate: where simulated devices keep their flash")
+    run.add_argument("--fixtures", type=int, default=4, help="with --simulate: devices plugged at once (default 4)")
+    run.add_argument("--serial-prefix", default="", help="with --simulate: prefix of simulated serial numbers")
+
+
+def _init(args: argparse.Namespace) -> int:
+    if args.key_file.exists() and not args.force:
+        raise CommandError(f"{args.key_file} exists; use --force to replace it", exit_code=2)
+    keypair = StationKeyPair.generate()
+    try:
+        keypair.save(args.key_file, overwrite=args.force)
+    except (OSError, StationKeyError) as exc:
+        raise CommandError(f"cannot write {args.key_file}: {exc}") from None
+    print(keypair.public_text())
+    return EXIT_OK
+
+
+def _add(args: argparse.Namespace) -> int:
+    from pipeline.db.session import Database
+
+    settings = settings_from(args)
+    line = args.line or settings.line
+    try:
+        check_segment("station", args.name)
+        check_segment("line", line)
+        public = public_key_from_text(args.public_key)
+    except (TopicError, StationKeyError) as exc:
+        raise CommandError(str(exc), exit_code=2) from None
+    db = Database(settings.resolved_database_url())
+    try:
+        with db.uow() as uow:
+            uow.stations.put(StationRecord(name=args.name, line=line, public_key=public, created_at=datetime.now(UTC)))
+            uow.audit.append(at=datetime.now(UTC), kind="station.added", actor="cli", registration_id=None,
+                             detail={"station": args.name, "line": line})
+            uow.commit()
+    finally:
+        db.dispose()
+    print(f"station {args.name} (line {line}) registered")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from stations.runtime import start_station
+
+    settings = settings_from(args)
+    if not settings.mqtt_url:
+        raise CommandError("mqtt_url (EDGELINE_MQTT_URL) is not set, e.g. mqtt://127.0.0.1:1883", exit_code=2)
+    if not args.port and not args.watch_dir:
+        raise CommandError("give at least one --port or a --watch-dir", exit_code=2)
+    config = StationConfig(name=args.name, line=args.line or settings.line, key_file=args.key_file,
+                           product=settings.product, batch=args.batch, baudrate=args.baud,
+                           registration_id_template=settings.registration_id_template,
+                           topic_root=settings.topic_root, flash_timeout_seconds=args.flash_timeout)
+    _check_ports(args.port)
+    fleet = _make_fleet(args) if args.simulate else None
+    stop = stop_event_on_signals()
+    try:
+        station = start_station(config, settings.mqtt_url, ports=args.port, watch_dir=args.watch_dir,
+                                on_result=fleet.on_result if fleet else None)
+    except (BusError, StationKeyError, OSError) as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        if fleet is None:
+            stop.wait()
+            return EXIT_OK
+        fleet.start()
+        return _wait_for_fleet(args, station, stop)
+    finally:
+        if fleet is not None:
+            fleet.stop()
+        station.stop()
+
+
+def _check_ports(ports: list[str]) -> None:
+    """Fail fast, in one line, on a port that does not exist or is in use."""
+    from stations.link import PySerialLink
+
+    for port in ports:
+        try:
+            PySerialLink(port).close()
+        except LinkError as exc:
+            raise CommandError(str(exc)) from None
+
+
+def _make_fleet(args: argparse.Namespace) -> SimulatedFleet:
+    from pipeline.azure.dps_device import HttpDeviceRegistrar
+
+    if args.watch_dir is None:
+        raise CommandError("--simulate needs --watch-dir (simulated devices are plugged in there)", exit_code=2)
+    prefix = args.serial_prefix or secrets.token_hex(3).upper()
+    devices = make_devices(args.simulate, prefix, secrets.token_bytes(2))
+    return SimulatedFleet(devices, args.watch_dir, args.devices_dir or args.watch_dir.parent / "devices",
+                          HttpDeviceRegistrar(), fixtures=args.fixtures)
+
+
+def _wait_for_fleet(args: argparse.Namespace, station: StationProcess, stop: threading.Event) -> int:
+    while not stop.wait(0.5):
+        if len(station.results) >= args.simulate:
+            break
+    failed = [r for r in station.results if r.outcome != "PASS"]
+    print(f"station {args.name}: {len(station.results) - len(failed)} passed, {len(failed)} failed")
+    return EXIT_FAILURE if failed else EXIT_OK

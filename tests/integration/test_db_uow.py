@@ -1,0 +1,204 @@
+"""SqlUnitOfWork and the SQL repositories on real SQLite and PostgreSQL databases (schema by migrations)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from pipeline.db.session import Database
+from pipeline.domain.model import EnrollmentMode, Failure, Unit, UnitState
+from pipeline.service.unit_of_work import GroupRecord, StationRecord
+
+T0 = datetime(2026, 11, 30, 8, 0, 0, 123456, tzinfo=UTC)
+
+
+def make_unit(n: int = 1, **fields: object) -> Unit:
+    mac = f"a1:b2:c3:d4:e5:{n:02x}"
+    unit = Unit(
+        registration_id=f"sn-{n:03d}-mac-{mac.replace(':', '-')}",
+        serial=f"{n:03d}",
+        mac=mac,
+        line="line1",
+        station="S1",
+        mode=EnrollmentMode.GROUP,
+    )
+    for name, value in fields.items():
+        setattr(unit, name, value)
+    unit.transition(UnitState.SCANNED, T0)
+    return unit
+
+
+def add(db: Database, *units: Unit) -> None:
+    with db.uow() as uow:
+        for unit in units:
+            uow.units.add(unit)
+        uow.commit()
+
+
+def test_unit_round_trip_all_fields_tz_aware(database: Database) -> None:
+    plus2 = timezone(timedelta(hours=2))
+    unit = make_unit(
+        port="/dev/ttyUSB0",
+        product="gw",
+        batch="B7",
+        group_id="edgeline-gw",
+        device_id="dev-1",
+        assigned_hub="hub1.azure-devices.net",
+        config_sha256="ab" * 32,
+        attempts=2,
+        rework_count=1,
+        checks=3,
+        next_check_at=T0.astimezone(plus2) + timedelta(minutes=5),
+    )
+    for i, state in enumerate((UnitState.KEYED, UnitState.ENROLLED, UnitState.CONFIG_ISSUED)):
+        unit.transition(state, T0 + timedelta(seconds=i + 1))
+    unit.fail(Failure(stage="flash", reason="serial timeout", retryable=True), T0 + timedelta(seconds=9))
+    add(database, unit)
+    with database.uow() as uow:
+        loaded = uow.units.get(unit.registration_id)
+    assert loaded == unit
+    assert loaded is not None and loaded.next_check_at is not None
+    assert loaded.next_check_at.tzinfo is not None and loaded.next_check_at.utcoffset() == timedelta(0)
+    assert all(t.tzinfo is not None for t in loaded.stage_times.values())
+    assert loaded.failure == Failure("flash", "serial timeout", True)
+
+
+def test_save_updates_and_clears_failure(database: Database) -> None:
+    unit = make_unit()
+    unit.fail(Failure("key", "boom", False), T0)
+    add(database, unit)
+    with database.uow() as uow:
+        got = uow.units.get(unit.registration_id, for_update=True)
+        assert got is not None
+        got.transition(UnitState.SCANNED, T0 + timedelta(seconds=1))
+        uow.units.save(got)
+        uow.commit()
+    with database.uow() as uow:
+        again = uow.units.get(unit.registration_id)
+    assert again is not None and again.failure is None and again.state is UnitState.SCANNED
+
+
+def test_for_update_serialises_writers(database: Database) -> None:
+    unit = make_unit()
+    add(database, unit)
+    order: list[str] = []
+    locked = threading.Event()
+
+    def second() -> None:
+        locked.wait()
+        with database.uow() as uow:
+            got = uow.units.get(unit.registration_id, for_update=True)
+            order.append("second-got")
+            assert got is not None and got.checks == 1
+            got.checks += 1
+            uow.units.save(got)
+            uow.commit()
+
+    worker = threading.Thread(target=second)
+    worker.start()
+    with database.uow() as uow:
+        first = uow.units.get(unit.registration_id, for_update=True)
+        assert first is not None
+        locked.set()
+        time.sleep(0.5)
+        first.checks += 1
+        uow.units.save(first)
+        order.append("first-commit")
+        uow.commit()
+    worker.join(10)
+    assert order == ["first-commit", "second-got"]
+    with database.uow() as uow:
+        final = uow.units.get(unit.registration_id)
+    assert final is not None and final.checks == 2
+
+
+def test_lookups_stuck_due_and_counts(database: Database) -> None:
+    a, b, c = make_unit(1), make_unit(2), make_unit(3)
+    b.updated_at = T0 + timedelta(minutes=10)
+    c.transition(UnitState.KEYED, T0)
+    c.transition(UnitState.ENROLLED, T0)
+    c.transition(UnitState.CONFIG_ISSUED, T0)
+    c.transition(UnitState.FLASHED, T0)
+    c.next_check_at = T0 + timedelta(seconds=30)
+    add(database, a, b, c)
+    with database.uow() as uow:
+        assert uow.units.find_by_mac("A1-B2-C3-D4-E5-02") == b
+        assert uow.units.find_by_serial("003") == c
+        assert uow.units.find_by_serial("nope") is None
+        stuck = uow.units.stuck((UnitState.SCANNED,), T0 + timedelta(minutes=1), 10)
+        assert [u.registration_id for u in stuck] == [a.registration_id]
+        assert uow.units.due_for_check(T0, 10) == []
+        assert uow.units.due_for_check(T0 + timedelta(minutes=1), 10) == [c]
+        assert uow.units.count_by_state() == {"scanned": 2, "flashed": 1}
+
+
+def test_outbox_pending_in_id_order_and_mark_published(database: Database) -> None:
+    with database.uow() as uow:
+        for i in range(5):
+            uow.outbox.add(f"evt-{i}", f"edgeline/v1/units/events/{i}", f"p{i}".encode())
+        uow.commit()
+    with database.uow() as uow:
+        items = uow.outbox.pending(10)
+        assert [i.event_id for i in items] == [f"evt-{i}" for i in range(5)]
+        assert items[0].payload == b"p0"
+        uow.outbox.mark_published([items[0].id, items[2].id], T0)
+        uow.commit()
+    with database.uow() as uow:
+        assert [i.event_id for i in uow.outbox.pending(2)] == ["evt-1", "evt-3"]
+
+
+def test_processed_messages_dedupe(database: Database) -> None:
+    with database.uow() as uow:
+        assert not uow.processed.seen("e1", "keyer")
+        uow.processed.record("e1", "keyer", T0)
+        uow.commit()
+    with database.uow() as uow:
+        assert uow.processed.seen("e1", "keyer")
+        assert not uow.processed.seen("e1", "enroller")
+        with pytest.raises(IntegrityError):
+            uow.processed.record("e1", "keyer", T0)
+
+
+def test_rollback_on_exception_leaves_nothing(database: Database) -> None:
+    with pytest.raises(RuntimeError), database.uow() as uow:
+        uow.units.add(make_unit())
+        uow.outbox.add("evt", "t", b"x")
+        uow.processed.record("evt", "h", T0)
+        uow.audit.append(at=T0, kind="scanned", actor="test", registration_id=None, detail={})
+        raise RuntimeError("handler crashed")
+    with database.uow() as uow:
+        assert uow.units.count_by_state() == {}
+        assert uow.outbox.pending(10) == []
+        assert not uow.processed.seen("evt", "h")
+    with database.uow() as uow:  # leaving without commit also discards
+        uow.units.add(make_unit())
+    with database.uow() as uow:
+        assert uow.units.count_by_state() == {}
+
+
+def test_keys_groups_stations_put_get_replace(database: Database) -> None:
+    with database.uow() as uow:
+        uow.keys.put("r1", b"sealed-1")
+        uow.groups.put(GroupRecord("g1", "gw", b"p1", b"s1", T0))
+        uow.stations.put(StationRecord("S1", "line1", bytes(32), T0))
+        uow.commit()
+    with database.uow() as uow:
+        uow.keys.put("r1", b"sealed-2")
+        uow.groups.put(GroupRecord("g1", "gw", b"p2", b"s2", T0))
+        uow.stations.put(StationRecord("S1", "line2", b"\x01" * 32, T0))
+        uow.commit()
+    with database.uow() as uow:
+        assert uow.keys.get("r1") == b"sealed-2" and uow.keys.get("r2") is None
+        assert uow.groups.get("g1") == GroupRecord("g1", "gw", b"p2", b"s2", T0)
+        assert uow.stations.list() == [StationRecord("S1", "line2", b"\x01" * 32, T0)]
+        with pytest.raises(ValueError, match="32 raw bytes"):
+            uow.stations.put(StationRecord("S2", "line1", b"short", T0))
+
+
+def test_naive_datetime_refused(database: Database) -> None:
+    with database.uow() as uow, pytest.raises(Exception, match="naive datetime"):
+        uow.processed.record("e", "h", datetime(2026, 1, 1))
