@@ -103,7 +103,7 @@ def build_pipeline(settings: Settings, *, client_id: str | None = None, dps: Dps
     bus = PahoBus.from_url(settings.mqtt_url, client_id or default_client_id("worker"),
                            shared_subscriptions=settings.mqtt_shared_subscriptions, clean_session=clean_session)
     holder: dict[str, OutboxRelay] = {}
-    ctx = Context(settings=settings, uow_factory=db.uow, sealer=Sealer(settings.master_key()),
+    ctx = Context(settings=settings, uow_factory=db.uow, sealer=Sealer(settings.load_master_key()),
                   dps=dps or make_dps_client(settings), hub=make_hub_registry(settings),
                   topics=Topics(settings.topic_root), notify_outbox=lambda: holder["relay"].wake())
     relay = OutboxRelay(db.uow, bus, ctx.clock, is_transient_db_error)

@@ -69,7 +69,7 @@ class Settings:
         """The enrollment group ID for this product (group mode)."""
         return self.enrollment_group_id or f"edgeline-{self.product}"
 
-    def master_key(self) -> SecretKey:
+    def load_master_key(self) -> SecretKey:
         """The key that seals stored keys, from EDGELINE_MASTER_KEY or a 0600 key file."""
         if self.master_key:
             try:

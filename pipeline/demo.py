@@ -146,6 +146,7 @@ def _start_stations(stack: ExitStack, pipeline: Pipeline, settings: Settings, op
                     registrar: HttpDeviceRegistrar) -> list[StationProcess]:
     flash_root = options.keep_devices or workdir / "devices"
     flash_root.mkdir(parents=True, exist_ok=True)
+    (workdir / "stations").mkdir(mode=0o700, exist_ok=True)
     processes = []
     for index in range(options.stations):
         name = f"S{index + 1}"

@@ -29,11 +29,11 @@ def flashed_config(flash_dir: Path) -> Path:
     raise BootError(f"no IoT Edge config in {flash_dir} (looked for {', '.join(CONFIG_PATHS)})")
 
 
-def boot(flash_dir: Path, registrar: DeviceRegistrar, timeout: float = 120.0) -> DeviceRegistrationResult:
-    """Parse the flashed config and register with DPS using the key it holds."""
-    path = flashed_config(flash_dir)
+def boot(flashed: Path, registrar: DeviceRegistrar, timeout: float = 120.0) -> DeviceRegistrationResult:
+    """Parse the flashed config (a file, or a flash folder to look in) and register with DPS using its key."""
+    path = flashed if flashed.is_file() else flashed_config(flashed)
     try:
-        parsed = parse_provisioning(path.read_bytes(), "/" + path.relative_to(flash_dir).as_posix())
+        parsed = parse_provisioning(path.read_bytes(), path.name)
     except EdgeConfigError as exc:
         raise BootError(f"{path}: {exc}") from None
     try:

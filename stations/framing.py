@@ -15,13 +15,23 @@ from enum import IntEnum
 MAX_LINE_BYTES = 1024  # including the trailing "\n"; a device needs one buffer of this size
 MAX_CHUNK_BYTES = 256  # decoded bytes of config per DATA line
 WINDOW = 4  # requests a station may have in flight; a device must buffer this many lines
-UNKNOWN_SEQ = None  # seq of an error reply to a request whose seq could not be read ("--")
 
 SEQ_RE = re.compile(r"[0-9A-F]{2}")
 _NUM_RE = re.compile(r"0|[1-9][0-9]{0,9}")
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
 NAME_RE = re.compile(r"[A-Z][A-Z_]{0,31}")
 _PLAIN = frozenset(range(0x21, 0x7F)) - {ord("%")}
+
+
+def _last_field_code(byte: int) -> str:
+    if byte == 0x0A:
+        return "~"
+    if (byte in _PLAIN or byte == 0x20) and byte != ord("~"):
+        return chr(byte)
+    return f"%{byte:02X}"
+
+
+_LAST_FIELD_CODES = [_last_field_code(b) for b in range(256)]
 
 
 class ErrorCode(IntEnum):
@@ -62,8 +72,8 @@ def crc16(data: bytes) -> int:
 def encode_frame(payload: str) -> bytes:
     """Frame a payload as `<payload>*<CRC16 4 hex>\\n`; refuses payloads that could not be parsed."""
     raw = payload.encode("ascii")
-    if any(b < 0x20 or b > 0x7E for b in raw):
-        raise ValueError("frame payload must be printable ASCII")
+    if not raw or any(b < 0x20 or b > 0x7E for b in raw):
+        raise ValueError("frame payload must be non-empty printable ASCII")
     line = raw + b"*%04X\n" % crc16(raw)
     if len(line) > MAX_LINE_BYTES:
         raise ValueError(f"frame is {len(line)} bytes; at most {MAX_LINE_BYTES} allowed")
@@ -94,18 +104,25 @@ def parse_frame(line: bytes) -> str:
 # --- field encoding -----------------------------------------------------------------------------
 
 
-def escape(data: bytes, *, space_ok: bool = False) -> str:
-    """%-escape bytes: printable ASCII except '%' stays literal (space only if `space_ok`)."""
-    return "".join(chr(b) if b in _PLAIN or (space_ok and b == 0x20) else f"%{b:02X}" for b in data)
+def escape(data: bytes, *, last_field: bool = False) -> str:
+    """%-escape bytes: printable ASCII except '%' stays literal, the rest becomes `%XX`.
+
+    In the last field of a line (DATA chunks, error details) space is literal and LF is `~` (and
+    `~` is `%7E`): text configs are ~4% LF and ~8% space, so this keeps them near 1 byte per byte.
+    """
+    if not last_field:
+        return "".join(chr(b) if b in _PLAIN else f"%{b:02X}" for b in data)
+    return "".join(_LAST_FIELD_CODES[b] for b in data)
 
 
-def unescape(text: str) -> bytes:
+def unescape(text: str, *, last_field: bool = False) -> bytes:
     """Reverse `escape`; strict: '%' must be followed by two uppercase hex digits."""
     out = bytearray()
     i = 0
     while i < len(text):
-        if text[i] != "%":
-            out.append(ord(text[i]))
+        char = text[i]
+        if char != "%":
+            out.append(0x0A if last_field and char == "~" else ord(char))
             i += 1
             continue
         pair = text[i + 1 : i + 3]

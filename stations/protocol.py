@@ -142,7 +142,7 @@ def encode_request(request: Request) -> bytes:
         case DataRequest(offset=offset, chunk=chunk):
             if not 0 < len(chunk) <= MAX_CHUNK_BYTES:
                 raise ValueError(f"DATA chunk must be 1..{MAX_CHUNK_BYTES} bytes, got {len(chunk)}")
-            payload = f"{seq} D {offset} {escape(chunk, space_ok=True)}"
+            payload = f"{seq} D {offset} {escape(chunk, last_field=True)}"
         case CommitRequest():
             payload = f"{seq} C"
         case HashRequest(path=path):
@@ -159,7 +159,7 @@ def _parse_begin(seq: int, rest: str) -> Request:
 
 def _parse_data(seq: int, rest: str) -> Request:
     offset, _, data = rest.partition(" ")
-    chunk = unescape(data)
+    chunk = unescape(data, last_field=True)
     if not 0 < len(chunk) <= MAX_CHUNK_BYTES:
         raise ParseError(f"DATA chunk is {len(chunk)} bytes; 1..{MAX_CHUNK_BYTES} allowed")
     return DataRequest(seq, parse_number(offset, "offset"), chunk)
@@ -223,7 +223,7 @@ def encode_reply(reply: Reply) -> bytes:
             payload = f"{seq} H {sha} {size}"
         case ErrorReply(code=code, name=name, detail=detail):
             payload = f"{seq} E {code} {name}" + (
-                f" {escape(detail.encode(), space_ok=True)}" if detail else ""
+                f" {escape(detail.encode(), last_field=True)}" if detail else ""
             )
     return encode_frame(payload)
 
@@ -248,7 +248,7 @@ def _parse_error(seq: int | None, rest: str) -> Reply:
     if not NAME_RE.fullmatch(name):
         raise ParseError(f"error name {name[:32]!r} is not an upper-case word")
     try:
-        text = unescape(detail).decode("utf-8")
+        text = unescape(detail, last_field=True).decode("utf-8")
     except UnicodeDecodeError:
         raise ParseError("error detail is not valid UTF-8") from None
     return ErrorReply(seq, parse_number(code, "error code"), name, text)

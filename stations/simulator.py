@@ -148,9 +148,9 @@ class SimulatedDevice:
                 data = os.read(master, 4096)
             except OSError:
                 continue  # EIO while no station has the port open: keep waiting
-            uart.wait_for(len(data), arrived)
             buffer.feed(data)
             while (line := buffer.pop_line()) is not None and not self._stop.is_set():
+                uart.wait_for(len(line), arrived)  # a UART delivers each line once its last byte is in
                 self._on_line(line)
 
     def _write_loop(self) -> None:

@@ -68,9 +68,10 @@ class Mosquitto:
             wait_for_port(self.port)
         except OSError:
             self.stop()
+            # from None: the log says why, the refused probe does not
             raise RuntimeError(
                 f"mosquitto did not start: {self.log.read_text() if self.log.exists() else ''}"
-            )
+            ) from None
 
     def stop(self) -> None:
         """Terminate (SIGTERM: mosquitto writes its persistence file) and wait."""

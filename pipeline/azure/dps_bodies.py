@@ -35,8 +35,9 @@ def symmetric_key_attestation(primary: SecretKey, secondary: SecretKey) -> dict[
     return {"type": "symmetricKey", "symmetricKey": keys}
 
 
-def _common_fields(iot_edge: bool, iot_hubs: tuple[str, ...], allocation_policy: str | None,
-                   provisioning_status: str) -> dict[str, Any]:
+def _common_fields(
+    iot_edge: bool, iot_hubs: tuple[str, ...], allocation_policy: str | None, provisioning_status: str
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "capabilities": {"iotEdge": iot_edge},
         "provisioningStatus": provisioning_status,
@@ -57,8 +58,9 @@ def individual_enrollment_body(spec: IndividualEnrollmentSpec) -> dict[str, Any]
     }
     if spec.device_id is not None:
         body["deviceId"] = spec.device_id
-    body.update(_common_fields(spec.iot_edge, spec.iot_hubs, spec.allocation_policy,
-                               spec.provisioning_status))
+    body.update(
+        _common_fields(spec.iot_edge, spec.iot_hubs, spec.allocation_policy, spec.provisioning_status)
+    )
     body["initialTwin"] = {"tags": dict(spec.tags), "properties": {"desired": {}}}
     return body
 
@@ -69,8 +71,9 @@ def enrollment_group_body(spec: EnrollmentGroupSpec) -> dict[str, Any]:
         "enrollmentGroupId": spec.group_id,
         "attestation": symmetric_key_attestation(spec.primary_key, spec.secondary_key),
     }
-    body.update(_common_fields(spec.iot_edge, spec.iot_hubs, spec.allocation_policy,
-                               spec.provisioning_status))
+    body.update(
+        _common_fields(spec.iot_edge, spec.iot_hubs, spec.allocation_policy, spec.provisioning_status)
+    )
     return body
 
 
@@ -103,8 +106,10 @@ def parse_symmetric_keys(body: Any) -> SymmetricKeys | None:
     keys = body.get("symmetricKey") or {}
     if not isinstance(keys, dict):
         raise BodyError("attestation symmetricKey is not an object")
-    return SymmetricKeys(_key_or_none(keys.get("primaryKey"), "primaryKey"),
-                         _key_or_none(keys.get("secondaryKey"), "secondaryKey"))
+    return SymmetricKeys(
+        _key_or_none(keys.get("primaryKey"), "primaryKey"),
+        _key_or_none(keys.get("secondaryKey"), "secondaryKey"),
+    )
 
 
 def _key_or_none(value: Any, what: str) -> SecretKey | None:
@@ -164,7 +169,11 @@ def parse_bulk_errors(body: Any) -> list[BulkItemError]:
         if not isinstance(item, dict) or not isinstance(item.get("registrationId"), str):
             raise BodyError("bulk operation error item has no registrationId")
         code = item.get("errorCode")
-        errors.append(BulkItemError(item["registrationId"],
-                                    code if isinstance(code, int) and not isinstance(code, bool) else None,
-                                    str(item.get("errorStatus") or "")))
+        errors.append(
+            BulkItemError(
+                item["registrationId"],
+                code if isinstance(code, int) and not isinstance(code, bool) else None,
+                str(item.get("errorStatus") or ""),
+            )
+        )
     return errors

@@ -43,13 +43,17 @@ def parse_operation_status(body: Any) -> tuple[str, DeviceRegistrationResult | N
     raw_state = body.get("registrationState")
     state: dict[str, Any] = raw_state if isinstance(raw_state, dict) else {}
     code = state.get("errorCode")
-    return status, DeviceRegistrationResult(
-        status=status,
-        assigned_hub=state.get("assignedHub"),
-        device_id=state.get("deviceId"),
-        error_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
-        error_message=state.get("errorMessage"),
-    ), operation_id
+    return (
+        status,
+        DeviceRegistrationResult(
+            status=status,
+            assigned_hub=state.get("assignedHub"),
+            device_id=state.get("deviceId"),
+            error_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+            error_message=state.get("errorMessage"),
+        ),
+        operation_id,
+    )
 
 
 class HttpDeviceRegistrar(DeviceRegistrar):
@@ -60,13 +64,22 @@ class HttpDeviceRegistrar(DeviceRegistrar):
     emulator always says 3 s, as DPS does; tests cap it). Throttled (429) polls always honour it.
     """
 
-    def __init__(self, *, api_version: str = DEVICE_API_VERSION, poll_interval: float = 1.0,
-                 max_poll_interval: float | None = None,
-                 request_timeout: float = 30.0, backoff: Backoff | None = None,
-                 registrations_per_minute: float | None = None, clock: Clock = time.monotonic,
-                 sleep: Sleep = time.sleep, wall_clock: Clock = time.time,
-                 rng: Callable[[float, float], float] = random.uniform, verify: bool | str = True,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        api_version: str = DEVICE_API_VERSION,
+        poll_interval: float = 1.0,
+        max_poll_interval: float | None = None,
+        request_timeout: float = 30.0,
+        backoff: Backoff | None = None,
+        registrations_per_minute: float | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+        wall_clock: Clock = time.time,
+        rng: Callable[[float, float], float] = random.uniform,
+        verify: bool | str = True,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self._params = {"api-version": api_version}
         if max_poll_interval is not None and max_poll_interval < poll_interval:
             raise ValueError("max_poll_interval must not be shorter than poll_interval")
@@ -74,8 +87,11 @@ class HttpDeviceRegistrar(DeviceRegistrar):
         self._max_poll_interval = max_poll_interval
         self._timeout = httpx.Timeout(request_timeout, connect=min(request_timeout, 10.0))
         self._backoff = backoff
-        self._pacer = (TokenBucket(registrations_per_minute, clock=clock, sleep=sleep)
-                       if registrations_per_minute else None)
+        self._pacer = (
+            TokenBucket(registrations_per_minute, clock=clock, sleep=sleep)
+            if registrations_per_minute
+            else None
+        )
         self._clock, self._sleep, self._wall_clock, self._rng = clock, sleep, wall_clock, rng
         self._verify = verify
         self._transport = transport
@@ -96,22 +112,43 @@ class HttpDeviceRegistrar(DeviceRegistrar):
         base = base_url_for_host(global_endpoint)
         with self._lock:
             if base not in self._clients:
-                self._clients[base] = AzureHttp(base, pacer=self._pacer, backoff=self._backoff,
-                                                timeout=self._timeout, sleep=self._sleep, rng=self._rng,
-                                                verify=self._verify, transport=self._transport)
+                self._clients[base] = AzureHttp(
+                    base,
+                    pacer=self._pacer,
+                    backoff=self._backoff,
+                    timeout=self._timeout,
+                    sleep=self._sleep,
+                    rng=self._rng,
+                    verify=self._verify,
+                    transport=self._transport,
+                )
             return self._clients[base]
 
-    def register(self, *, global_endpoint: str, id_scope: str, registration_id: str, key: SecretKey,
-                 timeout: float = 60.0) -> DeviceRegistrationResult:
+    def register(
+        self,
+        *,
+        global_endpoint: str,
+        id_scope: str,
+        registration_id: str,
+        key: SecretKey,
+        timeout: float = 60.0,
+    ) -> DeviceRegistrationResult:
         """Register and poll until DPS gives a final answer; AzureError(retryable) on timeout."""
         http = self._http_for(global_endpoint)
-        token = CachedSasToken(f"{id_scope}/registrations/{registration_id}", key, policy="registration",
-                               clock=self._wall_clock)
+        token = CachedSasToken(
+            f"{id_scope}/registrations/{registration_id}", key, policy="registration", clock=self._wall_clock
+        )
         path = f"/{quote(id_scope, safe='')}/registrations/{quote(registration_id, safe='')}"
         what = f"DPS registration of {registration_id!r}"
         deadline = self._clock() + timeout
-        response = http.send("PUT", f"{path}/register", what=what, auth=token, params=self._params,
-                             json_body={"registrationId": registration_id})
+        response = http.send(
+            "PUT",
+            f"{path}/register",
+            what=what,
+            auth=token,
+            params=self._params,
+            json_body={"registrationId": registration_id},
+        )
         operation_id: str | None = None
         while True:
             status, result, operation_id = self._step(response, operation_id, what=what)
@@ -121,16 +158,22 @@ class HttpDeviceRegistrar(DeviceRegistrar):
             if self._clock() + wait > deadline:
                 raise AzureError(f"{what}: still {status} after {timeout:.0f}s", retryable=True)
             self._sleep(wait)
-            response = http.send("GET", f"{path}/operations/{quote(operation_id or '', safe='')}", what=what,
-                                 auth=token, params=self._params)
+            response = http.send(
+                "GET",
+                f"{path}/operations/{quote(operation_id or '', safe='')}",
+                what=what,
+                auth=token,
+                params=self._params,
+            )
 
     def _poll_wait(self, response: httpx.Response) -> float:
         wait = max(self._poll_interval, parse_retry_after(response.headers.get("retry-after")) or 0.0)
         return wait if self._max_poll_interval is None else min(wait, self._max_poll_interval)
 
     @staticmethod
-    def _step(response: httpx.Response, operation_id: str | None, *,
-              what: str) -> tuple[str, DeviceRegistrationResult | None, str | None]:
+    def _step(
+        response: httpx.Response, operation_id: str | None, *, what: str
+    ) -> tuple[str, DeviceRegistrationResult | None, str | None]:
         try:
             body = response.json()
         except ValueError:
@@ -138,6 +181,7 @@ class HttpDeviceRegistrar(DeviceRegistrar):
         status, result, new_id = parse_operation_status(body)
         operation_id = new_id or operation_id
         if result is None and not operation_id:
-            raise AzureError(f"{what}: DPS answered {status!r} without an operationId",
-                             status=response.status_code)
+            raise AzureError(
+                f"{what}: DPS answered {status!r} without an operationId", status=response.status_code
+            )
         return status, result, operation_id

@@ -3,28 +3,28 @@
 Responsible for: the `DpsClient` port on the DPS REST API 2021-10-01 (notes §1): service SAS from a
 connection string, bulk creation (10 per call), idempotent replays (409201 → compare keys through
 `attestationmechanism`), ETag-guarded status changes, and paged registration queries.
-Not responsible for: pacing/retry mechanics and error mapping (`pipeline.azure.http`), JSON shapes
-(`pipeline.azure.dps_bodies`), or what the pipeline does with a conflict (the enroller decides).
+Not responsible for: pacing/retry mechanics and error mapping (`pipeline.azure.http`), auth and key
+comparison (`pipeline.azure.dps_api`), JSON shapes (`pipeline.azure.dps_bodies`), or what the pipeline
+does with a conflict (the enroller decides).
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from functools import partial
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 
 from pipeline.azure import dps_bodies as bodies
+from pipeline.azure.dps_api import ALREADY_EXISTS, API_VERSION, DpsServiceApi
 from pipeline.azure.http import AzureHttp, base_url_for_host, is_retryable_status
 from pipeline.azure.pacing import Backoff, Clock, Sleep, TokenBucket
 from pipeline.azure.ports import (
     AzureError,
     DpsClient,
-    EnrollmentConflict,
     EnrollmentGroupSpec,
     EnrollmentInfo,
     IndividualEnrollmentSpec,
@@ -32,11 +32,8 @@ from pipeline.azure.ports import (
 )
 from pipeline.azure.sas import parse_connection_string
 from pipeline.azure.tokens import CachedSasToken
-from pipeline.domain.keys import SecretKey
 
-API_VERSION = "2021-10-01"
 BULK_LIMIT = 10  # "maximum of 10 enrollments" per bulk operation (notes §1.2, §3)
-ALREADY_EXISTS = 409201  # bulk `create` on an existing enrollment (notes §1.5)
 ETAG_ATTEMPTS = 3
 STATUSES = ("enabled", "disabled")
 
@@ -46,7 +43,7 @@ T = TypeVar("T")
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """Yield consecutive slices of at most `size` items."""
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _q(identifier: str) -> str:
@@ -56,20 +53,26 @@ def _q(identifier: str) -> str:
 class HttpDpsClient(DpsClient):
     """The `DpsClient` port on httpx: one pooled client, paced below the DPS operations quota."""
 
-    def __init__(self, http: AzureHttp, token: Callable[[], str], *, api_version: str = API_VERSION) -> None:
-        self._http = http
-        self._token = token
-        self._params = {"api-version": api_version}
+    def __init__(self, api: DpsServiceApi) -> None:
+        self._api = api
 
     @classmethod
-    def from_connection_string(cls, connection_string: str, api_version: str = API_VERSION, *,
-                               operations_per_minute: float = 900, burst: int = 10,
-                               timeout: float = 30.0, backoff: Backoff | None = None,
-                               clock: Clock = time.monotonic, sleep: Sleep = time.sleep,
-                               wall_clock: Clock = time.time,
-                               rng: Callable[[float, float], float] = random.uniform,
-                               verify: bool | str = True,
-                               transport: httpx.BaseTransport | None = None) -> HttpDpsClient:
+    def from_connection_string(
+        cls,
+        connection_string: str,
+        api_version: str = API_VERSION,
+        *,
+        operations_per_minute: float = 900,
+        burst: int = 10,
+        timeout: float = 30.0,
+        backoff: Backoff | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+        wall_clock: Clock = time.time,
+        rng: Callable[[float, float], float] = random.uniform,
+        verify: bool | str = True,
+        transport: httpx.BaseTransport | None = None,
+    ) -> HttpDpsClient:
         """Build a client from `HostName=..;SharedAccessKeyName=..;SharedAccessKey=..`.
 
         A HostName with a scheme (`http://127.0.0.1:PORT`, the emulator) is used as the base URL as-is;
@@ -78,13 +81,20 @@ class HttpDpsClient(DpsClient):
         cs = parse_connection_string(connection_string, what="DPS connection string")
         token = CachedSasToken(cs.host_name, cs.key, policy=cs.key_name, ttl=3600, clock=wall_clock)
         pacer = TokenBucket(operations_per_minute, burst=burst, clock=clock, sleep=sleep)
-        http = AzureHttp(base_url_for_host(cs.host_name), pacer=pacer, backoff=backoff,
-                         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)), sleep=sleep, rng=rng,
-                         verify=verify, transport=transport)
-        return cls(http, token, api_version=api_version)
+        http = AzureHttp(
+            base_url_for_host(cs.host_name),
+            pacer=pacer,
+            backoff=backoff,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            sleep=sleep,
+            rng=rng,
+            verify=verify,
+            transport=transport,
+        )
+        return cls(DpsServiceApi(http, token, api_version=api_version))
 
     def __repr__(self) -> str:
-        return f"HttpDpsClient(base_url={self._http.base_url!r})"
+        return f"HttpDpsClient(base_url={self._api.http.base_url!r})"
 
     def __enter__(self) -> HttpDpsClient:
         return self
@@ -93,51 +103,7 @@ class HttpDpsClient(DpsClient):
         self.close()
 
     def close(self) -> None:
-        self._http.close()
-
-    # -- plumbing ---------------------------------------------------------------------------------
-
-    def _call(self, method: str, path: str, *, what: str, json_body: Any = None, empty_body: bool = False,
-              headers: Mapping[str, str] | None = None, allow: tuple[int, ...] = ()) -> httpx.Response:
-        return self._http.send(method, path, what=what, auth=self._token, params=self._params,
-                               json_body=json_body, content=b"" if empty_body else None,
-                               headers=headers, allow=allow)
-
-    @staticmethod
-    def _json(response: httpx.Response, *, what: str) -> Any:
-        try:
-            return response.json()
-        except ValueError:
-            raise AzureError(f"{what}: response is not JSON", status=response.status_code) from None
-
-    @staticmethod
-    def _parsed(parse: Callable[[Any], T], body: Any, *, what: str) -> T:
-        try:
-            return parse(body)
-        except bodies.BodyError as exc:
-            raise AzureError(f"{what}: unexpected response: {exc}") from None
-
-    def _check_keys(self, path: str, primary: SecretKey, secondary: SecretKey, *, what: str) -> None:
-        """Fetch an existing enrollment's keys; EnrollmentConflict unless they are ours."""
-        response = self._call("POST", f"{path}/attestationmechanism", what=f"{what}: read keys",
-                              empty_body=True)
-        body = self._json(response, what=what)
-        keys = self._parsed(bodies.parse_symmetric_keys, body, what=what)
-        if keys is None:
-            raise EnrollmentConflict(f"{what} exists with a non-symmetric-key attestation; "
-                                     "delete or rename it before enrolling", status=409)
-        if not keys.matches(primary, secondary):
-            raise EnrollmentConflict(f"{what} exists with different keys (DPS primary "
-                                     f"{keys.primary.fingerprint if keys.primary else 'none'}, ours "
-                                     f"{primary.fingerprint}); an operator must decide which is right",
-                                     status=409, error_code=ALREADY_EXISTS)
-
-    def _get_info(self, path: str, *, id_field: str, what: str) -> EnrollmentInfo | None:
-        response = self._call("GET", path, what=what, allow=(404,))
-        if response.status_code == 404:
-            return None
-        body = self._json(response, what=what)
-        return self._parsed(partial(bodies.parse_enrollment_info, id_field=id_field), body, what=what)
+        self._api.http.close()
 
     # -- enrollment groups --------------------------------------------------------------------------
 
@@ -150,14 +116,17 @@ class HttpDpsClient(DpsClient):
         path = f"/enrollmentGroups/{_q(spec.group_id)}"
         what = f"enrollment group {spec.group_id!r}"
         if self.get_enrollment_group(spec.group_id) is None:
-            self._call("PUT", path, what=f"{what}: create", json_body=bodies.enrollment_group_body(spec))
+            self._api.call("PUT", path, what=f"{what}: create", json_body=bodies.enrollment_group_body(spec))
             return
-        self._check_keys(path, spec.primary_key, spec.secondary_key, what=what)
+        self._api.check_keys(path, spec.primary_key, spec.secondary_key, what=what)
 
     def get_enrollment_group(self, group_id: str) -> EnrollmentInfo | None:
         """GET /enrollmentGroups/{id}; None if there is no such group."""
-        return self._get_info(f"/enrollmentGroups/{_q(group_id)}", id_field="enrollmentGroupId",
-                              what=f"enrollment group {group_id!r}")
+        return self._api.get_info(
+            f"/enrollmentGroups/{_q(group_id)}",
+            id_field="enrollmentGroupId",
+            what=f"enrollment group {group_id!r}",
+        )
 
     # -- individual enrollments ---------------------------------------------------------------------
 
@@ -174,36 +143,51 @@ class HttpDpsClient(DpsClient):
         what = f"bulk create of {len(chunk)} enrollments ({chunk[0].registration_id}..)"
         body = {"enrollments": [bodies.individual_enrollment_body(s) for s in chunk], "mode": "create"}
         try:
-            result = self._json(self._call("POST", "/enrollments", what=what, json_body=body), what=what)
-            errors = self._parsed(bodies.parse_bulk_errors, result, what=what)
+            result = self._api.json(
+                self._api.call("POST", "/enrollments", what=what, json_body=body), what=what
+            )
+            errors = self._api.parsed(bodies.parse_bulk_errors, result, what=what)
         except AzureError as exc:
             return {spec.registration_id: exc for spec in chunk}
         by_id = {error.registration_id.lower(): error for error in errors}
-        return {spec.registration_id: self._resolve(spec, by_id.get(spec.registration_id.lower()))
-                for spec in chunk}
+        return {
+            spec.registration_id: self._resolve(spec, by_id.get(spec.registration_id.lower()))
+            for spec in chunk
+        }
 
-    def _resolve(self, spec: IndividualEnrollmentSpec,
-                 error: bodies.BulkItemError | None) -> AzureError | None:
+    def _resolve(
+        self, spec: IndividualEnrollmentSpec, error: bodies.BulkItemError | None
+    ) -> AzureError | None:
         """Turn one bulk item result into None (created or identical replay) or its error."""
         if error is None:
             return None
         what = f"individual enrollment {spec.registration_id!r}"
         if error.error_code == ALREADY_EXISTS:
             try:
-                self._check_keys(f"/enrollments/{_q(spec.registration_id)}", spec.primary_key,
-                                 spec.secondary_key, what=what)
+                self._api.check_keys(
+                    f"/enrollments/{_q(spec.registration_id)}",
+                    spec.primary_key,
+                    spec.secondary_key,
+                    what=what,
+                )
             except AzureError as exc:
                 return exc
             return None
         status = error.error_code // 1000 if error.error_code and error.error_code >= 100000 else None
-        return AzureError(f"{what}: bulk create failed: errorCode {error.error_code}: {error.error_status}",
-                          status=status, error_code=error.error_code,
-                          retryable=status is not None and is_retryable_status(status))
+        return AzureError(
+            f"{what}: bulk create failed: errorCode {error.error_code}: {error.error_status}",
+            status=status,
+            error_code=error.error_code,
+            retryable=status is not None and is_retryable_status(status),
+        )
 
     def get_individual_enrollment(self, registration_id: str) -> EnrollmentInfo | None:
         """GET /enrollments/{id} (keys are not returned); None if there is no such enrollment."""
-        return self._get_info(f"/enrollments/{_q(registration_id)}", id_field="registrationId",
-                              what=f"individual enrollment {registration_id!r}")
+        return self._api.get_info(
+            f"/enrollments/{_q(registration_id)}",
+            id_field="registrationId",
+            what=f"individual enrollment {registration_id!r}",
+        )
 
     def set_individual_enrollment_status(self, registration_id: str, status: str) -> None:
         """Enable or disable an enrollment: GET, read keys, PUT with If-Match (retried on 412)."""
@@ -217,32 +201,41 @@ class HttpDpsClient(DpsClient):
                 raise AzureError(f"{what}: not found; cannot set it {status}", status=404)
             if (info.provisioning_status or "enabled") == status:
                 return
-            keys = self._call("POST", f"{path}/attestationmechanism", what=f"{what}: read keys",
-                              empty_body=True)
-            body = bodies.resend_body(info.raw, self._json(keys, what=what), status)
+            keys = self._api.call(
+                "POST", f"{path}/attestationmechanism", what=f"{what}: read keys", empty_body=True
+            )
+            body = bodies.resend_body(info.raw, self._api.json(keys, what=what), status)
             headers = {"If-Match": info.etag} if info.etag else None
-            response = self._call("PUT", path, what=f"{what}: set {status}", json_body=body, headers=headers,
-                                  allow=(412,))
+            response = self._api.call(
+                "PUT", path, what=f"{what}: set {status}", json_body=body, headers=headers, allow=(412,)
+            )
             if response.status_code != 412:
                 return
-        raise AzureError(f"{what}: changed concurrently {ETAG_ATTEMPTS} times while setting it {status}",
-                         status=412, retryable=True)
+        raise AzureError(
+            f"{what}: changed concurrently {ETAG_ATTEMPTS} times while setting it {status}",
+            status=412,
+            retryable=True,
+        )
 
     def delete_individual_enrollment(self, registration_id: str) -> None:
         """DELETE /enrollments/{id}; an enrollment already gone counts as deleted (idempotent)."""
-        self._call("DELETE", f"/enrollments/{_q(registration_id)}", allow=(404,),
-                   what=f"individual enrollment {registration_id!r}: delete")
+        self._api.call(
+            "DELETE",
+            f"/enrollments/{_q(registration_id)}",
+            allow=(404,),
+            what=f"individual enrollment {registration_id!r}: delete",
+        )
 
     # -- registration states ------------------------------------------------------------------------
 
     def get_registration_state(self, registration_id: str) -> RegistrationState | None:
         """GET /registrations/{id}; None if the device never registered."""
         what = f"registration state of {registration_id!r}"
-        response = self._call("GET", f"/registrations/{_q(registration_id)}", what=what, allow=(404,))
+        response = self._api.call("GET", f"/registrations/{_q(registration_id)}", what=what, allow=(404,))
         if response.status_code == 404:
             return None
-        body = self._json(response, what=what)
-        return self._parsed(bodies.parse_registration_state, body, what=what)
+        body = self._api.json(response, what=what)
+        return self._api.parsed(bodies.parse_registration_state, body, what=what)
 
     def query_group_registrations(self, group_id: str, page_size: int = 100) -> list[RegistrationState]:
         """POST /registrations/{groupId}/query page by page, following `x-ms-continuation`."""
@@ -254,15 +247,17 @@ class HttpDpsClient(DpsClient):
             headers = {"x-ms-max-item-count": str(page_size)}
             if continuation:
                 headers["x-ms-continuation"] = continuation
-            response = self._call("POST", f"/registrations/{_q(group_id)}/query", what=what, empty_body=True,
-                                  headers=headers)
-            states.extend(self._parsed(_parse_page, self._json(response, what=what), what=what))
+            response = self._api.call(
+                "POST", f"/registrations/{_q(group_id)}/query", what=what, empty_body=True, headers=headers
+            )
+            states.extend(self._api.parsed(_parse_page, self._api.json(response, what=what), what=what))
             continuation = response.headers.get("x-ms-continuation")
             if not continuation:
                 return states
             if continuation in seen:
-                raise AzureError(f"{what}: the service repeated a continuation token",
-                                 status=response.status_code)
+                raise AzureError(
+                    f"{what}: the service repeated a continuation token", status=response.status_code
+                )
             seen.add(continuation)
 
 

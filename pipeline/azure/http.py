@@ -57,8 +57,13 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes, *,
     text = f"{what}: HTTP {status}" + (f" errorCode {code}" if code is not None else "") + f": {message}"
     if tracking:
         text += f" (trackingId {tracking})"
-    return AzureError(text, status=status, error_code=code, retryable=is_retryable_status(status),
-                      retry_after=parse_retry_after(headers.get("retry-after")))
+    return AzureError(
+        text,
+        status=status,
+        error_code=code,
+        retryable=is_retryable_status(status),
+        retry_after=parse_retry_after(headers.get("retry-after")),
+    )
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -89,56 +94,101 @@ def _reason(status: int) -> str:
 class AzureHttp:
     """Send requests to one base URL with pacing, bounded retries and AzureError mapping."""
 
-    def __init__(self, base_url: str, *, pacer: TokenBucket | None = None, backoff: Backoff | None = None,
-                 timeout: httpx.Timeout | float = DEFAULT_TIMEOUT, sleep: Sleep | None = None,
-                 rng: Callable[[float, float], float] = random.uniform, verify: bool | str = True,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        pacer: TokenBucket | None = None,
+        backoff: Backoff | None = None,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        sleep: Sleep | None = None,
+        rng: Callable[[float, float], float] = random.uniform,
+        verify: bool | str = True,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._pacer = pacer
         self._backoff = backoff or Backoff()
         self._sleep: Sleep = sleep if sleep is not None else time.sleep
         self._rng = rng
-        self._client = httpx.Client(base_url=self.base_url, timeout=timeout, verify=verify,
-                                    transport=transport, headers={"Accept": "application/json"})
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout,
+            verify=verify,
+            transport=transport,
+            headers={"Accept": "application/json"},
+        )
 
     def close(self) -> None:
         """Close the connection pool."""
         self._client.close()
 
-    def send(self, method: str, path: str, *, what: str, auth: Callable[[], str] | None = None,
-             params: Mapping[str, str] | None = None, json_body: Any = None, content: bytes | None = None,
-             headers: Mapping[str, str] | None = None, allow: Collection[int] = ()) -> httpx.Response:
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        auth: Callable[[], str] | None = None,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        allow: Collection[int] = (),
+    ) -> httpx.Response:
         """Send, retrying transient failures; return a 2xx response or one whose status is in `allow`."""
         retry = 0
         while True:
             try:
-                return self._attempt(method, path, what=what, auth=auth, params=params, json_body=json_body,
-                                     content=content, headers=headers, allow=allow)
+                return self._attempt(
+                    method,
+                    path,
+                    what=what,
+                    auth=auth,
+                    params=params,
+                    json_body=json_body,
+                    content=content,
+                    headers=headers,
+                    allow=allow,
+                )
             except AzureError as exc:
                 if not exc.retryable or retry + 1 >= self._backoff.max_attempts:
                     raise
                 wait = self._backoff.delay(retry, retry_after=exc.retry_after, rng=self._rng)
-                log.info("%s failed (%s); retry %d in %.2fs", what, exc.status or "no response", retry + 1,
-                         wait)
+                log.info(
+                    "%s failed (%s); retry %d in %.2fs", what, exc.status or "no response", retry + 1, wait
+                )
                 self._sleep(wait)
                 retry += 1
 
-    def _attempt(self, method: str, path: str, *, what: str, auth: Callable[[], str] | None,
-                 params: Mapping[str, str] | None, json_body: Any, content: bytes | None,
-                 headers: Mapping[str, str] | None, allow: Collection[int]) -> httpx.Response:
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        auth: Callable[[], str] | None,
+        params: Mapping[str, str] | None,
+        json_body: Any,
+        content: bytes | None,
+        headers: Mapping[str, str] | None,
+        allow: Collection[int],
+    ) -> httpx.Response:
         if self._pacer is not None:
             self._pacer.acquire()
         all_headers = dict(headers or {})
         if auth is not None:
             all_headers["Authorization"] = auth()
         try:
-            response = self._client.request(method, path, params=params, json=json_body, content=content,
-                                            headers=all_headers)
+            response = self._client.request(
+                method, path, params=params, json=json_body, content=content, headers=all_headers
+            )
         except httpx.TimeoutException as exc:
             raise AzureError(f"{what}: timed out ({type(exc).__name__})", retryable=True) from None
         except httpx.TransportError as exc:
-            raise AzureError(f"{what}: connection failed ({type(exc).__name__}: {exc})",
-                             retryable=True) from None
+            raise AzureError(
+                f"{what}: connection failed ({type(exc).__name__}: {exc})", retryable=True
+            ) from None
         if response.is_success or response.status_code in allow:
             return response
         raise error_from_response(response.status_code, response.headers, response.content, what=what)

@@ -29,8 +29,10 @@ def hub_connection_strings(connection_strings: Iterable[str] | Mapping[str, str]
     if isinstance(connection_strings, Mapping):
         pairs = list(connection_strings.items())
     else:
-        pairs = [(parse_connection_string(cs, what="IoT hub connection string").host_name, cs)
-                 for cs in connection_strings]
+        pairs = [
+            (parse_connection_string(cs, what="IoT hub connection string").host_name, cs)
+            for cs in connection_strings
+        ]
     for _, cs in pairs:
         parse_connection_string(cs, what="IoT hub connection string")
     return {host.strip().lower(): cs for host, cs in pairs}
@@ -44,8 +46,11 @@ def error_from_sdk(exc: Exception, *, what: str) -> AzureError:
         return AzureError(f"{what}: no response from IoT hub ({type(exc).__name__})", retryable=True)
     headers = getattr(response, "headers", None) or {}
     code = headers.get("iothub-errorcode") if hasattr(headers, "get") else None
-    return AzureError(f"{what}: HTTP {status}" + (f" {code}" if code else ""), status=status,
-                      retryable=status in RETRYABLE or status >= 500)
+    return AzureError(
+        f"{what}: HTTP {status}" + (f" {code}" if code else ""),
+        status=status,
+        retryable=status in RETRYABLE or status >= 500,
+    )
 
 
 def _sdk_errors() -> tuple[type[Exception], ...]:
@@ -59,8 +64,9 @@ def _sdk_errors() -> tuple[type[Exception], ...]:
 class AzureHubRegistry(HubRegistry):
     """The `HubRegistry` port on azure-iot-hub's IoTHubRegistryManager, one manager per hub."""
 
-    def __init__(self, connection_strings: Iterable[str] | Mapping[str, str], *,
-                 verify: bool | str | None = None) -> None:
+    def __init__(
+        self, connection_strings: Iterable[str] | Mapping[str, str], *, verify: bool | str | None = None
+    ) -> None:
         self._connection_strings = hub_connection_strings(connection_strings)
         self._verify = verify
         self._managers: dict[str, Any] = {}
@@ -101,8 +107,12 @@ class AzureHubRegistry(HubRegistry):
                 return None
             raise error from None
         capabilities = getattr(device, "capabilities", None)
-        return HubDevice(device_id=device.device_id, iot_edge=bool(getattr(capabilities, "iot_edge", False)),
-                         status=str(device.status or ""), tags=dict(getattr(twin, "tags", None) or {}))
+        return HubDevice(
+            device_id=device.device_id,
+            iot_edge=bool(getattr(capabilities, "iot_edge", False)),
+            status=str(device.status or ""),
+            tags=dict(getattr(twin, "tags", None) or {}),
+        )
 
     def update_twin_tags(self, hub_host: str, device_id: str, tags: dict[str, Any]) -> None:
         """Merge `tags` into the device twin with a PATCH guarded by the twin's etag."""

@@ -26,8 +26,14 @@ class TokenBucket:
     Thread-safe; a caller that finds the bucket empty reserves a future slot and sleeps until it.
     """
 
-    def __init__(self, rate_per_minute: float, *, burst: int = 10, clock: Clock = time.monotonic,
-                 sleep: Sleep = time.sleep) -> None:
+    def __init__(
+        self,
+        rate_per_minute: float,
+        *,
+        burst: int = 10,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+    ) -> None:
         if rate_per_minute <= 0:
             raise ValueError("rate_per_minute must be positive")
         if burst < 1:
@@ -71,8 +77,13 @@ class Backoff:
     max_attempts: int = 6
     max_retry_after: float = 300.0
 
-    def delay(self, retry: int, *, retry_after: float | None = None,
-              rng: Callable[[float, float], float] = random.uniform) -> float:
+    def delay(
+        self,
+        retry: int,
+        *,
+        retry_after: float | None = None,
+        rng: Callable[[float, float], float] = random.uniform,
+    ) -> float:
         """Return seconds to wait before retry number `retry` (0 = first retry)."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_retry_after)

@@ -18,8 +18,16 @@ from pipeline.domain.keys import SecretKey
 class CachedSasToken:
     """Callable returning a valid `SharedAccessSignature ...` for `resource`; repr hides the key."""
 
-    def __init__(self, resource: str, key: SecretKey, *, policy: str | None, ttl: int = 3600,
-                 renew_before: int = 300, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        resource: str,
+        key: SecretKey,
+        *,
+        policy: str | None,
+        ttl: int = 3600,
+        renew_before: int = 300,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if renew_before >= ttl:
             raise ValueError("renew_before must be shorter than ttl")
         self.resource = resource
@@ -37,8 +45,9 @@ class CachedSasToken:
             now = self._clock()
             if self._token is None or now >= self._expiry - self._renew_before:
                 self._expiry = int(now) + self._ttl
-                self._token = generate_token(self.resource, self._key, expiry=self._expiry,
-                                             policy=self._policy)
+                self._token = generate_token(
+                    self.resource, self._key, expiry=self._expiry, policy=self._policy
+                )
             return self._token
 
     @property

@@ -25,7 +25,7 @@ def explain(exc: OSError) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS certificate not trusted ({exc.verify_message}) — check the CA file"
     if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed ({exc.reason}) — is it a TLS (mqtts) port?"
+        return f"TLS handshake failed ({getattr(exc, 'reason', None) or exc}) — is it a TLS (mqtts) port?"
     return f"{exc.strerror or exc}"
 
 

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "pipeline.cli.audit_cmd",
 )
 
+NOISY_LOGGERS = ("amqtt", "transitions", "alembic", "apscheduler", "httpx", "azure", "uamqp", "msrest")
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -69,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for noisy in NOISY_LOGGERS:  # third-party INFO chatter drowns the operator's lines
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         code: int = args.func(args)
         return code

@@ -79,6 +79,7 @@ def _init(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.key_file} exists; use --force to replace it", exit_code=2)
     keypair = StationKeyPair.generate()
     try:
+        args.key_file.parent.mkdir(parents=True, exist_ok=True)
         keypair.save(args.key_file, overwrite=args.force)
     except (OSError, StationKeyError) as exc:
         raise CommandError(f"cannot write {args.key_file}: {exc}") from None

@@ -18,7 +18,7 @@ from pipeline.bus.paho import PahoBus
 from pipeline.bus.ports import BusError, InboundMessage, Will
 
 if TYPE_CHECKING:
-    from conftest import Mosquitto
+    from tests.conftest import Mosquitto
 
 
 class Collector:
@@ -97,11 +97,12 @@ def test_round_trip_on_embedded_broker(
 
 
 @pytest.mark.mosquitto
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 def test_unacked_message_is_redelivered_after_reconnect(
-    mosquitto: Mosquitto, clients: list[PahoBus], topic_root: str
+    mosquitto: Mosquitto, clients: list[PahoBus], topic_root: str, protocol: Any
 ) -> None:
     forgetful = Collector(ack=False)
-    first = make(clients, mosquitto.url, f"{topic_root}-worker")
+    first = make(clients, mosquitto.url, f"{topic_root}-worker", protocol=protocol)
     first.subscribe(f"{topic_root}/#", forgetful)
     first.connect(5)
     pub = make(clients, mosquitto.url, f"{topic_root}-pub")
@@ -111,7 +112,9 @@ def test_unacked_message_is_redelivered_after_reconnect(
     first.close()  # "crashed" before its DB commit: never acked
 
     diligent = Collector()
-    second = make(clients, mosquitto.url, f"{topic_root}-worker")  # same client id, persistent session
+    second = make(
+        clients, mosquitto.url, f"{topic_root}-worker", protocol=protocol
+    )  # same client id, persistent session
     second.subscribe(f"{topic_root}/#", diligent)
     second.connect(5)
     again = diligent.wait_for(1)[0]
@@ -119,7 +122,7 @@ def test_unacked_message_is_redelivered_after_reconnect(
     second.close()
 
     third_seen = Collector()
-    third = make(clients, mosquitto.url, f"{topic_root}-worker")
+    third = make(clients, mosquitto.url, f"{topic_root}-worker", protocol=protocol)
     third.subscribe(f"{topic_root}/#", third_seen)
     third.connect(5)
     time.sleep(0.3)
@@ -127,10 +130,11 @@ def test_unacked_message_is_redelivered_after_reconnect(
 
 
 @pytest.mark.mosquitto
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 def test_messages_published_while_subscriber_is_down_are_delivered(
-    mosquitto: Mosquitto, clients: list[PahoBus], topic_root: str
+    mosquitto: Mosquitto, clients: list[PahoBus], topic_root: str, protocol: Any
 ) -> None:
-    sub = make(clients, mosquitto.url, f"{topic_root}-worker")
+    sub = make(clients, mosquitto.url, f"{topic_root}-worker", protocol=protocol)
     sub.subscribe(f"{topic_root}/#", Collector())
     sub.connect(5)
     sub.close()
@@ -140,7 +144,7 @@ def test_messages_published_while_subscriber_is_down_are_delivered(
         pub.publish(f"{topic_root}/e", b"%d" % i, timeout=5)
 
     received = Collector()
-    back = make(clients, mosquitto.url, f"{topic_root}-worker")
+    back = make(clients, mosquitto.url, f"{topic_root}-worker", protocol=protocol)
     back.subscribe(f"{topic_root}/#", received)
     back.connect(5)
     assert [m.payload for m in received.wait_for(5)] == [b"0", b"1", b"2", b"3", b"4"]

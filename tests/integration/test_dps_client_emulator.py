@@ -22,8 +22,11 @@ HUB = "edgeline-hub-1.azure-devices.net"
 
 @pytest.fixture
 def emulator() -> Iterator[RunningEmulator]:
-    emu = start_emulator(EmulatorConfig(host="127.0.0.1", port=0, id_scope="0ne00000001", hubs=(HUB,),
-                                        allocation_policy="hashed"))
+    emu = start_emulator(
+        EmulatorConfig(
+            host="127.0.0.1", port=0, id_scope="0ne00000001", hubs=(HUB,), allocation_policy="hashed"
+        )
+    )
     yield emu
     emu.stop()
 
@@ -42,14 +45,24 @@ def device() -> Iterator[HttpDeviceRegistrar]:
 
 
 def unit(n: int, line: str = "L1") -> IndividualEnrollmentSpec:
-    return IndividualEnrollmentSpec(f"sn-{n:04d}-mac-00-11-22-33-44-{n % 100:02d}", SecretKey.generate(),
-                                    SecretKey.generate(), tags={"line": line, "n": n})
+    return IndividualEnrollmentSpec(
+        f"sn-{n:04d}-mac-00-11-22-33-44-{n % 100:02d}",
+        SecretKey.generate(),
+        SecretKey.generate(),
+        tags={"line": line, "n": n},
+    )
 
 
-def register(device: HttpDeviceRegistrar, emulator: RunningEmulator, registration_id: str,
-             key: SecretKey) -> str:
-    return device.register(global_endpoint=emulator.device_endpoint, id_scope=emulator.id_scope,
-                           registration_id=registration_id, key=key, timeout=20).status
+def register(
+    device: HttpDeviceRegistrar, emulator: RunningEmulator, registration_id: str, key: SecretKey
+) -> str:
+    return device.register(
+        global_endpoint=emulator.device_endpoint,
+        id_scope=emulator.id_scope,
+        registration_id=registration_id,
+        key=key,
+        timeout=20,
+    ).status
 
 
 def test_group_create_is_idempotent(dps: HttpDpsClient) -> None:
@@ -87,33 +100,43 @@ def test_different_key_on_replay_is_a_conflict_for_that_unit_only(dps: HttpDpsCl
     assert rogue.primary_key.reveal_base64() not in str(results[rogue.registration_id])
 
 
-def test_registration_state_after_the_device_registers(dps: HttpDpsClient, device: HttpDeviceRegistrar,
-                                                       emulator: RunningEmulator) -> None:
+def test_registration_state_after_the_device_registers(
+    dps: HttpDpsClient, device: HttpDeviceRegistrar, emulator: RunningEmulator
+) -> None:
     spec = unit(7)
     dps.ensure_individual_enrollments([spec])
     assert dps.get_registration_state(spec.registration_id) is None
-    result = device.register(global_endpoint=emulator.device_endpoint, id_scope=emulator.id_scope,
-                             registration_id=spec.registration_id, key=spec.primary_key, timeout=20)
+    result = device.register(
+        global_endpoint=emulator.device_endpoint,
+        id_scope=emulator.id_scope,
+        registration_id=spec.registration_id,
+        key=spec.primary_key,
+        timeout=20,
+    )
     assert (result.status, result.assigned_hub, result.device_id) == ("assigned", HUB, spec.registration_id)
     state = dps.get_registration_state(spec.registration_id)
     assert state is not None and (state.status, state.assigned_hub) == ("assigned", HUB)
 
 
-def test_group_registration_query_pages(dps: HttpDpsClient, device: HttpDeviceRegistrar,
-                                        emulator: RunningEmulator) -> None:
+def test_group_registration_query_pages(
+    dps: HttpDpsClient, device: HttpDeviceRegistrar, emulator: RunningEmulator
+) -> None:
     group = EnrollmentGroupSpec("line-2", SecretKey.generate(), SecretKey.generate())
     dps.ensure_enrollment_group(group)
     ids = [f"sn-{n:04d}-mac-aa-bb-cc-dd-ee-{n:02d}" for n in range(7)]
     for registration_id in ids:
-        assert register(device, emulator, registration_id, derive_device_key(group.primary_key,
-                                                                             registration_id)) == "assigned"
+        assert (
+            register(device, emulator, registration_id, derive_device_key(group.primary_key, registration_id))
+            == "assigned"
+        )
     states = dps.query_group_registrations("line-2", page_size=3)
     assert sorted(s.registration_id for s in states) == sorted(ids)
     assert {s.status for s in states} == {"assigned"}
 
 
-def test_disabled_enrollment_answers_disabled_to_the_device(dps: HttpDpsClient, device: HttpDeviceRegistrar,
-                                                            emulator: RunningEmulator) -> None:
+def test_disabled_enrollment_answers_disabled_to_the_device(
+    dps: HttpDpsClient, device: HttpDeviceRegistrar, emulator: RunningEmulator
+) -> None:
     spec = unit(9)
     dps.ensure_individual_enrollments([spec])
     dps.set_individual_enrollment_status(spec.registration_id, "disabled")
@@ -133,8 +156,9 @@ def test_delete_is_idempotent(dps: HttpDpsClient) -> None:
     assert dps.get_individual_enrollment(spec.registration_id) is None
 
 
-def test_wrong_device_key_is_refused(dps: HttpDpsClient, device: HttpDeviceRegistrar,
-                                     emulator: RunningEmulator) -> None:
+def test_wrong_device_key_is_refused(
+    dps: HttpDpsClient, device: HttpDeviceRegistrar, emulator: RunningEmulator
+) -> None:
     spec = unit(4)
     dps.ensure_individual_enrollments([spec])
     with pytest.raises(AzureError) as caught:
@@ -144,8 +168,9 @@ def test_wrong_device_key_is_refused(dps: HttpDpsClient, device: HttpDeviceRegis
 
 def test_throttling_is_retried_and_surfaces_as_retryable(emulator: RunningEmulator) -> None:
     sleeps: list[float] = []
-    with HttpDpsClient.from_connection_string(emulator.service_connection_string, sleep=sleeps.append,
-                                              backoff=Backoff(max_attempts=3)) as dps:
+    with HttpDpsClient.from_connection_string(
+        emulator.service_connection_string, sleep=sleeps.append, backoff=Backoff(max_attempts=3)
+    ) as dps:
         emulator.set_faults(throttle=True)
         with pytest.raises(AzureError) as caught:
             dps.get_individual_enrollment("sn-1")
@@ -157,7 +182,11 @@ def test_throttling_is_retried_and_surfaces_as_retryable(emulator: RunningEmulat
 
 def test_wrong_service_key_is_refused(emulator: RunningEmulator) -> None:
     cs = emulator.service_connection_string.rsplit("SharedAccessKey=", 1)[0]
-    with HttpDpsClient.from_connection_string(cs + "SharedAccessKey=" + SecretKey.generate().reveal_base64()) as dps,\
-            pytest.raises(AzureError) as caught:
+    with (
+        HttpDpsClient.from_connection_string(
+            cs + "SharedAccessKey=" + SecretKey.generate().reveal_base64()
+        ) as dps,
+        pytest.raises(AzureError) as caught,
+    ):
         dps.get_enrollment_group("line-1")
     assert caught.value.status == 401 and caught.value.error_code is not None

@@ -131,8 +131,9 @@ def test_tls_mode_serves_dps_over_https() -> None:
         assert not emu.service_connection_string.startswith("HostName=http")
         cs = parse_connection_string(emu.service_connection_string)
         token = generate_token(cs.host_name, cs.key, policy=cs.key_name)
-        response = httpx.post(f"{emu.device_endpoint}/enrollments/query", params=API, json=QUERY,
-                              headers={"Authorization": token}, verify=ssl.create_default_context(cafile=emu.ca_file))  # fmt: skip
+        trust = ssl.create_default_context(cafile=emu.ca_file)
+        url = f"{emu.device_endpoint}/enrollments/query"
+        response = httpx.post(url, params=API, json=QUERY, headers={"Authorization": token}, verify=trust)
         assert response.status_code == 200
     finally:
         emu.stop()

@@ -67,12 +67,10 @@ def test_update_keeps_created_and_changes_etag(svc: httpx.Client) -> None:
 
 
 def test_if_match_mismatch_is_412_and_quoted_etag_matches(svc: httpx.Client) -> None:
-    etag = svc.put(
-        "/enrollmentGroups/g1", json={"enrollmentGroupId": "g1", "attestation": {"type": "symmetricKey"}}
-    )
+    group = {"enrollmentGroupId": "g1", "attestation": {"type": "symmetricKey"}}
+    etag = svc.put("/enrollmentGroups/g1", json=group)
     current = etag.json()["etag"]
-    stale = svc.put("/enrollmentGroups/g1", json={"enrollmentGroupId": "g1", "attestation": {"type": "symmetricKey"}},
-                    headers={"If-Match": "Indyb25nIg=="})  # fmt: skip
+    stale = svc.put("/enrollmentGroups/g1", json=group, headers={"If-Match": "Indyb25nIg=="})
     assert stale.status_code == 412
     assert stale.json()["errorCode"] == 412002
     ok = svc.delete("/enrollmentGroups/g1", headers={"If-Match": f'"{current}"'})

@@ -31,19 +31,26 @@ def registry(emulator: RunningEmulator) -> Iterator[AzureHubRegistry]:
 
 
 def provision(emulator: RunningEmulator, registration_id: str, *, iot_edge: bool = True) -> None:
-    spec = IndividualEnrollmentSpec(registration_id, SecretKey.generate(), SecretKey.generate(),
-                                    iot_edge=iot_edge, tags={"line": "L1"})
+    spec = IndividualEnrollmentSpec(
+        registration_id, SecretKey.generate(), SecretKey.generate(), iot_edge=iot_edge, tags={"line": "L1"}
+    )
     with HttpDpsClient.from_connection_string(emulator.service_connection_string) as dps:
         assert dps.ensure_individual_enrollments([spec]) == {registration_id: None}
     registrar = HttpDeviceRegistrar(poll_interval=0.05, max_poll_interval=0.2)
-    result = registrar.register(global_endpoint=emulator.device_endpoint, id_scope=emulator.id_scope,
-                                registration_id=registration_id, key=spec.primary_key, timeout=20)
+    result = registrar.register(
+        global_endpoint=emulator.device_endpoint,
+        id_scope=emulator.id_scope,
+        registration_id=registration_id,
+        key=spec.primary_key,
+        timeout=20,
+    )
     registrar.close()
     assert (result.status, result.assigned_hub) == ("assigned", HUB)
 
 
-def test_get_device_reads_identity_and_initial_twin_tags(emulator: RunningEmulator,
-                                                         registry: AzureHubRegistry) -> None:
+def test_get_device_reads_identity_and_initial_twin_tags(
+    emulator: RunningEmulator, registry: AzureHubRegistry
+) -> None:
     provision(emulator, "sn-1-mac-aa")
     device = registry.get_device(HUB, "sn-1-mac-aa")
     assert device is not None

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_azure_http import Reply, Seen, Sleeps, scripted  # noqa: F401  (fixture; tests/unit is on sys.path)
+from test_azure_http import Reply, Seen, StartServer, scripted_servers  # tests/unit is on sys.path
 
 from pipeline.azure.dps_device import HttpDeviceRegistrar, parse_operation_status
 from pipeline.azure.pacing import Backoff
@@ -14,12 +15,28 @@ from pipeline.azure.ports import AzureError
 from pipeline.azure.sas import parse_token, verify_signature
 from pipeline.domain.keys import SecretKey
 
-KEY = SecretKey.from_base64("18RQk/hOPJR9EbsJlk2j8WA6vWaj/yi+oaYg7zmxfQNdOyMSu+SJ8O7TSlZhDJCYmn4rzEiVKIzNiVAWjLxrGA==")
+
+@pytest.fixture
+def scripted() -> Iterator[StartServer]:
+    yield from scripted_servers()
+
+
+KEY = SecretKey.from_base64(
+    "18RQk/hOPJR9EbsJlk2j8WA6vWaj/yi+oaYg7zmxfQNdOyMSu+SJ8O7TSlZhDJCYmn4rzEiVKIzNiVAWjLxrGA=="
+)
 OP = "5.316aac5bdc130deb.b1e02da8-c3a0-4ff2-a121-7ea7a6b7f550"
 ASSIGNING = {"operationId": OP, "status": "assigning"}
-ASSIGNED = {"operationId": OP, "status": "assigned", "registrationState": {
-    "registrationId": "my-symkey-device", "assignedHub": "MyExampleHub.azure-devices.net",
-    "deviceId": "my-symkey-device", "status": "assigned", "substatus": "initialAssignment"}}
+ASSIGNED = {
+    "operationId": OP,
+    "status": "assigned",
+    "registrationState": {
+        "registrationId": "my-symkey-device",
+        "assignedHub": "MyExampleHub.azure-devices.net",
+        "deviceId": "my-symkey-device",
+        "status": "assigned",
+        "substatus": "initialAssignment",
+    },
+}
 
 
 class Clock:
@@ -44,8 +61,17 @@ def test_parse_operation_status_variants() -> None:
     status, result, _ = parse_operation_status(ASSIGNED)
     assert status == "assigned" and result is not None
     assert (result.assigned_hub, result.device_id) == ("MyExampleHub.azure-devices.net", "my-symkey-device")
-    _, failed, _ = parse_operation_status({"status": "failed", "registrationState": {
-        "registrationId": "x", "status": "failed", "errorCode": 400208, "errorMessage": "no hub"}})
+    _, failed, _ = parse_operation_status(
+        {
+            "status": "failed",
+            "registrationState": {
+                "registrationId": "x",
+                "status": "failed",
+                "errorCode": 400208,
+                "errorMessage": "no hub",
+            },
+        }
+    )
     assert failed is not None and (failed.error_code, failed.error_message) == (400208, "no hub")
     _, disabled, _ = parse_operation_status({"operationId": OP, "status": "disabled"})
     assert disabled is not None and disabled.assigned_hub is None
@@ -63,12 +89,15 @@ def test_register_then_poll_until_assigned(scripted: Any) -> None:
     server = scripted(respond)
     clock = Clock()
     result = registrar(clock, poll_interval=1.0).register(
-        global_endpoint=server.url, id_scope="0ne00111111", registration_id="my-symkey-device", key=KEY)
+        global_endpoint=server.url, id_scope="0ne00111111", registration_id="my-symkey-device", key=KEY
+    )
     assert result.status == "assigned" and result.device_id == "my-symkey-device"
     put, *polls = server.seen
     assert put.path == "/0ne00111111/registrations/my-symkey-device/register?api-version=2021-06-01"
     assert json.loads(put.body) == {"registrationId": "my-symkey-device"}
-    assert polls[0].path == f"/0ne00111111/registrations/my-symkey-device/operations/{OP}?api-version=2021-06-01"
+    assert (
+        polls[0].path == f"/0ne00111111/registrations/my-symkey-device/operations/{OP}?api-version=2021-06-01"
+    )
     assert clock.sleeps == [3.0, 1.0]  # Retry-After when longer than the floor, else the floor
     token = parse_token(put.headers["authorization"])
     assert token.sr == "0ne00111111%2Fregistrations%2Fmy-symkey-device" and token.skn == "registration"
@@ -76,8 +105,9 @@ def test_register_then_poll_until_assigned(scripted: Any) -> None:
 
 
 def test_throttled_register_is_retried_after_retry_after(scripted: Any) -> None:
-    answers = iter([(429, {"Retry-After": "2"}, {"errorCode": 429001, "message": "throttled"}),
-                    (200, {}, ASSIGNED)])
+    answers = iter(
+        [(429, {"Retry-After": "2"}, {"errorCode": 429001, "message": "throttled"}), (200, {}, ASSIGNED)]
+    )
     server = scripted(lambda seen: next(answers))
     clock = Clock()
     result = registrar(clock).register(global_endpoint=server.url, id_scope="s", registration_id="r", key=KEY)
@@ -96,8 +126,9 @@ def test_gives_up_after_the_timeout_as_retryable(scripted: Any) -> None:
     server = scripted(lambda seen: (202, {"Retry-After": "3"}, ASSIGNING))
     clock = Clock()
     with pytest.raises(AzureError) as caught:
-        registrar(clock).register(global_endpoint=server.url, id_scope="s", registration_id="r", key=KEY,
-                                  timeout=10.0)
+        registrar(clock).register(
+            global_endpoint=server.url, id_scope="s", registration_id="r", key=KEY, timeout=10.0
+        )
     assert caught.value.retryable and "assigning" in str(caught.value)
     assert clock.now <= 10.0
 
@@ -116,5 +147,6 @@ def test_max_poll_interval_caps_retry_after_between_polls(scripted: Any) -> None
     server = scripted(lambda seen: next(answers))
     clock = Clock()
     registrar(clock, poll_interval=0.05, max_poll_interval=0.2).register(
-        global_endpoint=server.url, id_scope="s", registration_id="r", key=KEY)
+        global_endpoint=server.url, id_scope="s", registration_id="r", key=KEY
+    )
     assert clock.sleeps == [0.2]

@@ -4,10 +4,13 @@ DPS's answers (recorded shapes, notes §1.5). The full behaviour is also tested 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
 
 import pytest
+from test_azure_http import Reply, Seen, Sleeps, StartServer, scripted_servers  # tests/unit is on sys.path
 
 from pipeline.azure import dps_bodies as bodies
 from pipeline.azure.dps_service import HttpDpsClient
@@ -16,7 +19,11 @@ from pipeline.azure.ports import AzureError, EnrollmentConflict, EnrollmentGroup
 from pipeline.azure.sas import parse_token, verify_signature
 from pipeline.domain.keys import SecretKey
 
-from test_azure_http import Reply, Seen, Sleeps, scripted  # noqa: F401  (fixture; tests/unit is on sys.path)
+
+@pytest.fixture
+def scripted() -> Iterator[StartServer]:
+    yield from scripted_servers()
+
 
 POLICY_KEY = SecretKey(b"k" * 32)
 OURS = (SecretKey(b"a" * 32), SecretKey(b"b" * 32))
@@ -25,7 +32,8 @@ EXISTS = {"errorCode": 409201, "errorStatus": "Enrollment already exists."}
 
 
 def client_for(url: str, **kwargs: Any) -> HttpDpsClient:
-    cs = f"HostName={url};SharedAccessKeyName=provisioningserviceowner;SharedAccessKey={POLICY_KEY.reveal_base64()}"
+    key = POLICY_KEY.reveal_base64()
+    cs = f"HostName={url};SharedAccessKeyName=provisioningserviceowner;SharedAccessKey={key}"
     return HttpDpsClient.from_connection_string(cs, sleep=Sleeps(), backoff=Backoff(max_attempts=3), **kwargs)
 
 
@@ -85,8 +93,14 @@ def test_replay_with_the_same_keys_is_success_and_different_keys_a_conflict(scri
 
 def test_other_per_item_errors_are_reported_per_item(scripted: Any) -> None:
     def respond(seen: Seen) -> Reply:
-        return 200, {}, {"isSuccessful": False, "errors": [
-            {"registrationId": "UNIT-001", "errorCode": 400004, "errorStatus": "Bad request"}]}
+        return (
+            200,
+            {},
+            {
+                "isSuccessful": False,
+                "errors": [{"registrationId": "UNIT-001", "errorCode": 400004, "errorStatus": "Bad request"}],
+            },
+        )
 
     server = scripted(respond)
     with client_for(server.url) as client:
@@ -109,7 +123,11 @@ def group_dps(existing: tuple[SecretKey, SecretKey] | None) -> Any:
         if seen.method == "GET":
             if existing is None:
                 return 404, {}, {"errorCode": 404204, "message": "not found"}
-            return 200, {}, {"enrollmentGroupId": "line-3", "attestation": {"type": "symmetricKey"}, "etag": "e"}
+            return (
+                200,
+                {},
+                {"enrollmentGroupId": "line-3", "attestation": {"type": "symmetricKey"}, "etag": "e"},
+            )
         if seen.method == "PUT":
             return 200, {}, json.loads(seen.body)
         assert existing is not None
@@ -119,7 +137,9 @@ def group_dps(existing: tuple[SecretKey, SecretKey] | None) -> Any:
 
 
 @pytest.mark.parametrize(("existing", "calls"), [(None, ["GET", "PUT"]), (OURS, ["GET", "POST"])])
-def test_group_is_created_once_and_replays_are_compared(scripted: Any, existing: Any, calls: list[str]) -> None:
+def test_group_is_created_once_and_replays_are_compared(
+    scripted: Any, existing: Any, calls: list[str]
+) -> None:
     server = scripted(group_dps(existing))
     with client_for(server.url) as client:
         client.ensure_enrollment_group(EnrollmentGroupSpec("line-3", *OURS))
@@ -134,9 +154,14 @@ def test_group_with_another_key_is_a_conflict_and_is_not_overwritten(scripted: A
 
 
 def test_disable_resends_keys_with_if_match(scripted: Any) -> None:
-    record = {"registrationId": "unit-001", "attestation": {"type": "symmetricKey"}, "etag": "IjEi",
-              "provisioningStatus": "enabled", "capabilities": {"iotEdge": True},
-              "registrationState": {"registrationId": "unit-001", "status": "assigned"}}
+    record = {
+        "registrationId": "unit-001",
+        "attestation": {"type": "symmetricKey"},
+        "etag": "IjEi",
+        "provisioningStatus": "enabled",
+        "capabilities": {"iotEdge": True},
+        "registrationState": {"registrationId": "unit-001", "status": "assigned"},
+    }
 
     def respond(seen: Seen) -> Reply:
         if seen.method == "GET":
@@ -175,8 +200,23 @@ def test_pacer_sleeps_when_the_bucket_is_empty(scripted: Any) -> None:
     server = scripted(lambda s: (404, {}, None))
     sleeps = Sleeps()
     cs = f"HostName={server.url};SharedAccessKeyName=p;SharedAccessKey={POLICY_KEY.reveal_base64()}"
-    with HttpDpsClient.from_connection_string(cs, operations_per_minute=60, burst=2, sleep=sleeps,
-                                              clock=lambda: 0.0) as client:
+    with HttpDpsClient.from_connection_string(
+        cs, operations_per_minute=60, burst=2, sleep=sleeps, clock=lambda: 0.0
+    ) as client:
         for n in range(4):
             client.get_registration_state(f"unit-{n}")
     assert sleeps == pytest.approx([1.0, 2.0])
+
+
+def test_no_key_or_token_reaches_the_logs(scripted: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    answers = iter([(503, {"Retry-After": "0"}, None)])
+    respond = bulk_dps({"unit-001": THEIRS})
+    server = scripted(lambda seen: next(answers, None) or respond(seen))
+    with client_for(server.url) as client:
+        results = client.ensure_individual_enrollments([spec(1)])
+    assert isinstance(results["unit-001"], EnrollmentConflict)
+    assert "retry 1" in caplog.text
+    token = server.seen[0].headers["authorization"]
+    for secret in (POLICY_KEY.reveal_base64(), *(k.reveal_base64() for k in (*OURS, *THEIRS)), token):
+        assert secret not in caplog.text and secret not in str(results["unit-001"])

@@ -51,11 +51,15 @@ class ScriptedServer:
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                seen = Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
-                            self.rfile.read(length))
+                seen = Seen(
+                    self.command,
+                    self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    self.rfile.read(length),
+                )
                 outer.seen.append(seen)
                 status, headers, body = outer.respond(seen)
-                data = body if isinstance(body, bytes) else (b"" if body is None else json.dumps(body).encode())
+                data = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -90,8 +94,11 @@ def replies(*items: Reply) -> Callable[[Seen], Reply]:
     return respond
 
 
-@pytest.fixture
-def scripted() -> Iterator[Callable[[Callable[[Seen], Reply]], ScriptedServer]]:
+StartServer = Callable[[Callable[[Seen], Reply]], ScriptedServer]
+
+
+def scripted_servers() -> Iterator[StartServer]:
+    """Fixture body: yield a function starting scripted servers; stop them all afterwards."""
     servers: list[ScriptedServer] = []
 
     def start(respond: Callable[[Seen], Reply]) -> ScriptedServer:
@@ -103,6 +110,11 @@ def scripted() -> Iterator[Callable[[Callable[[Seen], Reply]], ScriptedServer]]:
         server.stop()
 
 
+@pytest.fixture
+def scripted() -> Iterator[StartServer]:
+    yield from scripted_servers()
+
+
 class Sleeps(list[float]):
     """Records requested sleeps instead of sleeping, so retry tests are fast."""
 
@@ -110,24 +122,33 @@ class Sleeps(list[float]):
         self.append(seconds)
 
 
-THROTTLED = {"errorCode": 429001, "trackingId": "t-1", "message": "Too many requests",
-             "timestampUtc": "2026-11-30T00:00:00.0000000Z"}
+THROTTLED = {
+    "errorCode": 429001,
+    "trackingId": "t-1",
+    "message": "Too many requests",
+    "timestampUtc": "2026-11-30T00:00:00.0000000Z",
+}
 
 
-@pytest.mark.parametrize(("host", "url"), [
-    ("mydps.azure-devices-provisioning.net", "https://mydps.azure-devices-provisioning.net"),
-    ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
-    ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
-    ("https://localhost:8443", "https://localhost:8443"),
-    ("localhost:8443", "https://localhost:8443"),
-])
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("mydps.azure-devices-provisioning.net", "https://mydps.azure-devices-provisioning.net"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
+        ("https://localhost:8443", "https://localhost:8443"),
+        ("localhost:8443", "https://localhost:8443"),
+    ],
+)
 def test_base_url_for_host(host: str, url: str) -> None:
     assert base_url_for_host(host) == url
 
 
 def test_error_from_a_recorded_unauthorized_body() -> None:
-    body = (b'{"errorCode":401002,"trackingId":"ada7d102","message":"Unauthorized",'
-            b'"timestampUtc":"2020-01-01T00:00:00Z"}')
+    body = (
+        b'{"errorCode":401002,"trackingId":"ada7d102","message":"Unauthorized",'
+        b'"timestampUtc":"2020-01-01T00:00:00Z"}'
+    )
     error = error_from_response(401, {}, body, what="GET enrollment")
     assert (error.status, error.error_code, error.retryable) == (401, 401002, False)
     assert "401002" in str(error) and "ada7d102" in str(error)
@@ -138,15 +159,22 @@ def test_error_code_falls_back_to_the_header_and_retry_after_is_kept() -> None:
     assert (error.error_code, error.retryable, error.retry_after) == (429001, True, 7.0)
 
 
-@pytest.mark.parametrize(("status", "retryable"), [(400, False), (404, False), (409, False), (412, False),
-                                                   (429, True), (500, True), (503, True)])
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [(400, False), (404, False), (409, False), (412, False), (429, True), (500, True), (503, True)],
+)
 def test_retryable_classes(status: int, retryable: bool) -> None:
     assert error_from_response(status, {}, b"not json", what="x").retryable is retryable
 
 
 def test_429_then_success_honours_retry_after(scripted: Any) -> None:
-    server = scripted(replies((429, {"Retry-After": "3"}, THROTTLED), (429, {"Retry-After": "1"}, THROTTLED),
-                              (200, {}, {"ok": True})))
+    server = scripted(
+        replies(
+            (429, {"Retry-After": "3"}, THROTTLED),
+            (429, {"Retry-After": "1"}, THROTTLED),
+            (200, {}, {"ok": True}),
+        )
+    )
     sleeps = Sleeps()
     with_http = AzureHttp(server.url, sleep=sleeps)
     response = with_http.send("GET", "/x", what="test")
@@ -159,8 +187,9 @@ def test_429_then_success_honours_retry_after(scripted: Any) -> None:
 def test_503_retries_with_jitter_then_gives_up_retryable(scripted: Any) -> None:
     server = scripted(replies((503, {}, {"errorCode": 503000, "message": "unavailable"})))
     sleeps = Sleeps()
-    http = AzureHttp(server.url, sleep=sleeps, backoff=Backoff(base=0.5, cap=2.0, max_attempts=4),
-                     rng=lambda lo, hi: hi)
+    http = AzureHttp(
+        server.url, sleep=sleeps, backoff=Backoff(base=0.5, cap=2.0, max_attempts=4), rng=lambda lo, hi: hi
+    )
     with pytest.raises(AzureError) as caught:
         http.send("GET", "/x", what="test")
     http.close()

@@ -87,8 +87,19 @@ def test_retry_after_replaces_jitter_and_is_bounded() -> None:
     assert backoff.delay(5, retry_after=1e9) == 60.0
 
 
-@pytest.mark.parametrize(("header", "expected"), [("3", 3.0), (" 120 ", 120.0), ("0", 0.0), ("1.5", 1.5),
-                                                  ("", None), (None, None), ("soon", None), ("-4", 0.0)])
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("3", 3.0),
+        (" 120 ", 120.0),
+        ("0", 0.0),
+        ("1.5", 1.5),
+        ("", None),
+        (None, None),
+        ("soon", None),
+        ("-4", 0.0),
+    ],
+)
 def test_parse_retry_after_seconds(header: str | None, expected: float | None) -> None:
     assert parse_retry_after(header) == expected
 

@@ -23,8 +23,9 @@ class WallClock:
 
 def test_token_is_cached_then_renewed_before_expiry() -> None:
     clock = WallClock()
-    token = CachedSasToken("mydps.azure-devices-provisioning.net", KEY, policy="provisioningserviceowner",
-                           clock=clock)
+    token = CachedSasToken(
+        "mydps.azure-devices-provisioning.net", KEY, policy="provisioningserviceowner", clock=clock
+    )
     first = token()
     assert parse_token(first).expiry == 1_700_003_600
     clock.now += 3000
@@ -34,8 +35,9 @@ def test_token_is_cached_then_renewed_before_expiry() -> None:
     assert renewed != first and parse_token(renewed).expiry == int(clock.now) + 3600
 
 
-@pytest.mark.parametrize("host", ["mydps.azure-devices-provisioning.net", "http://127.0.0.1:5000",
-                                  "localhost:8443"])
+@pytest.mark.parametrize(
+    "host", ["mydps.azure-devices-provisioning.net", "http://127.0.0.1:5000", "localhost:8443"]
+)
 def test_service_sr_is_the_hostname_exactly_as_given(host: str) -> None:
     parsed = parse_token(CachedSasToken(host, KEY, policy="p", clock=WallClock())())
     assert unquote(parsed.sr) == host and parsed.skn == "p" and verify_signature(parsed, KEY)

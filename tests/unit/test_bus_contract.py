@@ -40,7 +40,10 @@ SAMPLES: dict[type[Message], Message] = {
 }
 
 
-def topic_for(message: Message, topics: Topics = Topics()) -> str:
+DEFAULT_TOPICS = Topics()
+
+
+def topic_for(message: Message, topics: Topics = DEFAULT_TOPICS) -> str:
     channel = CHANNELS[type(message)]
     if channel is Channel.STATION_EVENT:
         return topics.station_event("L1", "S1", message.NAME)

@@ -1,0 +1,1 @@
+"""JSON Schemas of the published events (data files; a package so that wheels ship them)."""
