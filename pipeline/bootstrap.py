@@ -35,14 +35,18 @@ WORKER_GROUP = "edgeline-workers"
 def make_dps_client(settings: Settings) -> DpsClient:
     """The DPS service client from the connection string setting."""
     if not settings.dps_connection_string:
-        raise ConfigError("dps_connection_string (EDGELINE_DPS_CONNECTION_STRING) is not set: copy it from the "
-                          "DPS instance's shared access policies (provisioningserviceowner)")
+        raise ConfigError(
+            "dps_connection_string (EDGELINE_DPS_CONNECTION_STRING) is not set: copy it from the "
+            "DPS instance's shared access policies (provisioningserviceowner)"
+        )
     if not settings.dps_id_scope:
         raise ConfigError("dps_id_scope (EDGELINE_DPS_ID_SCOPE) is not set: it is on the DPS overview page")
     try:
         return HttpDpsClient.from_connection_string(
-            settings.dps_connection_string, api_version=settings.dps_api_version,
-            operations_per_minute=settings.dps_operations_per_minute)
+            settings.dps_connection_string,
+            api_version=settings.dps_api_version,
+            operations_per_minute=settings.dps_operations_per_minute,
+        )
     except SasError as exc:
         raise ConfigError(f"dps_connection_string (EDGELINE_DPS_CONNECTION_STRING): {exc}") from None
 
@@ -94,18 +98,34 @@ class Pipeline:
         self.db.dispose()
 
 
-def build_pipeline(settings: Settings, *, client_id: str | None = None, dps: DpsClient | None = None,
-                   clean_session: bool = False) -> Pipeline:
+def build_pipeline(
+    settings: Settings,
+    *,
+    client_id: str | None = None,
+    dps: DpsClient | None = None,
+    hub: HubRegistry | None = None,
+    clean_session: bool = False,
+) -> Pipeline:
     """Wire a Pipeline from settings (the broker URL must be set)."""
     if not settings.mqtt_url:
         raise ConfigError("mqtt_url (EDGELINE_MQTT_URL) is not set, e.g. mqtt://127.0.0.1:1883")
     db = Database(settings.resolved_database_url())
-    bus = PahoBus.from_url(settings.mqtt_url, client_id or default_client_id("worker"),
-                           shared_subscriptions=settings.mqtt_shared_subscriptions, clean_session=clean_session)
+    bus = PahoBus.from_url(
+        settings.mqtt_url,
+        client_id or default_client_id("worker"),
+        shared_subscriptions=settings.mqtt_shared_subscriptions,
+        clean_session=clean_session,
+    )
     holder: dict[str, OutboxRelay] = {}
-    ctx = Context(settings=settings, uow_factory=db.uow, sealer=Sealer(settings.load_master_key()),
-                  dps=dps or make_dps_client(settings), hub=make_hub_registry(settings),
-                  topics=Topics(settings.topic_root), notify_outbox=lambda: holder["relay"].wake())
+    ctx = Context(
+        settings=settings,
+        uow_factory=db.uow,
+        sealer=Sealer(settings.load_master_key()),
+        dps=dps or make_dps_client(settings),
+        hub=hub or make_hub_registry(settings),
+        topics=Topics(settings.topic_root),
+        notify_outbox=lambda: holder["relay"].wake(),
+    )
     relay = OutboxRelay(db.uow, bus, ctx.clock, is_transient_db_error)
     holder["relay"] = relay
     shared = WORKER_GROUP if settings.mqtt_shared_subscriptions else None

@@ -10,6 +10,7 @@ Every field maps to a TOML key of the same name and to `EDGELINE_<NAME>` in uppe
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import stat
 import tomllib
@@ -109,9 +110,14 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
                 return False
             raise ValueError(value)
         if isinstance(default, int):
+            if isinstance(value, (bool, float)):  # int(900.5) would silently truncate, int(True) gives 1
+                raise ValueError(value)
             return int(value)
         if isinstance(default, float):
-            return float(value)
+            number = float(value)
+            if isinstance(value, bool) or not math.isfinite(number):  # 'nan'/'inf' would stall the scheduler
+                raise ValueError(value)
+            return number
         if isinstance(default, Path):
             return Path(value)
         if isinstance(default, tuple):
@@ -123,10 +129,14 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         return str(value)
     except (TypeError, ValueError):
         kind = type(default).__name__
-        raise ConfigError(f"setting {name} (EDGELINE_{name.upper()}): {str(value)[:60]!r} is not a valid {kind}") from None
+        raise ConfigError(
+            f"setting {name} (EDGELINE_{name.upper()}): {str(value)[:60]!r} is not a valid {kind}"
+        ) from None
 
 
-def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+def load_settings(
+    path: Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
     """Load settings from an optional TOML file, then `EDGELINE_*` variables, then explicit overrides."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
@@ -139,9 +149,13 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {config_path} is not valid TOML: {exc}") from None
         data = data.get("edgeline", data)
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {config_path}: 'edgeline' must be a table ([edgeline])")
         for name, value in data.items():
             if name not in _FIELDS or name == "extras":
-                raise ConfigError(f"config file {config_path}: unknown setting {name!r}; known: {sorted(_FIELDS)}")
+                raise ConfigError(
+                    f"config file {config_path}: unknown setting {name!r}; known: {sorted(_FIELDS)}"
+                )
             values[name] = value
     for name in _FIELDS:
         env_value = env.get(f"EDGELINE_{name.upper()}")
@@ -157,8 +171,17 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
 
 def _validate(s: Settings) -> None:
     if s.enrollment_mode not in ("group", "individual"):
-        raise ConfigError(f"enrollment_mode must be 'group' or 'individual', not {s.enrollment_mode!r}")
+        raise ConfigError(
+            f"enrollment_mode (EDGELINE_ENROLLMENT_MODE) must be 'group' or 'individual', "
+            f"not {s.enrollment_mode!r}"
+        )
     if s.edge_version not in ("1.1", "1.2"):
-        raise ConfigError(f"edge_version must be '1.2' (config.toml) or '1.1' (config.yaml), not {s.edge_version!r}")
+        raise ConfigError(
+            f"edge_version (EDGELINE_EDGE_VERSION) must be '1.2' (config.toml) or '1.1' "
+            f"(config.yaml), not {s.edge_version!r}"
+        )
     if s.allocation_policy not in ("hashed", "static"):
-        raise ConfigError(f"allocation_policy must be 'hashed' or 'static', not {s.allocation_policy!r}")
+        raise ConfigError(
+            f"allocation_policy (EDGELINE_ALLOCATION_POLICY) must be 'hashed' or 'static', "
+            f"not {s.allocation_policy!r}"
+        )

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.azure.dps_device import HttpDeviceRegistrar
+from pipeline.azure.hub_registry import AzureHubRegistry
 from pipeline.bootstrap import Pipeline, build_pipeline
 from pipeline.bus.embedded import EmbeddedBroker
 from pipeline.config import Settings
@@ -71,8 +72,9 @@ class DemoReport:
     registration_ids: list[str]
 
 
-def demo_settings(base: Settings, *, workdir: Path, broker_url: str, embedded: bool, run_id: str,
-                  emulator: RunningEmulator) -> Settings:
+def demo_settings(
+    base: Settings, *, workdir: Path, broker_url: str, embedded: bool, run_id: str, emulator: RunningEmulator
+) -> Settings:
     """Settings for a demo run: the emulator's DPS, a run-private topic root, a throw-away master key."""
     emu = emulator
     return replace(
@@ -109,22 +111,35 @@ def run_demo(base: Settings, options: DemoOptions, on_progress: Callable[[Snapsh
             stack.callback(broker.stop)
         emulator = start_emulator(EmulatorConfig(id_scope=f"0ne{run_id.upper()}00", hubs=DEMO_HUBS))
         stack.callback(emulator.stop)
-        settings = demo_settings(base, workdir=workdir, broker_url=broker_url, embedded=embedded, run_id=run_id,
-                                 emulator=emulator)
+        settings = demo_settings(
+            base, workdir=workdir, broker_url=broker_url, embedded=embedded, run_id=run_id, emulator=emulator
+        )
         migrate.upgrade(settings.resolved_database_url())
-        pipeline = build_pipeline(settings, client_id=f"edgeline-demo-{run_id}-worker", clean_session=True)
+        hub = AzureHubRegistry(
+            {name: emulator.hub_connection_string(name) for name in DEMO_HUBS}, verify=emulator.ca_file
+        )
+        pipeline = build_pipeline(
+            settings, client_id=f"edgeline-demo-{run_id}-worker", clean_session=True, hub=hub
+        )
         stack.callback(pipeline.stop)
         pipeline.start()
         devices = make_devices(options.units, f"DEMO{run_id.upper()}", secrets.token_bytes(2))
-        registrar = HttpDeviceRegistrar()
+        # Real IoT Edge polls every 5 s; the demo polls faster so a short run finishes quickly.
+        registrar = HttpDeviceRegistrar(poll_interval=0.2, max_poll_interval=0.5)
         stack.callback(registrar.close)
         stations = _start_stations(stack, pipeline, settings, options, devices, workdir, run_id, registrar)
         counts = _watch(pipeline, options, stations, started, on_progress)
         registration_ids = [_registration_id(settings, d) for d in devices]
         results = [r for s in stations for r in s.results]
-        return DemoReport(ok=counts.get("assigned", 0) == options.units, units=options.units, counts=counts,
-                          elapsed=time.monotonic() - started, database_url=settings.resolved_database_url(),
-                          station_results=results, registration_ids=registration_ids)
+        return DemoReport(
+            ok=counts.get("assigned", 0) == options.units,
+            units=options.units,
+            counts=counts,
+            elapsed=time.monotonic() - started,
+            database_url=settings.resolved_database_url(),
+            station_results=results,
+            registration_ids=registration_ids,
+        )
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -141,9 +156,16 @@ def _registration_id(settings: Settings, device: DeviceSpec) -> str:
     return DeviceIdentity.parse(device.serial, device.mac).registration_id(settings.registration_id_template)
 
 
-def _start_stations(stack: ExitStack, pipeline: Pipeline, settings: Settings, options: DemoOptions,
-                    devices: list[DeviceSpec], workdir: Path, run_id: str,
-                    registrar: HttpDeviceRegistrar) -> list[StationProcess]:
+def _start_stations(
+    stack: ExitStack,
+    pipeline: Pipeline,
+    settings: Settings,
+    options: DemoOptions,
+    devices: list[DeviceSpec],
+    workdir: Path,
+    run_id: str,
+    registrar: HttpDeviceRegistrar,
+) -> list[StationProcess]:
     flash_root = options.keep_devices or workdir / "devices"
     flash_root.mkdir(parents=True, exist_ok=True)
     (workdir / "stations").mkdir(mode=0o700, exist_ok=True)
@@ -153,18 +175,41 @@ def _start_stations(stack: ExitStack, pipeline: Pipeline, settings: Settings, op
         keypair = StationKeyPair.generate()
         key_file = keypair.save(workdir / "stations" / f"{name}.key")
         with pipeline.db.uow() as uow:
-            uow.stations.put(StationRecord(name=name, line=settings.line, public_key=keypair.public_bytes(),
-                                           created_at=datetime.now(UTC)))
+            uow.stations.put(
+                StationRecord(
+                    name=name,
+                    line=settings.line,
+                    public_key=keypair.public_bytes(),
+                    created_at=datetime.now(UTC),
+                )
+            )
             uow.commit()
-        fleet = SimulatedFleet(devices[index :: options.stations], workdir / "ports" / name, flash_root, registrar,
-                               fixtures=options.fixtures, baud=options.baud,
-                               folder_name=lambda spec: _registration_id(settings, spec))
-        config = StationConfig(name=name, line=settings.line, key_file=key_file, product=settings.product,
-                               registration_id_template=settings.registration_id_template,
-                               topic_root=settings.topic_root, poll_interval_seconds=0.2)
-        station = start_station(config, settings.mqtt_url, watch_dir=workdir / "ports" / name,
-                                client_id=f"edgeline-demo-{run_id}-{name}", clean_session=True,
-                                on_result=fleet.on_result)
+        fleet = SimulatedFleet(
+            devices[index :: options.stations],
+            workdir / "ports" / name,
+            flash_root,
+            registrar,
+            fixtures=options.fixtures,
+            baud=options.baud,
+            folder_name=lambda spec: _registration_id(settings, spec),
+        )
+        config = StationConfig(
+            name=name,
+            line=settings.line,
+            key_file=key_file,
+            product=settings.product,
+            registration_id_template=settings.registration_id_template,
+            topic_root=settings.topic_root,
+            poll_interval_seconds=0.2,
+        )
+        station = start_station(
+            config,
+            settings.mqtt_url,
+            watch_dir=workdir / "ports" / name,
+            client_id=f"edgeline-demo-{run_id}-{name}",
+            clean_session=True,
+            on_result=fleet.on_result,
+        )
         stack.callback(station.stop)
         stack.callback(fleet.stop)
         fleet.start()
@@ -172,16 +217,27 @@ def _start_stations(stack: ExitStack, pipeline: Pipeline, settings: Settings, op
     return processes
 
 
-def _watch(pipeline: Pipeline, options: DemoOptions, stations: list[StationProcess], started: float,
-           on_progress: Callable[[Snapshot], None]) -> dict[str, int]:
+def _watch(
+    pipeline: Pipeline,
+    options: DemoOptions,
+    stations: list[StationProcess],
+    started: float,
+    on_progress: Callable[[Snapshot], None],
+) -> dict[str, int]:
     timeout = options.timeout or max(120.0, options.units * 1.5)
     while True:
         with pipeline.db.uow() as uow:
             counts = uow.units.count_by_state()
         results = [r for s in stations for r in s.results]
         elapsed = time.monotonic() - started
-        on_progress(Snapshot(counts=counts, results=len(results),
-                             failed_results=sum(r.outcome != "PASS" for r in results), elapsed=elapsed))
+        on_progress(
+            Snapshot(
+                counts=counts,
+                results=len(results),
+                failed_results=sum(r.outcome != "PASS" for r in results),
+                elapsed=elapsed,
+            )
+        )
         if counts.get("assigned", 0) >= options.units or elapsed > timeout:
             return counts
         time.sleep(0.5)

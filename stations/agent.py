@@ -72,7 +72,7 @@ class StationAgent:
 
     def publish_event(self, message: Message) -> None:
         """Publish a station event; keep retrying (same event id) until the broker acknowledges it."""
-        event_id, payload = encode(message, source=self.source)
+        _, payload = encode(message, source=self.source)
         topic = self.topics.station_event(self.config.line, self.config.name, message.NAME)
         delay = 0.5
         while True:
@@ -162,8 +162,11 @@ def station_source(config: StationConfig) -> str:
 
 def status_message(config: StationConfig, online: bool) -> Will:
     """The retained presence message of a station; with online=False it is the MQTT last will."""
-    _, payload = encode(StationStatus(line=config.line, station=config.name, online=online),
-                        source=station_source(config), subject=config.name)
+    _, payload = encode(
+        StationStatus(line=config.line, station=config.name, online=online),
+        source=station_source(config),
+        subject=config.name,
+    )
     return Will(topic=Topics(config.topic_root).station_status(config.line, config.name), payload=payload)
 
 

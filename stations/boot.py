@@ -37,9 +37,18 @@ def boot(flashed: Path, registrar: DeviceRegistrar, timeout: float = 120.0) -> D
     except EdgeConfigError as exc:
         raise BootError(f"{path}: {exc}") from None
     try:
-        return registrar.register(global_endpoint=parsed.global_endpoint, id_scope=parsed.id_scope,
-                                  registration_id=parsed.registration_id, key=parsed.device_key,
-                                  timeout=timeout)
+        return registrar.register(
+            global_endpoint=parsed.global_endpoint,
+            id_scope=parsed.id_scope,
+            registration_id=parsed.registration_id,
+            key=parsed.device_key,
+            timeout=timeout,
+        )
     except AzureError as exc:
-        return DeviceRegistrationResult(status="failed", assigned_hub=None, device_id=None,
-                                        error_code=exc.error_code, error_message=str(exc))
+        return DeviceRegistrationResult(
+            status="failed",
+            assigned_hub=None,
+            device_id=None,
+            error_code=exc.error_code,
+            error_message=str(exc),
+        )

@@ -49,3 +49,14 @@ class FlashError(StationError):
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
+
+
+class FlashInterrupted(FlashError, PortVanished):
+    """The port vanished mid-flash: the write is unverified (a FlashError) and the device is gone.
+
+    Being a `PortVanished` too lets a caller handle "device unplugged" in one place for every
+    operation, while `write_config`'s contract (FlashError on any unverified write) still holds.
+    """
+
+    def __init__(self, reason: str) -> None:
+        FlashError.__init__(self, reason, retryable=True)

@@ -8,6 +8,7 @@ Not responsible for: the device protocol (`stations.simulator`) or the station l
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -41,16 +42,27 @@ def make_devices(count: int, serial_prefix: str, mac_prefix: bytes) -> list[Devi
     devices = []
     for index in range(count):
         octets = (0x02, *mac_prefix, (index >> 16) & 0xFF, (index >> 8) & 0xFF, index & 0xFF)
-        devices.append(DeviceSpec(serial=f"{serial_prefix}-{index:05d}", mac=":".join(f"{o:02x}" for o in octets)))
+        devices.append(
+            DeviceSpec(serial=f"{serial_prefix}-{index:05d}", mac=":".join(f"{o:02x}" for o in octets))
+        )
     return devices
 
 
 class SimulatedFleet:
     """Feeds devices to a station's watched folder, `fixtures` at a time."""
 
-    def __init__(self, devices: list[DeviceSpec], watch_dir: Path, flash_root: Path, registrar: DeviceRegistrar,
-                 *, fixtures: int = 4, baud: int | None = None, on_boot: BootSink | None = None,
-                 folder_name: Callable[[DeviceSpec], str] = lambda spec: spec.serial) -> None:
+    def __init__(
+        self,
+        devices: list[DeviceSpec],
+        watch_dir: Path,
+        flash_root: Path,
+        registrar: DeviceRegistrar,
+        *,
+        fixtures: int = 4,
+        baud: int | None = None,
+        on_boot: BootSink | None = None,
+        folder_name: Callable[[DeviceSpec], str] = lambda spec: spec.serial,
+    ) -> None:
         self._pending = list(reversed(devices))
         self._watch_dir = watch_dir
         self._flash_root = flash_root
@@ -91,8 +103,15 @@ class SimulatedFleet:
 
     def _plug(self, spec: DeviceSpec, link: Path) -> None:
         flash_dir = self._flash_root / self._folder_name(spec)
-        device = SimulatedDevice(serial=spec.serial, mac=spec.mac, model=spec.model, firmware=spec.firmware,
-                                 flash_dir=flash_dir, on_boot=self._booter(spec), baud=self._baud)
+        device = SimulatedDevice(
+            serial=spec.serial,
+            mac=spec.mac,
+            model=spec.model,
+            firmware=spec.firmware,
+            flash_dir=flash_dir,
+            on_boot=self._booter(spec),
+            baud=self._baud,
+        )
         device.start()
         with self._lock:
             self._plugged[str(link)] = device
@@ -103,17 +122,16 @@ class SimulatedFleet:
             device = self._plugged.pop(link, None)
         if device is None:
             return
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(link)
-        except FileNotFoundError:
-            pass
         device.stop()
         self._fixtures.release()
 
     def _booter(self, spec: DeviceSpec) -> Callable[[Path], None]:
         def on_boot(flash_dir: Path) -> None:
-            thread = threading.Thread(target=self._boot, args=(spec, flash_dir), name=f"boot-{spec.serial}",
-                                      daemon=True)
+            thread = threading.Thread(
+                target=self._boot, args=(spec, flash_dir), name=f"boot-{spec.serial}", daemon=True
+            )
             self.boot_threads.append(thread)
             thread.start()
 
@@ -124,6 +142,8 @@ class SimulatedFleet:
             result = boot(flash_dir, self._registrar)
         except BootError as exc:
             log.warning("simulated device %s: %s", spec.serial, exc)
-            result = DeviceRegistrationResult(status="failed", assigned_hub=None, device_id=None, error_message=str(exc))
+            result = DeviceRegistrationResult(
+                status="failed", assigned_hub=None, device_id=None, error_message=str(exc)
+            )
         if self._on_boot is not None:
             self._on_boot(spec.serial, result)

@@ -88,7 +88,7 @@ class PySerialLink(SerialLink):
         self._buffer.clear()
         try:
             self._port.reset_input_buffer()
-        except (serial.SerialException, OSError) as exc:
+        except Exception as exc:  # also termios.error etc., which cannot be imported portably
             raise self._vanished("resetting", exc) from None
 
     def close(self) -> None:

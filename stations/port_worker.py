@@ -193,9 +193,15 @@ class PortWorker(threading.Thread):
             readback = driver.write_config(command.config_path, content)
         except LinkError as exc:
             # The device went away mid-flash: report it, then let the worker wait for a replug.
-            self.agent.publish_event(FlashFailed(registration_id=command.registration_id,
-                                                 station=self.agent.config.name, port=self.port,
-                                                 reason=f"port lost during flash: {exc}", retryable=True))
+            self.agent.publish_event(
+                FlashFailed(
+                    registration_id=command.registration_id,
+                    station=self.agent.config.name,
+                    port=self.port,
+                    reason=f"port lost during flash: {exc}",
+                    retryable=True,
+                )
+            )
             self._finish(visit, "FAIL", f"port lost during flash: {exc}")
             raise
         except StationError as exc:
@@ -213,7 +219,9 @@ class PortWorker(threading.Thread):
         try:
             driver.reboot()
         except StationError as exc:
-            log.warning("station %s port %s: reboot failed (%s); power-cycle the device", cfg.name, self.port, exc)
+            log.warning(
+                "station %s port %s: reboot failed (%s); power-cycle the device", cfg.name, self.port, exc
+            )
         self._finish(visit, "PASS", "config written and verified")
         return None
 

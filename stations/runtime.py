@@ -45,10 +45,17 @@ class StationProcess:
         self.bus.close()
 
 
-def start_station(config: StationConfig, mqtt_url: str, *, ports: list[str] | None = None,
-                  watch_dir: Path | None = None, client_id: str | None = None, clean_session: bool = False,
-                  on_result: Callable[[PortResult], None] | None = None,
-                  open_driver: Callable[[str], DeviceDriver] | None = None) -> StationProcess:
+def start_station(
+    config: StationConfig,
+    mqtt_url: str,
+    *,
+    ports: list[str] | None = None,
+    watch_dir: Path | None = None,
+    client_id: str | None = None,
+    clean_session: bool = False,
+    on_result: Callable[[PortResult], None] | None = None,
+    open_driver: Callable[[str], DeviceDriver] | None = None,
+) -> StationProcess:
     """Connect to the broker (with an offline last will), announce presence and serve the ports."""
     keypair = StationKeyPair.load(config.key_file)
     results: list[PortResult] = []
@@ -60,14 +67,17 @@ def start_station(config: StationConfig, mqtt_url: str, *, ports: list[str] | No
         if on_result is not None:
             on_result(result)
 
-    bus = PahoBus.from_url(mqtt_url, client_id or f"edgeline-station-{config.name}",
-                           will=status_message(config, online=False),
-                           clean_session=clean_session)
+    bus = PahoBus.from_url(
+        mqtt_url,
+        client_id or f"edgeline-station-{config.name}",
+        will=status_message(config, online=False),
+        clean_session=clean_session,
+    )
     bus.connect()
     agent = StationAgent(config, bus, keypair, on_result=sink)
     agent.start()
-    supervisor = StationSupervisor(agent, open_driver or line_protocol_driver(config.baudrate), ports=ports or [],
-                                   watch_dir=watch_dir)
+    supervisor = StationSupervisor(
+        agent, open_driver or line_protocol_driver(config.baudrate), ports=ports or [], watch_dir=watch_dir
+    )
     supervisor.start()
     return StationProcess(agent=agent, bus=bus, supervisor=supervisor, results=results)
-

@@ -177,7 +177,7 @@ class SimulatedDevice:
             return
         reply = self.firmware.handle_line(line)
         if faults.latency_s:
-            time.sleep(faults.latency_s)
+            self._stop.wait(faults.latency_s)  # interruptible, so stop() never waits on it
         self._send(reply)
         if self.firmware.reboot_requested:
             self._reboot()

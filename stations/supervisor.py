@@ -23,8 +23,15 @@ log = logging.getLogger(__name__)
 class StationSupervisor:
     """Starts one PortWorker per present port and forgets workers whose port went away."""
 
-    def __init__(self, agent: StationAgent, open_driver: DriverFactory, *, ports: Iterable[str] = (),
-                 watch_dir: Path | None = None, scan_interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        agent: StationAgent,
+        open_driver: DriverFactory,
+        *,
+        ports: Iterable[str] = (),
+        watch_dir: Path | None = None,
+        scan_interval: float = 0.25,
+    ) -> None:
         self.agent = agent
         self._open_driver = open_driver
         self._fixed = list(ports)

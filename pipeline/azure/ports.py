@@ -15,8 +15,15 @@ from pipeline.domain.keys import SecretKey
 class AzureError(RuntimeError):
     """A DPS or IoT Hub call failed. `retryable` says whether trying again later may help."""
 
-    def __init__(self, message: str, *, status: int | None = None, error_code: int | None = None,
-                 retryable: bool = False, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_code: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error_code = error_code
@@ -88,7 +95,9 @@ class DpsClient(abc.ABC):
         """Create the group or confirm an existing one has our key; EnrollmentConflict if another key."""
 
     @abc.abstractmethod
-    def ensure_individual_enrollments(self, specs: list[IndividualEnrollmentSpec]) -> dict[str, AzureError | None]:
+    def ensure_individual_enrollments(
+        self, specs: list[IndividualEnrollmentSpec]
+    ) -> dict[str, AzureError | None]:
         """Create each enrollment (bulk, 10 per call) idempotently; per registration ID: None or its error."""
 
     @abc.abstractmethod
@@ -131,8 +140,15 @@ class DeviceRegistrar(abc.ABC):
     """The DPS device API: what a device (or a simulated one) does at first boot."""
 
     @abc.abstractmethod
-    def register(self, *, global_endpoint: str, id_scope: str, registration_id: str, key: SecretKey,
-                 timeout: float = 60.0) -> DeviceRegistrationResult: ...
+    def register(
+        self,
+        *,
+        global_endpoint: str,
+        id_scope: str,
+        registration_id: str,
+        key: SecretKey,
+        timeout: float = 60.0,
+    ) -> DeviceRegistrationResult: ...
 
 
 @dataclass(frozen=True, slots=True)

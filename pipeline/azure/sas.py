@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
-from pipeline.domain.keys import SecretKey
+from pipeline.domain.keys import KeyFormatError, SecretKey
 
 PREFIX = "SharedAccessSignature "
 MAX_TOKEN_LENGTH = 4096
@@ -30,8 +30,15 @@ def sign(key: SecretKey, string_to_sign: str) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def generate_token(resource: str, key: SecretKey, *, expiry: int | None = None, ttl: int = 3600,
-                   policy: str | None = None, encode_slashes: bool = True) -> str:
+def generate_token(
+    resource: str,
+    key: SecretKey,
+    *,
+    expiry: int | None = None,
+    ttl: int = 3600,
+    policy: str | None = None,
+    encode_slashes: bool = True,
+) -> str:
     """Build `SharedAccessSignature sr=..&sig=..&se=..[&skn=..]` for `resource`.
 
     `sr` is the resource URL-encoded (with `/` as `%2F` unless encode_slashes is False, as aziot does).
@@ -71,7 +78,7 @@ def parse_token(header: str) -> ParsedToken:
     if not header.startswith(PREFIX):
         raise SasError("Authorization is not a SharedAccessSignature token")
     fields: dict[str, str] = {}
-    for part in header[len(PREFIX):].strip().split("&"):
+    for part in header[len(PREFIX) :].strip().split("&"):
         name, sep, value = part.partition("=")
         if not sep or not name:
             raise SasError(f"malformed SAS token field {name[:20]!r}")
@@ -81,11 +88,16 @@ def parse_token(header: str) -> ParsedToken:
     for required in ("sr", "sig", "se"):
         if not fields.get(required):
             raise SasError(f"SAS token has no {required!r}")
-    if not fields["se"].isdigit() or len(fields["se"]) > 12:
+    # isascii(): str.isdigit() also accepts '²' and Arabic-Indic digits, which int() rejects or reads.
+    if not (fields["se"].isascii() and fields["se"].isdigit()) or len(fields["se"]) > 12:
         raise SasError("SAS token expiry 'se' is not a Unix time")
     skn = fields.get("skn")
-    return ParsedToken(sr=fields["sr"], sig=unquote_plus(fields["sig"]), se=fields["se"],
-                       skn=unquote_plus(skn) if skn is not None else None)
+    return ParsedToken(
+        sr=fields["sr"],
+        sig=unquote_plus(fields["sig"]),
+        se=fields["se"],
+        skn=unquote_plus(skn) if skn is not None else None,
+    )
 
 
 def verify_signature(token: ParsedToken, key: SecretKey) -> bool:
@@ -112,8 +124,10 @@ class ConnectionString:
 
     def to_string(self) -> str:
         """Render back to a connection string (contains the key: never log it)."""
-        return (f"HostName={self.host_name};SharedAccessKeyName={self.key_name};"
-                f"SharedAccessKey={self.key.reveal_base64()}")
+        return (
+            f"HostName={self.host_name};SharedAccessKeyName={self.key_name};"
+            f"SharedAccessKey={self.key.reveal_base64()}"
+        )
 
 
 def parse_connection_string(text: str, *, what: str = "connection string") -> ConnectionString:
@@ -122,14 +136,17 @@ def parse_connection_string(text: str, *, what: str = "connection string") -> Co
     for part in text.strip().strip(";").split(";"):
         name, sep, value = part.partition("=")
         if not sep:
-            raise SasError(f"{what}: part {name[:30]!r} has no '='; expected HostName=..;SharedAccessKeyName=..;"
-                           "SharedAccessKey=..")
+            raise SasError(
+                f"{what}: part {name[:30]!r} has no '='; expected HostName=..;SharedAccessKeyName=..;"
+                "SharedAccessKey=.."
+            )
         parts[name.strip().lower()] = value.strip()
-    missing = [n for n in ("hostname", "sharedaccesskeyname", "sharedaccesskey") if not parts.get(n)]
+    names = ("HostName", "SharedAccessKeyName", "SharedAccessKey")
+    missing = [n for n in names if not parts.get(n.lower())]
     if missing:
         raise SasError(f"{what}: missing {', '.join(missing)}")
-    return ConnectionString(
-        host_name=parts["hostname"],
-        key_name=parts["sharedaccesskeyname"],
-        key=SecretKey.from_base64(parts["sharedaccesskey"], what=f"{what} SharedAccessKey"),
-    )
+    try:
+        key = SecretKey.from_base64(parts["sharedaccesskey"], what=f"{what} SharedAccessKey")
+    except KeyFormatError as exc:  # callers catch SasError for any unusable connection string
+        raise SasError(str(exc)) from None
+    return ConnectionString(host_name=parts["hostname"], key_name=parts["sharedaccesskeyname"], key=key)

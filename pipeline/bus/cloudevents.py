@@ -40,8 +40,14 @@ def new_event_id() -> str:
     return str(uuid.uuid4())
 
 
-def encode(message: Message, *, source: str, subject: str | None = None, event_id: str | None = None,
-           time: datetime | None = None) -> tuple[str, bytes]:
+def encode(
+    message: Message,
+    *,
+    source: str,
+    subject: str | None = None,
+    event_id: str | None = None,
+    time: datetime | None = None,
+) -> tuple[str, bytes]:
     """Return (event id, JSON bytes) of `message` as a structured CloudEvent."""
     eid = event_id or new_event_id()
     body: dict[str, Any] = {
@@ -75,7 +81,7 @@ def decode(payload: bytes) -> Envelope:
         raise DecodeError(f"message is {len(payload)} bytes; at most {MAX_EVENT_BYTES} accepted")
     try:
         body = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # also: ints over 4300 digits, deeply nested arrays
         raise DecodeError(f"message is not UTF-8 JSON: {exc}") from None
     if not isinstance(body, dict):
         raise DecodeError("message is JSON but not an object")

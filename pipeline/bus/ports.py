@@ -48,7 +48,9 @@ class Bus(abc.ABC):
         """Publish at QoS 1 and wait for PUBACK; raise BusError if not acknowledged within timeout."""
 
     @abc.abstractmethod
-    def subscribe(self, topic_filter: str, handler: MessageHandler, *, shared_group: str | None = None) -> None:
+    def subscribe(
+        self, topic_filter: str, handler: MessageHandler, *, shared_group: str | None = None
+    ) -> None:
         """Subscribe at QoS 1; `handler` runs on a worker thread and must call `message.ack()`."""
 
     @abc.abstractmethod

@@ -24,7 +24,7 @@ class TopicError(ValueError):
 
 def check_segment(kind: str, value: str) -> str:
     """Return `value` if it is a safe topic segment, else raise TopicError naming `kind`."""
-    if not _SEGMENT.match(value):
+    if not _SEGMENT.fullmatch(value):  # not match(): '$' would accept a trailing newline
         raise TopicError(
             f"{kind} name {value!r} is not usable in MQTT topics: use 1-64 letters, digits, '-', '_' or '.'"
         )

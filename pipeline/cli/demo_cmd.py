@@ -24,21 +24,36 @@ def register(sub: Any) -> None:
     parser = sub.add_parser(
         "demo",
         help="run a whole simulated line (stations, devices, workers, DPS emulator) and report",
-        description="Run K stations with N simulated devices on pseudo-terminals through every stage: scan, key, "
+        description="Run K stations with N simulated devices on pseudo-terminals through every stage: scan, "
+        "key, "
         "DPS enrollment, encrypted config flash with read-back, device registration with DPS, assignment. "
-        "Uses EDGELINE_DATABASE_URL and EDGELINE_MQTT_URL if set, else a temporary SQLite file and an embedded "
+        "Uses EDGELINE_DATABASE_URL and EDGELINE_MQTT_URL if set, else a temporary SQLite file and an "
+        "embedded "
         "broker; always the built-in DPS + IoT Hub emulator. Exits 0 only if every unit reached `assigned`.",
     )
     parser.add_argument("--units", type=int, default=10, help="simulated devices (default 10)")
     parser.add_argument("--stations", type=int, default=2, help="stations (default 2)")
-    parser.add_argument("--fixtures", type=int, default=4, help="devices plugged into a station at once (default 4)")
-    parser.add_argument("--mode", choices=["group", "individual"], help="enrollment mode (default: setting, group)")
-    parser.add_argument("--edge-version", choices=["1.2", "1.1"], help="IoT Edge config flavour (default 1.2)")
-    parser.add_argument("--keep-devices", type=Path, metavar="DIR",
-                        help="keep each device's flashed files in DIR/<registration id>/")
+    parser.add_argument(
+        "--fixtures", type=int, default=4, help="devices plugged into a station at once (default 4)"
+    )
+    parser.add_argument(
+        "--mode", choices=["group", "individual"], help="enrollment mode (default: setting, group)"
+    )
+    parser.add_argument(
+        "--edge-version", choices=["1.2", "1.1"], help="IoT Edge config flavour (default 1.2)"
+    )
+    parser.add_argument(
+        "--keep-devices",
+        type=Path,
+        metavar="DIR",
+        help="keep each device's flashed files in DIR/<registration id>/",
+    )
     parser.add_argument("--baud", type=int, help="pace simulated serial lines like a UART at this baud rate")
-    parser.add_argument("--timeout", type=float, help="give up after this many seconds (default: 1.5 s per unit, "
-                        "at least 120)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        help="give up after this many seconds (default: 1.5 s per unit, at least 120)",
+    )
     parser.set_defaults(func=_demo)
 
 
@@ -46,12 +61,20 @@ def _demo(args: argparse.Namespace) -> int:
     if args.units < 1 or args.stations < 1 or args.fixtures < 1:
         raise CommandError("--units, --stations and --fixtures must be at least 1", exit_code=2)
     settings = settings_from(args, enrollment_mode=args.mode, edge_version=args.edge_version)
-    options = DemoOptions(units=args.units, stations=args.stations, fixtures=args.fixtures,
-                          keep_devices=args.keep_devices.resolve() if args.keep_devices else None,
-                          timeout=args.timeout, baud=args.baud)
+    options = DemoOptions(
+        units=args.units,
+        stations=args.stations,
+        fixtures=args.fixtures,
+        keep_devices=args.keep_devices.resolve() if args.keep_devices else None,
+        timeout=args.timeout,
+        baud=args.baud,
+    )
     console = Console(stderr=True)
-    console.print(f"edgeline demo: {args.units} unit(s) on {args.stations} station(s), "
-                  f"{settings.enrollment_mode} enrollment, broker {'embedded' if not settings.mqtt_url else 'configured'}")
+    console.print(
+        f"edgeline demo: {args.units} unit(s) on {args.stations} station(s), "
+        f"{settings.enrollment_mode} enrollment, "
+        f"broker {'embedded' if not settings.mqtt_url else 'configured'}"
+    )
     if console.is_terminal:
         with Live(_progress_table(None, args.units), console=console, refresh_per_second=4) as live:
             report = run_demo(settings, options, lambda snap: live.update(_progress_table(snap, args.units)))
@@ -59,7 +82,10 @@ def _demo(args: argparse.Namespace) -> int:
         report = run_demo(settings, options, _plain_progress(args.units))
     Console().print(_summary_table(report))
     if not report.ok:
-        print(f"edgeline demo: {report.counts.get('assigned', 0)} of {report.units} units assigned", file=sys.stderr)
+        print(
+            f"edgeline demo: {report.counts.get('assigned', 0)} of {report.units} units assigned",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     return EXIT_OK
 
@@ -81,14 +107,20 @@ def _plain_progress(units: int) -> Any:
         if snap.elapsed - last["printed"] >= 2.0:
             last["printed"] = snap.elapsed
             parts = ", ".join(f"{s} {snap.counts[s]}" for s in STATES if snap.counts.get(s))
-            print(f"[{snap.elapsed:6.1f} s] {parts or 'waiting for scans'} (of {units})", file=sys.stderr, flush=True)
+            print(
+                f"[{snap.elapsed:6.1f} s] {parts or 'waiting for scans'} (of {units})",
+                file=sys.stderr,
+                flush=True,
+            )
 
     return show
 
 
 def _summary_table(report: DemoReport) -> Table:
-    table = Table(title=f"edgeline demo — {'PASS' if report.ok else 'FAIL'}: "
-                  f"{report.counts.get('assigned', 0)}/{report.units} assigned in {report.elapsed:.1f} s")
+    table = Table(
+        title=f"edgeline demo — {'PASS' if report.ok else 'FAIL'}: "
+        f"{report.counts.get('assigned', 0)}/{report.units} assigned in {report.elapsed:.1f} s"
+    )
     table.add_column("station")
     table.add_column("PASS", justify="right")
     table.add_column("FAIL", justify="right")
@@ -98,6 +130,8 @@ def _summary_table(report: DemoReport) -> Table:
         by_station.setdefault(result.station, []).append(result)
     for station, results in sorted(by_station.items()):
         failed = [r for r in results if r.outcome != "PASS"]
-        table.add_row(station, str(len(results) - len(failed)), str(len(failed)), failed[0].reason if failed else "")
+        table.add_row(
+            station, str(len(results) - len(failed)), str(len(failed)), failed[0].reason if failed else ""
+        )
     table.caption = "units by state: " + ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))
     return table

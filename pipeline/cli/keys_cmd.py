@@ -17,13 +17,19 @@ def register(sub: Any) -> None:
     derive = keys_sub.add_parser(
         "derive",
         help="print a group member's device key",
-        description="Print base64(HMAC-SHA256(base64-decode(KEY), REGISTRATION_ID)): the device key of a unit "
+        description="Print base64(HMAC-SHA256(base64-decode(KEY), REGISTRATION_ID)): the device key of a "
+        "unit "
         "in a symmetric-key enrollment group (notes §2.3). Only the key is printed on stdout.",
     )
-    derive.add_argument("--key", required=True, help="the enrollment group's primary or secondary key (base64)")
+    derive.add_argument(
+        "--key", required=True, help="the enrollment group's primary or secondary key (base64)"
+    )
     derive.add_argument("--registration-id", required=True, help="the unit's DPS registration ID")
-    derive.add_argument("--no-check", action="store_true",
-                        help="skip edgeline's registration-ID rule (lowercase letters, digits, '-')")
+    derive.add_argument(
+        "--no-check",
+        action="store_true",
+        help="skip edgeline's registration-ID rule (lowercase letters, digits, '-')",
+    )
     derive.set_defaults(func=_derive)
 
 

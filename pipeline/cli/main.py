@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgeline",
         description="Factory-line provisioning of Azure IoT Edge devices: scan -> key -> DPS enrollment -> "
         "flashed config -> assigned.",
-        epilog="Settings come from --config FILE (TOML) and EDGELINE_* environment variables (environment wins).",
+        epilog="Settings come from --config FILE (TOML) and EDGELINE_* environment variables "
+        "(environment wins).",
     )
     parser.add_argument("--config", metavar="FILE", help="TOML settings file (default: $EDGELINE_CONFIG)")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default: INFO)")
@@ -72,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in NOISY_LOGGERS:  # third-party INFO chatter drowns the operator's lines
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    logging.getLogger("apscheduler.scheduler").setLevel(
+        logging.ERROR
+    )  # "skipped: max instances" is by design
     try:
         code: int = args.func(args)
         return code

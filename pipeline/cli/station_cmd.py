@@ -29,30 +29,42 @@ def register(sub: Any) -> None:
     station = sub.add_parser("station", help="test-station commands (init, add, run)")
     cmds = station.add_subparsers(dest="station_command", metavar="SUBCOMMAND", required=True)
 
-    init = cmds.add_parser("init", help="create this station's key pair and print its public key",
-                           description="Create the station's X25519 key pair. The private key file is written "
-                           "with mode 0600 and never leaves the station; give the printed public key to "
-                           "`edgeline station add` on the pipeline side.")
+    init = cmds.add_parser(
+        "init",
+        help="create this station's key pair and print its public key",
+        description="Create the station's X25519 key pair. The private key file is written "
+        "with mode 0600 and never leaves the station; give the printed public key to "
+        "`edgeline station add` on the pipeline side.",
+    )
     init.add_argument("--key-file", required=True, type=Path, help="where to write the private key")
-    init.add_argument("--force", action="store_true", help="overwrite an existing key file (old configs in "
-                      "flight can then no longer be opened)")
+    init.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite an existing key file (old configs in flight can then no longer be opened)",
+    )
     init.set_defaults(func=_init)
 
-    add = cmds.add_parser("add", help="register a station (name, line, public key) with the pipeline",
-                          description="Register a station so the configurer can encrypt configs to it. "
-                          "Run where EDGELINE_DATABASE_URL points at the pipeline's database.")
+    add = cmds.add_parser(
+        "add",
+        help="register a station (name, line, public key) with the pipeline",
+        description="Register a station so the configurer can encrypt configs to it. "
+        "Run where EDGELINE_DATABASE_URL points at the pipeline's database.",
+    )
     add.add_argument("name", help="station name, as in its topics (letters, digits, '-', '_', '.')")
     add.add_argument("--line", help="production line (default: setting `line`)")
     add.add_argument("--public-key", required=True, help="the text `edgeline station init` printed")
     add.set_defaults(func=_add)
 
-    run = cmds.add_parser("run", help="run a station on real ports or simulated devices",
-                          description="Serve devices on serial ports: read identity, publish the scan, write "
-                          "the encrypted config the pipeline sends, verify its SHA-256 by read-back, report PASS "
-                          "or FAIL. Ports: --port (repeatable; /dev/ttyUSB0, COM3, socket://host:port, "
-                          "rfc2217://host:port) and/or --watch-dir (a folder of links to ports; hot-plug). "
-                          "Exit codes: 0 stopped cleanly (or every simulated device passed), 1 a device "
-                          "failed in --simulate mode, 2 bad usage or settings.")
+    run = cmds.add_parser(
+        "run",
+        help="run a station on real ports or simulated devices",
+        description="Serve devices on serial ports: read identity, publish the scan, write "
+        "the encrypted config the pipeline sends, verify its SHA-256 by read-back, report PASS "
+        "or FAIL. Ports: --port (repeatable; /dev/ttyUSB0, COM3, socket://host:port, "
+        "rfc2217://host:port) and/or --watch-dir (a folder of links to ports; hot-plug). "
+        "Exit codes: 0 stopped cleanly (or every simulated device passed), 1 a device "
+        "failed in --simulate mode, 2 bad usage or settings.",
+    )
     _add_run_arguments(run)
     run.set_defaults(func=_run)
 
@@ -65,13 +77,28 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--watch-dir", type=Path, help="folder whose entries are links to ports (hot-plug)")
     run.add_argument("--baud", type=int, default=115200, help="serial speed (default 115200)")
     run.add_argument("--batch", help="production batch recorded with each unit")
-    run.add_argument("--flash-timeout", type=float, default=300.0,
-                     help="seconds to wait for the pipeline's config after a scan (default 300)")
-    run.add_argument("--simulate", type=int, default=0, metavar="N",
-                     help="plug N simulated devices (pseudo-terminals) into --watch-dir, then exit (POSIX only)")
-    run.add_argument("--devices-dir", type=Path, help="with --simulate: where simulated devices keep their flash")
-    run.add_argument("--fixtures", type=int, default=4, help="with --simulate: devices plugged at once (default 4)")
-    run.add_argument("--serial-prefix", default="", help="with --simulate: prefix of simulated serial numbers")
+    run.add_argument(
+        "--flash-timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for the pipeline's config after a scan (default 300)",
+    )
+    run.add_argument(
+        "--simulate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="plug N simulated devices (pseudo-terminals) into --watch-dir, then exit (POSIX only)",
+    )
+    run.add_argument(
+        "--devices-dir", type=Path, help="with --simulate: where simulated devices keep their flash"
+    )
+    run.add_argument(
+        "--fixtures", type=int, default=4, help="with --simulate: devices plugged at once (default 4)"
+    )
+    run.add_argument(
+        "--serial-prefix", default="", help="with --simulate: prefix of simulated serial numbers"
+    )
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -101,9 +128,16 @@ def _add(args: argparse.Namespace) -> int:
     db = Database(settings.resolved_database_url())
     try:
         with db.uow() as uow:
-            uow.stations.put(StationRecord(name=args.name, line=line, public_key=public, created_at=datetime.now(UTC)))
-            uow.audit.append(at=datetime.now(UTC), kind="station.added", actor="cli", registration_id=None,
-                             detail={"station": args.name, "line": line})
+            uow.stations.put(
+                StationRecord(name=args.name, line=line, public_key=public, created_at=datetime.now(UTC))
+            )
+            uow.audit.append(
+                at=datetime.now(UTC),
+                kind="station.added",
+                actor="cli",
+                registration_id=None,
+                detail={"station": args.name, "line": line},
+            )
             uow.commit()
     finally:
         db.dispose()
@@ -119,16 +153,28 @@ def _run(args: argparse.Namespace) -> int:
         raise CommandError("mqtt_url (EDGELINE_MQTT_URL) is not set, e.g. mqtt://127.0.0.1:1883", exit_code=2)
     if not args.port and not args.watch_dir:
         raise CommandError("give at least one --port or a --watch-dir", exit_code=2)
-    config = StationConfig(name=args.name, line=args.line or settings.line, key_file=args.key_file,
-                           product=settings.product, batch=args.batch, baudrate=args.baud,
-                           registration_id_template=settings.registration_id_template,
-                           topic_root=settings.topic_root, flash_timeout_seconds=args.flash_timeout)
+    config = StationConfig(
+        name=args.name,
+        line=args.line or settings.line,
+        key_file=args.key_file,
+        product=settings.product,
+        batch=args.batch,
+        baudrate=args.baud,
+        registration_id_template=settings.registration_id_template,
+        topic_root=settings.topic_root,
+        flash_timeout_seconds=args.flash_timeout,
+    )
     _check_ports(args.port)
     fleet = _make_fleet(args) if args.simulate else None
     stop = stop_event_on_signals()
     try:
-        station = start_station(config, settings.mqtt_url, ports=args.port, watch_dir=args.watch_dir,
-                                on_result=fleet.on_result if fleet else None)
+        station = start_station(
+            config,
+            settings.mqtt_url,
+            ports=args.port,
+            watch_dir=args.watch_dir,
+            on_result=fleet.on_result if fleet else None,
+        )
     except (BusError, StationKeyError, OSError) as exc:
         raise CommandError(str(exc)) from None
     try:
@@ -158,11 +204,18 @@ def _make_fleet(args: argparse.Namespace) -> SimulatedFleet:
     from pipeline.azure.dps_device import HttpDeviceRegistrar
 
     if args.watch_dir is None:
-        raise CommandError("--simulate needs --watch-dir (simulated devices are plugged in there)", exit_code=2)
+        raise CommandError(
+            "--simulate needs --watch-dir (simulated devices are plugged in there)", exit_code=2
+        )
     prefix = args.serial_prefix or secrets.token_hex(3).upper()
     devices = make_devices(args.simulate, prefix, secrets.token_bytes(2))
-    return SimulatedFleet(devices, args.watch_dir, args.devices_dir or args.watch_dir.parent / "devices",
-                          HttpDeviceRegistrar(), fixtures=args.fixtures)
+    return SimulatedFleet(
+        devices,
+        args.watch_dir,
+        args.devices_dir or args.watch_dir.parent / "devices",
+        HttpDeviceRegistrar(),
+        fixtures=args.fixtures,
+    )
 
 
 def _wait_for_fleet(args: argparse.Namespace, station: StationProcess, stop: threading.Event) -> int:

@@ -21,12 +21,16 @@ def register(sub: Any) -> None:
         "up",
         help="run the central workers (keyer, enroller, configurer, recorder) and the scheduler",
         description="Run the pipeline's workers against the configured broker (EDGELINE_MQTT_URL), database "
-        "(EDGELINE_DATABASE_URL, migrated with `edgeline db upgrade`) and DPS (EDGELINE_DPS_CONNECTION_STRING, "
+        "(EDGELINE_DATABASE_URL, migrated with `edgeline db upgrade`) and DPS "
+        "(EDGELINE_DPS_CONNECTION_STRING, "
         "EDGELINE_DPS_ID_SCOPE), until SIGINT/SIGTERM. Several copies may run: with a broker that supports "
         "shared subscriptions they split the work. Needs EDGELINE_MASTER_KEY or EDGELINE_MASTER_KEY_FILE.",
     )
-    parser.add_argument("--client-id", help="MQTT client id (default: edgeline-worker-<hostname>); keep it stable "
-                        "across restarts so messages queued while down are delivered")
+    parser.add_argument(
+        "--client-id",
+        help="MQTT client id (default: edgeline-worker-<hostname>); keep it stable "
+        "across restarts so messages queued while down are delivered",
+    )
     parser.set_defaults(func=_up)
 
 
@@ -40,8 +44,11 @@ def _up(args: argparse.Namespace) -> int:
     except (BusError, DatabaseUnavailable, SchemaMissing) as exc:
         pipeline.stop()
         raise CommandError(str(exc)) from None
-    log.info("edgeline up: workers running (mode %s, line %s); Ctrl-C to stop", settings.enrollment_mode,
-             settings.line)
+    log.info(
+        "edgeline up: workers running (mode %s, line %s); Ctrl-C to stop",
+        settings.enrollment_mode,
+        settings.line,
+    )
     stop.wait()
     log.info("edgeline up: stopping")
     pipeline.stop()

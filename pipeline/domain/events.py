@@ -35,7 +35,11 @@ class Message:
 
     def to_data(self) -> dict[str, Any]:
         """Return the CloudEvents `data` object (None fields left out)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) is not None
+        }
 
     @classmethod
     def from_data(cls: type[E], data: object) -> E:

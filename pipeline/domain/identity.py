@@ -42,11 +42,13 @@ def parse_serial(raw: str) -> str:
     if not serial:
         raise IdentityError("serial number is empty: check the device's serial source")
     if len(serial) > MAX_SERIAL_LENGTH:
-        raise IdentityError(f"serial number is {len(serial)} characters long; at most {MAX_SERIAL_LENGTH} allowed")
+        raise IdentityError(
+            f"serial number is {len(serial)} characters long; at most {MAX_SERIAL_LENGTH} allowed"
+        )
     for position, char in enumerate(serial):
         if char not in _SERIAL_CHARS:
             raise IdentityError(
-                f"serial number {serial[:MAX_SERIAL_LENGTH]!r} contains {_describe(char)} at position {position + 1}; "
+                f"serial number {serial!r} contains {_describe(char)} at position {position + 1}; "
                 "only letters, digits and '-' are allowed"
             )
     if serial.startswith("-") or serial.endswith("-"):
@@ -89,7 +91,10 @@ def validate_registration_id(registration_id: str) -> str:
 
 def check_template(template: str) -> str:
     """Reject a registration-ID template that names unknown fields or cannot tell units apart."""
-    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:  # unbalanced braces: str.format would fail later, far from the setting
+        raise IdentityError(f"registration ID template {template!r} is malformed: {exc}") from None
     unknown = fields - _TEMPLATE_FIELDS
     if unknown:
         raise IdentityError(

@@ -2,7 +2,7 @@
 
 Responsible for: the `SecretKey` type (its repr/str never show key material), base64 parsing with
 DPS's size rules, key generation, and the enrollment-group derivation of notes §2.3.
-Not responsible for: storing keys (see `pipeline.crypto.sealing`) or sending them (`pipeline.crypto.envelope`).
+Not responsible for: storing keys (`pipeline.crypto.sealing`) or sending them (`pipeline.crypto.envelope`).
 """
 
 from __future__ import annotations

@@ -106,16 +106,21 @@ class Unit:
 
     def fail(self, failure: Failure, at: datetime) -> None:
         """Mark the unit failed at a stage; counts the attempt."""
+        self.transition(UnitState.FAILED, at)  # first: a refused transition must not count an attempt
         self.attempts += 1
-        self.transition(UnitState.FAILED, at)
         self.failure = failure
 
     def rescan(self, at: datetime) -> None:
         """Restart the unit for rework: same identity, same enrollment, config flashed again."""
-        if self.state is not UnitState.SCANNED or self.stage_times:
-            self.rework_count += 1
-        self.attempts = 0
+        if self.state not in _RESCANNABLE:  # quarantined/revoked: only a human may release the unit
+            raise TransitionError(
+                f"unit {self.registration_id}: {self.state.value} -> scanned is not allowed by a rescan; "
+                "a human must release the unit"
+            )
+        rework = self.state is not UnitState.SCANNED or bool(self.stage_times)
         self.transition(UnitState.SCANNED, at)
+        self.rework_count += rework
+        self.attempts = 0
 
     def is_past(self, state: UnitState) -> bool:
         """Whether the unit is already beyond `state` on the happy path (for idempotent handlers)."""

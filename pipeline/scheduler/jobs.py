@@ -40,8 +40,15 @@ class PipelineScheduler:
             ("confirmer", confirm_due_units, settings.confirm_interval_seconds),
             ("reconciler", reconcile, settings.reconcile_interval_seconds),
         ):
-            self._scheduler.add_job(_guarded(name, job, ctx), "interval", seconds=every, id=name, name=name,
-                                    max_instances=1, coalesce=True)
+            self._scheduler.add_job(
+                _guarded(name, job, ctx),
+                "interval",
+                seconds=every,
+                id=name,
+                name=name,
+                max_instances=1,
+                coalesce=True,
+            )
 
     def start(self) -> None:
         self._scheduler.start()

@@ -35,8 +35,13 @@ def group_key_context(group_id: str, which: str) -> str:
 
 def audit(uow: UnitOfWork, ctx: Context, unit: Unit | None, kind: str, actor: str, **detail: Any) -> None:
     """Append an audit record about `unit` (never pass key material in `detail`)."""
-    uow.audit.append(at=ctx.clock(), kind=kind, actor=actor,
-                     registration_id=unit.registration_id if unit else None, detail=detail)
+    uow.audit.append(
+        at=ctx.clock(),
+        kind=kind,
+        actor=actor,
+        registration_id=unit.registration_id if unit else None,
+        detail=detail,
+    )
 
 
 def record_transition(uow: UnitOfWork, ctx: Context, unit: Unit, actor: str, **detail: Any) -> None:
@@ -45,28 +50,41 @@ def record_transition(uow: UnitOfWork, ctx: Context, unit: Unit, actor: str, **d
     audit(uow, ctx, unit, f"unit.{unit.state.value}", actor, **detail)
 
 
-def fail_unit(uow: UnitOfWork, ctx: Context, unit: Unit, *, stage: str, reason: str, retryable: bool,
-              actor: str) -> None:
+def fail_unit(
+    uow: UnitOfWork, ctx: Context, unit: Unit, *, stage: str, reason: str, retryable: bool, actor: str
+) -> None:
     """Mark the unit failed at `stage`, audit it and announce `unit.failed`."""
     unit.fail(Failure(stage=stage, reason=reason, retryable=retryable), ctx.clock())
     record_transition(uow, ctx, unit, actor, stage=stage, reason=reason, retryable=retryable)
-    ctx.emit_unit_event(uow, UnitFailed(registration_id=unit.registration_id, stage=stage, reason=reason,
-                                        retryable=retryable, attempt=unit.attempts))
+    ctx.emit_unit_event(
+        uow,
+        UnitFailed(
+            registration_id=unit.registration_id,
+            stage=stage,
+            reason=reason,
+            retryable=retryable,
+            attempt=unit.attempts,
+        ),
+    )
 
 
 def group_key(uow: UnitOfWork, ctx: Context, group_id: str) -> SecretKey:
     """Unseal the primary key of an enrollment group edgeline manages."""
     record = uow.groups.get(group_id)
     if record is None:
-        raise KeyUnavailable(f"enrollment group {group_id!r} has no key in the database: run `edgeline up` "
-                             "once to create it, or `edgeline group create`")
+        raise KeyUnavailable(
+            f"enrollment group {group_id!r} has no key in the database: run `edgeline up` "
+            "once to create it, or `edgeline group create`"
+        )
     return ctx.sealer.unseal_key(record.sealed_primary_key, context=group_key_context(group_id, "primary"))
 
 
 def device_key(uow: UnitOfWork, ctx: Context, unit: Unit) -> SecretKey:
     """The key the device signs with: derived from its group, or its own individual enrollment key."""
     if unit.mode is EnrollmentMode.GROUP:
-        return derive_device_key(group_key(uow, ctx, unit.group_id or ctx.settings.group_id()), unit.registration_id)
+        return derive_device_key(
+            group_key(uow, ctx, unit.group_id or ctx.settings.group_id()), unit.registration_id
+        )
     sealed = uow.keys.get(unit.registration_id)
     if sealed is None:
         raise KeyUnavailable(f"unit {unit.registration_id}: no individual key stored; rescan the unit")

@@ -36,9 +36,17 @@ def issue_config(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:
     """Render, encrypt to the station and queue the FlashConfig command; fail the unit if impossible."""
     station = uow.stations.get(unit.station)
     if station is None:
-        fail_unit(uow, ctx, unit, stage="config", retryable=True, actor=ACTOR,
-                  reason=f"station {unit.station!r} is not registered with the pipeline: run "
-                  f"`edgeline station add {unit.station} --public-key ...` with the key `edgeline station init` printed")
+        fail_unit(
+            uow,
+            ctx,
+            unit,
+            stage="config",
+            retryable=True,
+            actor=ACTOR,
+            reason=f"station {unit.station!r} is not registered with the pipeline: run "
+            f"`edgeline station add {unit.station} --public-key KEY` with the KEY `edgeline station init` "
+            "printed",
+        )
         return
     try:
         key = device_key(uow, ctx, unit)
@@ -47,15 +55,26 @@ def issue_config(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:
         return
     settings = ctx.settings
     rendered = render(
-        ProvisioningConfig(global_endpoint=settings.dps_global_endpoint, id_scope=settings.dps_id_scope,
-                           registration_id=unit.registration_id, device_key=key),
+        ProvisioningConfig(
+            global_endpoint=settings.dps_global_endpoint,
+            id_scope=settings.dps_id_scope,
+            registration_id=unit.registration_id,
+            device_key=key,
+        ),
         settings.edge_version,
     )
-    envelope = seal_for_station(station.public_key, rendered.content, station_name=station.name,
-                                registration_id=unit.registration_id)
+    envelope = seal_for_station(
+        station.public_key, rendered.content, station_name=station.name, registration_id=unit.registration_id
+    )
     unit.config_sha256 = rendered.sha256
     unit.transition(UnitState.CONFIG_ISSUED, ctx.clock())
     record_transition(uow, ctx, unit, ACTOR, config_sha256=rendered.sha256, path=rendered.path)
-    command = FlashConfig(registration_id=unit.registration_id, station=station.name, port=unit.port or "",
-                          config_path=rendered.path, config_sha256=rendered.sha256, envelope=envelope)
+    command = FlashConfig(
+        registration_id=unit.registration_id,
+        station=station.name,
+        port=unit.port or "",
+        config_path=rendered.path,
+        config_sha256=rendered.sha256,
+        envelope=envelope,
+    )
     ctx.emit(uow, command, ctx.topics.station_command(station.line, station.name, FlashConfig.NAME))

@@ -36,15 +36,17 @@ def confirm_due_units(ctx: Context) -> int:
     try:
         states = _registration_states(ctx, due)
     except AzureError as exc:
-        log.warning("confirmer: DPS registration lookup failed (%s); will retry %d unit(s) later", exc, len(due))
+        log.warning(
+            "confirmer: DPS registration lookup failed (%s); will retry %d unit(s) later", exc, len(due)
+        )
         states = {}
     assigned: list[Unit] = []
     with ctx.uow_factory() as uow:
         for stale in due:
             unit = uow.units.get(stale.registration_id, for_update=True)
-            if unit is not None and unit.state is UnitState.FLASHED:
-                if _apply(uow, ctx, unit, states.get(unit.registration_id)):
-                    assigned.append(unit)
+            flashed = unit is not None and unit.state is UnitState.FLASHED
+            if flashed and unit and _apply(uow, ctx, unit, states.get(unit.registration_id)):
+                assigned.append(unit)
         uow.commit()
     ctx.notify_outbox()
     _tag_twins(ctx, assigned)
@@ -74,21 +76,47 @@ def _apply(uow: UnitOfWork, ctx: Context, unit: Unit, state: RegistrationState |
         unit.assigned_hub = state.assigned_hub
         unit.next_check_at = None
         unit.transition(UnitState.ASSIGNED, now)
-        record_transition(uow, ctx, unit, ACTOR, assigned_hub=unit.assigned_hub, device_id=unit.device_id,
-                          substatus=state.substatus)
-        ctx.emit_unit_event(uow, UnitAssigned(registration_id=unit.registration_id,
-                                              assigned_hub=unit.assigned_hub, device_id=unit.device_id))
+        record_transition(
+            uow,
+            ctx,
+            unit,
+            ACTOR,
+            assigned_hub=unit.assigned_hub,
+            device_id=unit.device_id,
+            substatus=state.substatus,
+        )
+        ctx.emit_unit_event(
+            uow,
+            UnitAssigned(
+                registration_id=unit.registration_id, assigned_hub=unit.assigned_hub, device_id=unit.device_id
+            ),
+        )
         return True
     if state is not None and state.status == "disabled":
-        fail_unit(uow, ctx, unit, stage="confirm", retryable=False, actor=ACTOR,
-                  reason="DPS reports the enrollment disabled: enable it (`edgeline enrollment enable`) or revoke the unit")
+        fail_unit(
+            uow,
+            ctx,
+            unit,
+            stage="confirm",
+            retryable=False,
+            actor=ACTOR,
+            reason="DPS reports the enrollment disabled: enable it (`edgeline enrollment enable`) "
+            "or revoke the unit",
+        )
         return False
     flashed_at = unit.stage_times.get(UnitState.FLASHED.value, now)
     if now - flashed_at > timedelta(hours=ctx.settings.confirm_window_hours):
         detail = f" (last DPS status {state.status}: {state.error_message})" if state else ""
-        fail_unit(uow, ctx, unit, stage="confirm", retryable=False, actor=ACTOR,
-                  reason=f"device did not register with DPS within {ctx.settings.confirm_window_hours:g} h of "
-                  f"flashing{detail}: check it is powered, online and has the flashed config")
+        fail_unit(
+            uow,
+            ctx,
+            unit,
+            stage="confirm",
+            retryable=False,
+            actor=ACTOR,
+            reason=f"device did not register with DPS within {ctx.settings.confirm_window_hours:g} h of "
+            f"flashing{detail}: check it is powered, online and has the flashed config",
+        )
         return False
     unit.checks += 1
     unit.next_check_at = now + next_check_delay(ctx, unit.checks)
@@ -113,7 +141,9 @@ def _tag_twins(ctx: Context, assigned: list[Unit]) -> None:
         try:
             device = ctx.hub.get_device(unit.assigned_hub, unit.device_id)
             ctx.hub.update_twin_tags(unit.assigned_hub, unit.device_id, unit_tags(unit))
-            outcome = "ok" if device is not None and device.iot_edge else "device missing or not an IoT Edge device"
+            outcome = (
+                "ok" if device is not None and device.iot_edge else "device missing or not an IoT Edge device"
+            )
         except AzureError as exc:
             outcome = f"failed: {exc}"
         with ctx.uow_factory() as uow:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 
 from pipeline.bus.cloudevents import DecodeError, Envelope, decode
 from pipeline.bus.ports import Bus, BusError, InboundMessage
+from pipeline.bus.topics import Topics
 from pipeline.domain.events import Message
 from pipeline.service.common import Rejected
 from pipeline.service.context import Context
@@ -31,8 +32,15 @@ RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 class Consumer:
     """Subscribes the pipeline's handlers to the bus."""
 
-    def __init__(self, ctx: Context, bus: Bus, handlers: Mapping[type[Message], Handler],
-                 is_transient: Callable[[BaseException], bool], *, shared_group: str | None = None) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        bus: Bus,
+        handlers: Mapping[type[Message], Handler],
+        is_transient: Callable[[BaseException], bool],
+        *,
+        shared_group: str | None = None,
+    ) -> None:
         self._ctx = ctx
         self._bus = bus
         self._handlers = handlers
@@ -61,7 +69,7 @@ class Consumer:
         if handler is None:
             message.ack()  # an event for others (e.g. unit.assigned): not ours to act on
             return
-        problem = topic_problem(self._ctx, message.topic, envelope)
+        problem = topic_problem(self._ctx.topics, message.topic, envelope)
         if problem:
             self._deadletter(message, "forged", problem)
             return
@@ -77,8 +85,13 @@ class Consumer:
             except Exception as exc:  # one bad message must never stop the worker
                 if self._is_transient(exc):
                     delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
-                    log.warning("%s %s: transient failure (%s); retrying in %.1f s", envelope.type,
-                                envelope.subject, type(exc).__name__, delay)
+                    log.warning(
+                        "%s %s: transient failure (%s); retrying in %.1f s",
+                        envelope.type,
+                        envelope.subject,
+                        type(exc).__name__,
+                        delay,
+                    )
                     attempt += 1
                     self._stopping.wait(delay)
                     continue
@@ -104,18 +117,22 @@ class Consumer:
         message.ack()
 
 
-def topic_problem(ctx: Context, topic: str, envelope: Envelope) -> str | None:
+def topic_problem(topics: Topics, topic: str, envelope: Envelope) -> str | None:
     """Why `envelope` may not arrive on `topic` (wrong type name, or a station speaking for another)."""
     message = envelope.message
     parts = topic.split("/")
     if parts[-1] != message.NAME:
         return f"topic {topic} carries a {envelope.type} event"
     if type(message) in STATION_MESSAGES:
-        prefix = ctx.topics.base.split("/")
-        shape_ok = len(parts) == len(prefix) + 6 and parts[: len(prefix)] == prefix
-        if not shape_ok or parts[len(prefix)] != "lines" or parts[len(prefix) + 2] != "stations":
+        n = len(topics.base.split("/"))
+        shape_ok = len(parts) == n + 6 and parts[:n] == topics.base.split("/")
+        if not shape_ok or (parts[n], parts[n + 2], parts[n + 4]) != ("lines", "stations", "events"):
             return f"{envelope.type} must come from a station topic, not {topic}"
         station = getattr(message, "station", None)
-        if parts[len(prefix) + 3] != station:
-            return f"station {parts[len(prefix) + 3]} published an event in the name of station {station}"
+        if parts[n + 3] != station:
+            return f"station {parts[n + 3]} published an event in the name of station {station}"
+        # Broker ACLs confine a station by line too, and station names repeat across lines.
+        line = getattr(message, "line", None)
+        if line is not None and parts[n + 1] != line:
+            return f"station {parts[n + 3]} of line {parts[n + 1]} published an event for line {line}"
     return None

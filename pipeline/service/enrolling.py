@@ -55,14 +55,24 @@ def handle_keyed(ctx: Context, envelope: Envelope) -> None:
             if error is None:
                 _mark_enrolled(uow, ctx, current, current.registration_id)
             else:
-                fail_unit(uow, ctx, current, stage="enroll", reason=str(error), retryable=error.retryable,
-                          actor=ACTOR)
+                fail_unit(
+                    uow,
+                    ctx,
+                    current,
+                    stage="enroll",
+                    reason=str(error),
+                    retryable=error.retryable,
+                    actor=ACTOR,
+                )
         finish(uow, ctx, envelope, ACTOR)
 
 
 def _waiting_batch(uow: UnitOfWork, unit: Unit) -> list[Unit]:
-    others = [u for u in uow.units.stuck((UnitState.KEYED,), FAR_FUTURE, BULK_LIMIT + 1)
-              if u.registration_id != unit.registration_id and u.mode is EnrollmentMode.INDIVIDUAL]
+    others = [
+        u
+        for u in uow.units.stuck((UnitState.KEYED,), FAR_FUTURE, BULK_LIMIT + 1)
+        if u.registration_id != unit.registration_id and u.mode is EnrollmentMode.INDIVIDUAL
+    ]
     return [unit, *others[: BULK_LIMIT - 1]]
 
 
@@ -78,16 +88,24 @@ def _individual_spec(ctx: Context, unit: Unit, key: SecretKey) -> IndividualEnro
     # The secondary key equals the primary: edgeline flashes one key, and a distinct secondary that no
     # device knows would only be a second secret to protect. Rotation replaces both.
     return IndividualEnrollmentSpec(
-        registration_id=unit.registration_id, primary_key=key, secondary_key=key,
-        tags=unit_tags(unit), iot_hubs=ctx.settings.iot_hubs,
+        registration_id=unit.registration_id,
+        primary_key=key,
+        secondary_key=key,
+        tags=unit_tags(unit),
+        iot_hubs=ctx.settings.iot_hubs,
         allocation_policy=ctx.settings.allocation_policy if ctx.settings.iot_hubs else None,
     )
 
 
 def unit_tags(unit: Unit) -> dict[str, str]:
     """Per-unit twin tags (initial twin in individual mode, twin patch after assignment in group mode)."""
-    tags = {"line": unit.line, "station": unit.station, "serial": unit.serial, "mac": unit.mac,
-            "product": unit.product}
+    tags = {
+        "line": unit.line,
+        "station": unit.station,
+        "serial": unit.serial,
+        "mac": unit.mac,
+        "product": unit.product,
+    }
     if unit.batch:
         tags["batch"] = unit.batch
     return tags
@@ -96,8 +114,10 @@ def unit_tags(unit: Unit) -> dict[str, str]:
 def _mark_enrolled(uow: UnitOfWork, ctx: Context, unit: Unit, enrollment_id: str) -> None:
     unit.transition(UnitState.ENROLLED, ctx.clock())
     record_transition(uow, ctx, unit, ACTOR, enrollment_id=enrollment_id)
-    ctx.emit_unit_event(uow, UnitEnrolled(registration_id=unit.registration_id, mode=unit.mode.value,
-                                          enrollment_id=enrollment_id))
+    ctx.emit_unit_event(
+        uow,
+        UnitEnrolled(registration_id=unit.registration_id, mode=unit.mode.value, enrollment_id=enrollment_id),
+    )
 
 
 def ensure_group(ctx: Context) -> str:
@@ -108,20 +128,38 @@ def ensure_group(ctx: Context) -> str:
         if record is None:
             primary, secondary = SecretKey.generate(), SecretKey.generate()
             record = GroupRecord(
-                group_id=group_id, product=ctx.settings.product, created_at=ctx.clock(),
-                sealed_primary_key=ctx.sealer.seal_key(primary, context=group_key_context(group_id, "primary")),
-                sealed_secondary_key=ctx.sealer.seal_key(secondary,
-                                                         context=group_key_context(group_id, "secondary")),
+                group_id=group_id,
+                product=ctx.settings.product,
+                created_at=ctx.clock(),
+                sealed_primary_key=ctx.sealer.seal_key(
+                    primary, context=group_key_context(group_id, "primary")
+                ),
+                sealed_secondary_key=ctx.sealer.seal_key(
+                    secondary, context=group_key_context(group_id, "secondary")
+                ),
             )
             uow.groups.put(record)
-            uow.audit.append(at=ctx.clock(), kind="group.created", actor=ACTOR, registration_id=None,
-                             detail={"group_id": group_id})
+            uow.audit.append(
+                at=ctx.clock(),
+                kind="group.created",
+                actor=ACTOR,
+                registration_id=None,
+                detail={"group_id": group_id},
+            )
             uow.commit()
-        primary = ctx.sealer.unseal_key(record.sealed_primary_key, context=group_key_context(group_id, "primary"))
-        secondary = ctx.sealer.unseal_key(record.sealed_secondary_key,
-                                          context=group_key_context(group_id, "secondary"))
-    ctx.dps.ensure_enrollment_group(EnrollmentGroupSpec(
-        group_id=group_id, primary_key=primary, secondary_key=secondary, iot_hubs=ctx.settings.iot_hubs,
-        allocation_policy=ctx.settings.allocation_policy if ctx.settings.iot_hubs else None,
-    ))
+        primary = ctx.sealer.unseal_key(
+            record.sealed_primary_key, context=group_key_context(group_id, "primary")
+        )
+        secondary = ctx.sealer.unseal_key(
+            record.sealed_secondary_key, context=group_key_context(group_id, "secondary")
+        )
+    ctx.dps.ensure_enrollment_group(
+        EnrollmentGroupSpec(
+            group_id=group_id,
+            primary_key=primary,
+            secondary_key=secondary,
+            iot_hubs=ctx.settings.iot_hubs,
+            allocation_policy=ctx.settings.allocation_policy if ctx.settings.iot_hubs else None,
+        )
+    )
     return group_id

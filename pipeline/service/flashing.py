@@ -33,7 +33,9 @@ def handle_flashed(ctx: Context, envelope: Envelope) -> None:
             unit.transition(UnitState.FLASHED, now)
             unit.checks = 0
             unit.next_check_at = now + timedelta(seconds=ctx.settings.confirm_backoff_initial_seconds)
-            record_transition(uow, ctx, unit, event.station, config_sha256=event.config_sha256, port=event.port)
+            record_transition(
+                uow, ctx, unit, event.station, config_sha256=event.config_sha256, port=event.port
+            )
         elif event.config_sha256 != unit.config_sha256:
             audit(uow, ctx, unit, "flash.ignored", event.station, reason="result for another config version")
         finish(uow, ctx, envelope, ACTOR)
@@ -48,8 +50,15 @@ def handle_flash_failed(ctx: Context, envelope: Envelope) -> None:
             return
         unit = uow.units.get(event.registration_id, for_update=True)
         if unit is not None and unit.station == event.station and unit.state is UnitState.CONFIG_ISSUED:
-            fail_unit(uow, ctx, unit, stage="flash", reason=f"station {event.station} port {event.port}: "
-                      f"{event.reason}", retryable=event.retryable, actor=event.station)
+            fail_unit(
+                uow,
+                ctx,
+                unit,
+                stage="flash",
+                reason=f"station {event.station} port {event.port}: {event.reason}",
+                retryable=event.retryable,
+                actor=event.station,
+            )
         finish(uow, ctx, envelope, ACTOR)
 
 
@@ -60,6 +69,15 @@ def handle_scan_rejected(ctx: Context, envelope: Envelope) -> None:
     with ctx.uow_factory() as uow:
         if uow.processed.seen(envelope.id, ACTOR):
             return
-        audit(uow, ctx, None, "scan.rejected", event.station, port=event.port, reason=event.reason,
-              raw_serial=event.raw_serial, raw_mac=event.raw_mac)
+        audit(
+            uow,
+            ctx,
+            None,
+            "scan.rejected",
+            event.station,
+            port=event.port,
+            reason=event.reason,
+            raw_serial=event.raw_serial,
+            raw_mac=event.raw_mac,
+        )
         finish(uow, ctx, envelope, ACTOR)

@@ -56,16 +56,23 @@ def handle_scanned(ctx: Context, envelope: Envelope) -> None:
             return
         else:
             _restart(ctx, unit, event)
-            record_transition(uow, ctx, unit, ACTOR, station=event.station, port=event.port,
-                              rework=unit.rework_count)
+            record_transition(
+                uow, ctx, unit, ACTOR, station=event.station, port=event.port, rework=unit.rework_count
+            )
         _give_key(uow, ctx, unit)
         finish(uow, ctx, envelope, ACTOR)
 
 
 def _new_unit(ctx: Context, event: UnitScanned, identity: DeviceIdentity) -> Unit:
     unit = Unit(
-        registration_id=event.registration_id, serial=identity.serial, mac=identity.mac, line=event.line,
-        station=event.station, port=event.port, product=event.product, batch=event.batch,
+        registration_id=event.registration_id,
+        serial=identity.serial,
+        mac=identity.mac,
+        line=event.line,
+        station=event.station,
+        port=event.port,
+        product=event.product,
+        batch=event.batch,
         mode=EnrollmentMode(ctx.settings.enrollment_mode),
         group_id=ctx.settings.group_id() if ctx.settings.enrollment_mode == "group" else None,
     )
@@ -83,12 +90,20 @@ def _restart(ctx: Context, unit: Unit, event: UnitScanned) -> None:
 def _quarantine_if_conflicting(uow: UnitOfWork, ctx: Context, unit: Unit) -> bool:
     for other in (uow.units.find_by_mac(unit.mac), uow.units.find_by_serial(unit.serial)):
         if other is not None and other.registration_id != unit.registration_id:
-            reason = (f"identity conflict: serial {unit.serial} / MAC {unit.mac} overlaps unit "
-                      f"{other.registration_id} (serial {other.serial}, MAC {other.mac}); a human must decide")
+            reason = (
+                f"identity conflict: serial {unit.serial} / MAC {unit.mac} overlaps unit "
+                f"{other.registration_id} (serial {other.serial}, MAC {other.mac}); a human must decide"
+            )
             unit.transition(UnitState.QUARANTINED, ctx.clock())
             record_transition(uow, ctx, unit, ACTOR, reason=reason, conflicting=other.registration_id)
-            ctx.emit_unit_event(uow, UnitQuarantined(registration_id=unit.registration_id, reason=reason,
-                                                     conflicting_registration_id=other.registration_id))
+            ctx.emit_unit_event(
+                uow,
+                UnitQuarantined(
+                    registration_id=unit.registration_id,
+                    reason=reason,
+                    conflicting_registration_id=other.registration_id,
+                ),
+            )
             return True
     return False
 

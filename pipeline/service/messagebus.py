@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pipeline.bus.cloudevents import Envelope
-from pipeline.domain.events import ConfigFlashed, FlashFailed, Message, ScanRejected, UnitEnrolled, UnitKeyed, UnitScanned
+from pipeline.domain.events import (
+    ConfigFlashed,
+    FlashFailed,
+    Message,
+    ScanRejected,
+    UnitEnrolled,
+    UnitKeyed,
+    UnitScanned,
+)
 from pipeline.service import configuring, enrolling, flashing, keying
 from pipeline.service.context import Context
 
@@ -21,4 +29,6 @@ HANDLERS: dict[type[Message], Handler] = {
 }
 
 # Messages only a station may send; they must arrive on that station's own topic prefix.
-STATION_MESSAGES: frozenset[type[Message]] = frozenset({UnitScanned, ConfigFlashed, FlashFailed, ScanRejected})
+STATION_MESSAGES: frozenset[type[Message]] = frozenset(
+    {UnitScanned, ConfigFlashed, FlashFailed, ScanRejected}
+)

@@ -21,8 +21,16 @@ log = logging.getLogger(__name__)
 class OutboxRelay:
     """Background publisher of the outbox; `wake()` after a commit makes it publish at once."""
 
-    def __init__(self, uow_factory: Callable[[], UnitOfWork], bus: Bus, clock: Callable[[], datetime],
-                 is_transient: Callable[[BaseException], bool], *, batch: int = 200, idle: float = 0.5) -> None:
+    def __init__(
+        self,
+        uow_factory: Callable[[], UnitOfWork],
+        bus: Bus,
+        clock: Callable[[], datetime],
+        is_transient: Callable[[BaseException], bool],
+        *,
+        batch: int = 200,
+        idle: float = 0.5,
+    ) -> None:
         self._uow_factory = uow_factory
         self._bus = bus
         self._clock = clock

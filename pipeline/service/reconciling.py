@@ -23,8 +23,12 @@ MAX_ATTEMPTS = 5
 BATCH = 100
 STUCK_STATES = (UnitState.KEYED, UnitState.ENROLLED, UnitState.CONFIG_ISSUED)
 # Where a retryable failure restarts: the state before the stage that failed.
-RETRY_FROM = {"enroll": UnitState.KEYED, "config": UnitState.ENROLLED, "flash": UnitState.ENROLLED,
-              "confirm": UnitState.FLASHED}
+RETRY_FROM = {
+    "enroll": UnitState.KEYED,
+    "config": UnitState.ENROLLED,
+    "flash": UnitState.ENROLLED,
+    "confirm": UnitState.FLASHED,
+}
 
 
 def reconcile(ctx: Context) -> int:
@@ -59,8 +63,14 @@ def _emit_next(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:
     if unit.state is UnitState.KEYED:
         ctx.emit_unit_event(uow, UnitKeyed(registration_id=unit.registration_id, mode=unit.mode.value))
     elif unit.state is UnitState.ENROLLED:
-        ctx.emit_unit_event(uow, UnitEnrolled(registration_id=unit.registration_id, mode=unit.mode.value,
-                                              enrollment_id=unit.group_id or unit.registration_id))
+        ctx.emit_unit_event(
+            uow,
+            UnitEnrolled(
+                registration_id=unit.registration_id,
+                mode=unit.mode.value,
+                enrollment_id=unit.group_id or unit.registration_id,
+            ),
+        )
 
 
 def _retry_due(ctx: Context, unit: Unit, stuck_for: timedelta) -> bool:
@@ -69,7 +79,7 @@ def _retry_due(ctx: Context, unit: Unit, stuck_for: timedelta) -> bool:
         return False
     if unit.attempts >= MAX_ATTEMPTS or unit.updated_at is None:
         return False
-    return ctx.clock() - unit.updated_at >= stuck_for * (2 ** (unit.attempts - 1))
+    return ctx.clock() - unit.updated_at >= stuck_for * float(2 ** max(unit.attempts - 1, 0))
 
 
 def _retry(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:

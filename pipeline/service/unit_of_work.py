@@ -127,8 +127,9 @@ class ProcessedMessages(abc.ABC):
 
 class AuditLog(abc.ABC):
     @abc.abstractmethod
-    def append(self, *, at: datetime, kind: str, actor: str, registration_id: str | None,
-               detail: dict[str, Any]) -> None:
+    def append(
+        self, *, at: datetime, kind: str, actor: str, registration_id: str | None, detail: dict[str, Any]
+    ) -> None:
         """Append a hash-chained record. `detail` must never contain a key."""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -238,3 +239,16 @@ def test_line_buffer_splits_and_bounds_lines() -> None:
     assert overlong == b"cdefghijk"  # max_line + 1 bytes: the parser rejects it as too long
     assert buffer.pop_line() == b"ok\n"  # the rest of the overlong line was skipped
     assert buffer.pop_line() is None
+
+
+# --- the spec's examples are real lines ---------------------------------------------------------
+
+SPEC = Path(__file__).resolve().parents[2] / "docs" / "device-protocol.md"
+
+
+def test_every_example_line_in_the_spec_parses() -> None:
+    lines = [line for line in SPEC.read_text().splitlines() if line.startswith(("> ", "< "))]
+    assert len(lines) >= 15
+    for line in lines:
+        parse = parse_request if line.startswith(">") else parse_reply
+        parse(line[2:].encode() + b"\n")
