@@ -21,6 +21,8 @@ from stations.protocol import ErrorReply, Reply, Request, encode_request, parse_
 
 log = logging.getLogger(__name__)
 
+_REPLY_ALLOWANCE = 128  # bytes: an identity or hash reply, with room to spare
+
 
 def describe(request: Request) -> str:
     """Name a request for messages, e.g. `HashRequest` -> `Hash`."""
@@ -54,7 +56,7 @@ class Connection:
                 log.info("resending %s (attempt %d)", describe(request), attempt + 1)
                 self.link.reset_input()
             self.link.write_line(line)
-            reply = self._await({request.seq}, self.reply_timeout)
+            reply = self._await({request.seq}, self._timeout(len(line)))
             if reply is not None and reply.seq is not None:
                 return _checked(request, reply)
         raise NoResponse(
@@ -69,20 +71,26 @@ class Connection:
         transfer is restarted as a whole by the caller rather than patched line by line.
         """
         replies: list[Reply | None] = [None] * len(requests)
-        pending: dict[int, int] = {}  # seq -> index; at most `window`, so seqs never collide
+        pending: dict[int, tuple[int, int]] = {}  # seq -> (index, line length); <= window: no collisions
         sent = 0
         while sent < len(requests) or pending:
             while sent < len(requests) and len(pending) < self.window:
-                self.link.write_line(encode_request(requests[sent]))
-                pending[requests[sent].seq] = sent
+                line = encode_request(requests[sent])
+                self.link.write_line(line)
+                pending[requests[sent].seq] = (sent, len(line))
                 sent += 1
-            reply = self._await(set(pending), self.reply_timeout)
+            reply = self._await(set(pending), self._timeout(sum(n for _, n in pending.values())))
             if reply is None or reply.seq is None:
                 what = "no reply" if reply is None else "the device could not read a line"
                 raise NoResponse(f"transfer interrupted after {sent} of {len(requests)} lines: {what}")
-            index = pending.pop(reply.seq)
+            index, _ = pending.pop(reply.seq)
             replies[index] = _checked(requests[index], reply)
         return [r for r in replies if r is not None]
+
+    def _timeout(self, bytes_out: int) -> float:
+        """Reply timeout: the base plus the wire time of what is in flight and of a longish reply."""
+        baud = self.link.baudrate
+        return self.reply_timeout + ((bytes_out + _REPLY_ALLOWANCE) * 10 / baud if baud else 0.0)
 
     def _await(self, seqs: set[int], timeout: float) -> Reply | None:
         """Return the first valid reply for one of `seqs` or a NACK; None on timeout."""

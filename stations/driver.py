@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from stations.connection import Connection
-from stations.errors import ErrorResponse, FlashError, NoResponse, PortVanished, StationError
+from stations.errors import (
+    ErrorResponse,
+    FlashError,
+    FlashInterrupted,
+    NoResponse,
+    PortVanished,
+    StationError,
+)
 from stations.framing import MAX_CHUNK_BYTES, WINDOW, ErrorCode
 from stations.link import SerialLink
 from stations.protocol import (
@@ -70,7 +77,10 @@ class DeviceDriver(ABC):
 
     @abstractmethod
     def write_config(self, path: str, content: bytes) -> str:
-        """Write `content` at `path` on the device; return the verified read-back SHA-256 hex."""
+        """Write `content` at `path` on the device; return the verified read-back SHA-256 hex.
+
+        Raises FlashError unless the device's read-back of the stored file equals SHA-256(content).
+        """
 
     @abstractmethod
     def reboot(self) -> None:
@@ -117,30 +127,32 @@ class LineProtocolDriver(DeviceDriver):
         with self._lock:
             problem = "no attempt made"
             for _ in range(self._flash_attempts):
-                try:
-                    stored = self._transfer(path, content, expected)
-                except PortVanished as exc:
-                    raise FlashError(
-                        f"device disconnected while flashing {path}: {exc}", retryable=True
-                    ) from exc
-                except ErrorResponse as exc:
-                    if exc.code not in RETRYABLE_CODES:
-                        raise FlashError(f"cannot flash {path}: {exc}", retryable=False) from exc
-                    problem = str(exc)
-                    continue
-                except NoResponse as exc:
-                    problem = str(exc)
-                    continue
-                if stored.sha256 == expected and stored.size == len(content):
-                    return stored.sha256
-                problem = (
-                    f"read-back of {path} gives SHA-256 {stored.sha256[:16]}... ({stored.size} bytes), "
-                    f"expected {expected[:16]}... ({len(content)} bytes)"
-                )
+                stored, problem = self._attempt(path, content, expected)
+                if stored is not None:
+                    return stored
             raise FlashError(
                 f"could not write and verify {path} in {self._flash_attempts} attempts; last: {problem}",
                 retryable=True,
             )
+
+    def _attempt(self, path: str, content: bytes, expected: str) -> tuple[str | None, str]:
+        """One write: (verified read-back SHA-256, "") on success, (None, why) if a retry may help."""
+        try:
+            stored = self._transfer(path, content, expected)
+        except PortVanished as exc:
+            raise FlashInterrupted(f"device disconnected while flashing {path}: {exc}") from exc
+        except ErrorResponse as exc:
+            if exc.code not in RETRYABLE_CODES:
+                raise FlashError(f"cannot flash {path}: {exc}", retryable=False) from exc
+            return None, str(exc)
+        except NoResponse as exc:
+            return None, str(exc)
+        if stored.sha256 == expected and stored.size == len(content):
+            return stored.sha256, ""
+        return None, (
+            f"read-back of {path} gives SHA-256 {stored.sha256[:16]}... ({stored.size} bytes), "
+            f"expected {expected[:16]}... ({len(content)} bytes)"
+        )
 
     def _transfer(self, path: str, content: bytes, expected: str) -> HashReply:
         """One attempt: BEGIN, DATA..., COMMIT, HASH pipelined; return the device's read-back."""
@@ -167,6 +179,7 @@ __all__ = [
     "DeviceInfo",
     "ErrorResponse",
     "FlashError",
+    "FlashInterrupted",
     "LineProtocolDriver",
     "NoResponse",
     "StationError",

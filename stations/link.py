@@ -29,6 +29,10 @@ _WRITE_TIMEOUT_S = 2.0
 class SerialLink(ABC):
     """A line-oriented serial connection to one device."""
 
+    # Line rate in bit/s when the link is a UART, so reply timeouts can grow with line length
+    # (a 1 KiB line takes 0.09 s at 115,200 baud but 8.5 s at 1,200). None: not known.
+    baudrate: int | None = None
+
     @abstractmethod
     def write_line(self, line: bytes) -> None:
         """Send one complete line (including its newline)."""
@@ -55,6 +59,7 @@ class PySerialLink(SerialLink):
 
     def __init__(self, url: str, baudrate: int = 115_200, *, max_line: int = MAX_LINE_BYTES) -> None:
         self.url = url
+        self.baudrate = baudrate
         self._buffer = LineBuffer(max_line)
         try:
             self._port = serial.serial_for_url(

@@ -8,15 +8,18 @@ Not responsible for: the emulator itself (pipeline.emulator).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
 from typing import Any
 
 from pipeline.cli.main import EXIT_OK, CommandError
+from pipeline.domain.keys import KeyFormatError, SecretKey
 from pipeline.emulator.server import EmulatorConfig, RunningEmulator, start_emulator
 
 DEFAULT_PORT = 5080
 DEFAULT_HUBS = ("edgeline-hub-1.azure-devices.net",)
+SERVICE_KEY_ENV = "EDGELINE_EMULATOR_SERVICE_KEY"
 
 
 def register(sub: Any) -> None:
@@ -25,7 +28,9 @@ def register(sub: Any) -> None:
         "emulator",
         help="run the DPS + IoT Hub emulator",
         description="Serve the DPS service and device APIs (plain HTTP, or HTTPS with --tls) on one port, "
-        "and each emulated IoT hub's registry over HTTPS on its own port. Runs until Ctrl-C or SIGTERM.",
+        "and each emulated IoT hub's registry over HTTPS on its own port. Runs until Ctrl-C or SIGTERM. "
+        f"The DPS service key is random per start unless {SERVICE_KEY_ENV} holds a base64 key (16-64 bytes), "
+        "so that other containers can be given the emulator's connection string in advance.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument(
@@ -79,6 +84,7 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
     if hub_ports and len(hub_ports) != len(hubs):
         raise CommandError("give one --hub-port per --hub, in the same order", exit_code=2)
     return EmulatorConfig(
+        service_key=_service_key(),
         host=args.host,
         port=args.port,
         id_scope=args.id_scope,
@@ -93,6 +99,17 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         cert_dir=args.cert_dir,
         state_file=args.state_file,
     )
+
+
+def _service_key() -> SecretKey | None:
+    """A fixed DPS service-policy key from the environment (compose), else None: a new one per start."""
+    text = os.environ.get(SERVICE_KEY_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        return SecretKey.from_base64(text, what=SERVICE_KEY_ENV)
+    except KeyFormatError as exc:
+        raise CommandError(f"{exc}; e.g. `head -c32 /dev/urandom | base64`", exit_code=2) from None
 
 
 def _announce(emu: RunningEmulator) -> None:

@@ -153,6 +153,7 @@ def test_unplugged_mid_flash_raises_flash_error_and_port_is_gone(
     with pytest.raises(FlashError, match="device disconnected while flashing") as caught:
         driver.write_config(CONFIG_PATH, CONFIG)
     assert caught.value.retryable
+    assert isinstance(caught.value, PortVanished)  # one "unplugged" handler serves every operation
     assert device.flashed_files() == {}
     with pytest.raises(PortVanished):
         driver.identify()
