@@ -70,15 +70,18 @@ class StationAgent:
         except BusError:
             pass
 
-    def publish_event(self, message: Message) -> None:
-        """Publish a station event; keep retrying (same event id) until the broker acknowledges it."""
-        _, payload = encode(message, source=self.source)
+    def publish_event(self, message: Message, *, event_id: str | None = None) -> str:
+        """Publish a station event; keep retrying (same event id) until the broker acknowledges it.
+
+        Returns the event id; publishing again with it is a no-op for the pipeline (idempotency key).
+        """
+        event_id, payload = encode(message, source=self.source, event_id=event_id)
         topic = self.topics.station_event(self.config.line, self.config.name, message.NAME)
         delay = 0.5
         while True:
             try:
                 self.bus.publish(topic, payload)
-                return
+                return event_id
             except BusError as exc:
                 if self.stopping.is_set():
                     raise

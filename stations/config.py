@@ -25,4 +25,7 @@ class StationConfig:
     baudrate: int = 115200
     flash_timeout_seconds: float = 300.0
     flash_attempts: int = 3
+    # While waiting for its config a port re-sends its scan (same event id, so never a second unit):
+    # a scan published while no worker was subscribed yet would otherwise be lost.
+    rescan_interval_seconds: float = 15.0
     poll_interval_seconds: float = 1.0

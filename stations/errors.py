@@ -45,7 +45,7 @@ class ErrorResponse(StationError):
 class FlashError(StationError):
     """A config could not be written AND verified by read-back; `reason` says why."""
 
-    def __init__(self, reason: str, *, retryable: bool) -> None:
+    def __init__(self, reason: str, retryable: bool) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable

@@ -134,6 +134,7 @@ def unescape(text: str, *, last_field: bool = False) -> bytes:
 
 
 def parse_text(field: str, what: str) -> str:
+    """Decode a non-empty %-escaped UTF-8 text field; `what` names it in errors."""
     if not field:
         raise ParseError(f"{what} is empty")
     try:
@@ -143,24 +144,28 @@ def parse_text(field: str, what: str) -> str:
 
 
 def parse_number(field: str, what: str) -> int:
+    """Decode an unsigned decimal (no leading zeros, at most 10 digits)."""
     if not _NUM_RE.fullmatch(field):
         raise ParseError(f"{what} {field[:20]!r} is not a decimal number")
     return int(field)
 
 
 def parse_sha(field: str) -> str:
+    """Check a SHA-256 digest field: 64 lowercase hex digits."""
     if not _SHA_RE.fullmatch(field):
         raise ParseError(f"SHA-256 {field[:70]!r} is not 64 lowercase hex digits")
     return field
 
 
 def encode_text(value: str, what: str) -> str:
+    """Encode a non-empty text field (UTF-8, %-escaped, no spaces)."""
     if not value:
         raise ValueError(f"{what} must not be empty")
     return escape(value.encode("utf-8"))
 
 
 def split_fields(rest: str, count: int, what: str) -> list[str]:
+    """Split space-separated fields, insisting on exactly `count` of them."""
     parts = rest.split(" ") if rest else []
     if len(parts) != count:
         raise ParseError(f"{what} needs {count} field(s), got {len(parts)}")
@@ -176,9 +181,11 @@ class LineBuffer:
         self._skipping = False
 
     def feed(self, data: bytes) -> None:
+        """Append received bytes."""
         self._data += data
 
     def clear(self) -> None:
+        """Forget everything buffered (resync)."""
         self._data.clear()
         self._skipping = False
 

@@ -125,35 +125,43 @@ class PortWorker(threading.Thread):
         assert visit.registration_id is not None and visit.serial is not None and visit.mac is not None
         inbox = self.agent.expect(visit.registration_id)
         flashed: str | None = None
+        scan = UnitScanned(
+            registration_id=visit.registration_id,
+            serial=visit.serial,
+            mac=visit.mac,
+            line=cfg.line,
+            station=cfg.name,
+            port=self.port,
+            product=cfg.product,
+            batch=cfg.batch,
+        )
         try:
-            self.agent.publish_event(
-                UnitScanned(
-                    registration_id=visit.registration_id,
-                    serial=visit.serial,
-                    mac=visit.mac,
-                    line=cfg.line,
-                    station=cfg.name,
-                    port=self.port,
-                    product=cfg.product,
-                    batch=cfg.batch,
-                )
+            scan_id = self.agent.publish_event(scan)
+            flashed = self._flash_loop(
+                driver, visit, inbox, lambda: self.agent.publish_event(scan, event_id=scan_id)
             )
-            flashed = self._flash_loop(driver, visit, inbox)
         finally:
             self.agent.finished(visit.registration_id, flashed)
 
-    def _flash_loop(self, driver: DeviceDriver, visit: _Visit, inbox: queue.Queue[FlashConfig]) -> str | None:
+    def _flash_loop(
+        self,
+        driver: DeviceDriver,
+        visit: _Visit,
+        inbox: queue.Queue[FlashConfig],
+        resend_scan: Callable[[], object],
+    ) -> str | None:
         cfg = self.agent.config
         deadline = time.monotonic() + cfg.flash_timeout_seconds
         for attempt in range(1, cfg.flash_attempts + 1):
-            command = _next_command(inbox, deadline, self.agent.stopping)
+            command = self._next_command(inbox, deadline, resend_scan)
             if command is None:
-                self._finish(
-                    visit,
-                    "FAIL",
-                    f"no config arrived from the pipeline within "
-                    f"{cfg.flash_timeout_seconds:g} s: check `edgeline up` and the broker",
+                reason = (
+                    "station stopped before the config arrived"
+                    if self.agent.stopping.is_set()
+                    else f"no config arrived from the pipeline within {cfg.flash_timeout_seconds:g} s: "
+                    "check `edgeline up` and the broker"
                 )
+                self._finish(visit, "FAIL", reason)
                 return None
             outcome = self._flash_once(driver, visit, command)
             if outcome is None:
@@ -171,6 +179,25 @@ class PortWorker(threading.Thread):
             if not retryable or attempt == cfg.flash_attempts:
                 self._finish(visit, "FAIL", reason)
                 return None
+        return None
+
+    def _next_command(
+        self, inbox: queue.Queue[FlashConfig], deadline: float, resend_scan: Callable[[], object]
+    ) -> FlashConfig | None:
+        """Wait for the unit's flash command, re-sending the scan now and then; None on timeout/stop."""
+        stopping = self.agent.stopping
+        next_resend = time.monotonic() + self.agent.config.rescan_interval_seconds
+        while not stopping.is_set():
+            now = time.monotonic()
+            if now >= deadline:
+                return None
+            if now >= next_resend:
+                resend_scan()
+                next_resend = now + self.agent.config.rescan_interval_seconds
+            try:
+                return inbox.get(timeout=min(deadline - now, 0.5))
+            except queue.Empty:
+                continue
         return None
 
     def _flash_once(
@@ -238,20 +265,6 @@ class PortWorker(threading.Thread):
                 elapsed_seconds=time.monotonic() - visit.started,
             )
         )
-
-
-def _next_command(
-    inbox: queue.Queue[FlashConfig], deadline: float, stopping: threading.Event
-) -> FlashConfig | None:
-    while not stopping.is_set():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        try:
-            return inbox.get(timeout=min(remaining, 0.5))
-        except queue.Empty:
-            continue
-    return None
 
 
 def _clip(text: str | None) -> str | None:

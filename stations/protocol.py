@@ -59,11 +59,15 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class IdentifyRequest:
+    """`I`: ask for serial, MAC, model and firmware."""
+
     seq: int
 
 
 @dataclass(frozen=True, slots=True)
 class BeginRequest:
+    """`B`: start writing `size` bytes whose SHA-256 is `sha256` to absolute `path`."""
+
     seq: int
     path: str
     size: int
@@ -72,6 +76,8 @@ class BeginRequest:
 
 @dataclass(frozen=True, slots=True)
 class DataRequest:
+    """`D`: 1-256 bytes of the file at `offset`."""
+
     seq: int
     offset: int
     chunk: bytes
@@ -79,17 +85,23 @@ class DataRequest:
 
 @dataclass(frozen=True, slots=True)
 class CommitRequest:
+    """`C`: verify the received file against BEGIN's size and SHA-256, store it atomically."""
+
     seq: int
 
 
 @dataclass(frozen=True, slots=True)
 class HashRequest:
+    """`H`: report SHA-256 and size of the file at `path` as stored."""
+
     seq: int
     path: str
 
 
 @dataclass(frozen=True, slots=True)
 class RebootRequest:
+    """`R`: reboot into the committed config."""
+
     seq: int
 
 
@@ -98,11 +110,15 @@ Request = IdentifyRequest | BeginRequest | DataRequest | CommitRequest | HashReq
 
 @dataclass(frozen=True, slots=True)
 class AckReply:
+    """`OK`: the request was carried out."""
+
     seq: int
 
 
 @dataclass(frozen=True, slots=True)
 class IdentityReply:
+    """`I`: what the device says it is, raw."""
+
     seq: int
     serial: str
     mac: str
@@ -112,6 +128,8 @@ class IdentityReply:
 
 @dataclass(frozen=True, slots=True)
 class HashReply:
+    """`H`: SHA-256 and size of a stored file."""
+
     seq: int
     sha256: str
     size: int
@@ -119,6 +137,8 @@ class HashReply:
 
 @dataclass(frozen=True, slots=True)
 class ErrorReply:
+    """`E`: the request failed; `seq` is None when the device could not read the line."""
+
     seq: int | None
     code: int
     name: str

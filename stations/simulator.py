@@ -100,9 +100,11 @@ class SimulatedDevice:
             raise SimulatorUnavailable("SimulatedDevice needs POSIX pseudo-terminals; run it on Linux/macOS")
         master, slave = os.openpty()
         tty.setraw(slave)  # no echo, no CR/LF translation: bytes as a UART would carry them
+        os.set_blocking(master, False)  # a station that stops reading must not wedge the writer
         self._fds, self._port = (master, slave), os.ttyname(slave)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self._stop.clear()
+        self._outbox = queue.Queue()
         self._threads = [
             threading.Thread(target=self._read_loop, name=f"sim-rx {self._port}", daemon=True),
             threading.Thread(target=self._write_loop, name=f"sim-tx {self._port}", daemon=True),
@@ -157,13 +159,13 @@ class SimulatedDevice:
         uart = _Uart(self.baud)
         while (data := self._outbox.get()) is not None:
             uart.wait_for(len(data))
-            fds = self._fds
-            if self._stop.is_set() or fds is None:
-                return
-            try:
-                os.write(fds[0], data)
-            except OSError:
-                return
+            while data and not self._stop.is_set() and (fds := self._fds) is not None:
+                try:
+                    data = data[os.write(fds[0], data) :]
+                except BlockingIOError:
+                    self._stop.wait(0.01)  # pty buffer full: the station is not reading yet
+                except OSError:
+                    return
 
     def _on_line(self, line: bytes) -> None:
         faults = self.faults

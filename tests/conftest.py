@@ -208,3 +208,78 @@ def database(db_url: str) -> Iterator[Database]:
 # ======================================================================================================
 # (end of database fixtures)
 # ======================================================================================================
+
+
+# ======================================================================================================
+# Secured Mosquitto (deploy) — the repo's deploy/mosquitto/mosquitto.conf and ACL, with real passwords
+# ======================================================================================================
+# The shipped config, with only its container paths, listener and log destination replaced, so tests
+# exercise the same authentication, ACL and queueing settings as the compose stack.
+
+import os  # noqa: E402  (kept in this section, not at the top of the shared file)
+from collections.abc import Callable  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEPLOY_MOSQUITTO = REPO_ROOT / "deploy" / "mosquitto"
+
+
+class SecuredMosquitto(Mosquitto):
+    """Mosquitto running deploy/mosquitto/mosquitto.conf + acl, with a generated password file."""
+
+    def __init__(self, workdir: Path, users: dict[str, str]) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        super().__init__(workdir)
+        passwd_tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+        self.passwd = workdir / "passwd"
+        for i, (user, password) in enumerate(users.items()):
+            create = ["-c"] if i == 0 else []
+            subprocess.run([passwd_tool, "-b", *create, str(self.passwd), user, password], check=True)
+        self.config.write_text(self.render(DEPLOY_MOSQUITTO / "mosquitto.conf"))
+
+    def render(self, source: Path) -> str:
+        """The shipped config with test paths; fails if a setting this relies on is missing."""
+        overrides = {
+            "listener": f"listener {self.port} 127.0.0.1",
+            "password_file": f"password_file {self.passwd}",
+            "acl_file": f"acl_file {DEPLOY_MOSQUITTO / 'acl'}",
+            "persistence_location": f"persistence_location {self.workdir}/",
+            "log_dest": f"log_dest file {self.log}",
+        }
+        seen: set[str] = set()
+        out: list[str] = []
+        for line in source.read_text().splitlines():
+            key = line.split(maxsplit=1)[0] if line.strip() and not line.startswith("#") else ""
+            if key in overrides:
+                if key not in seen:  # one listener/log destination in tests
+                    out.append(overrides[key])
+                seen.add(key)
+            else:
+                out.append(line)
+        missing = set(overrides) - seen
+        assert not missing, f"{source} lacks settings {sorted(missing)}"
+        if os.geteuid() == 0:  # as root, mosquitto would switch to user `mosquitto`, who cannot read tmp_path
+            out.append("user root")
+        return "\n".join(out) + "\n"
+
+
+@pytest.fixture
+def secured_mosquitto(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], SecuredMosquitto]]:
+    """Factory: start the shipped broker config with the given {username: password} (skips w/o mosquitto)."""
+    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
+        pytest.skip("mosquitto binary not installed")
+    started: list[SecuredMosquitto] = []
+
+    def start(users: dict[str, str]) -> SecuredMosquitto:
+        broker = SecuredMosquitto(tmp_path / f"broker{len(started)}", users)
+        started.append(broker)
+        broker.start()
+        return broker
+
+    yield start
+    for broker in started:
+        broker.stop()
+
+
+# ======================================================================================================
+# (end of secured Mosquitto fixtures)
+# ======================================================================================================

@@ -50,6 +50,8 @@ def encode(
 ) -> tuple[str, bytes]:
     """Return (event id, JSON bytes) of `message` as a structured CloudEvent."""
     eid = event_id or new_event_id()
+    if time is not None and time.utcoffset() is None:  # decode() would dead-letter it downstream
+        raise ValueError("CloudEvent time must be timezone-aware")
     body: dict[str, Any] = {
         "specversion": SPECVERSION,
         "id": eid,

@@ -8,9 +8,10 @@ Not responsible for: writing the config to the device (the station) or checking 
 from __future__ import annotations
 
 from pipeline.bus.cloudevents import Envelope
-from pipeline.crypto.envelope import seal_for_station
+from pipeline.crypto.envelope import EnvelopeError, seal_for_station
 from pipeline.domain.events import FlashConfig, UnitEnrolled
 from pipeline.domain.model import Unit, UnitState
+from pipeline.edgeconfig.model import EdgeConfigError
 from pipeline.edgeconfig.render import ProvisioningConfig, render
 from pipeline.service.common import KeyUnavailable, device_key, fail_unit, finish, record_transition
 from pipeline.service.context import Context
@@ -54,18 +55,35 @@ def issue_config(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:
         fail_unit(uow, ctx, unit, stage="config", reason=str(exc), retryable=False, actor=ACTOR)
         return
     settings = ctx.settings
-    rendered = render(
-        ProvisioningConfig(
-            global_endpoint=settings.dps_global_endpoint,
-            id_scope=settings.dps_id_scope,
+    try:
+        rendered = render(
+            ProvisioningConfig(
+                global_endpoint=settings.dps_global_endpoint,
+                id_scope=settings.dps_id_scope,
+                registration_id=unit.registration_id,
+                device_key=key,
+            ),
+            settings.edge_version,
+        )
+        envelope = seal_for_station(
+            station.public_key,
+            rendered.content,
+            station_name=station.name,
             registration_id=unit.registration_id,
-            device_key=key,
-        ),
-        settings.edge_version,
-    )
-    envelope = seal_for_station(
-        station.public_key, rendered.content, station_name=station.name, registration_id=unit.registration_id
-    )
+        )
+    except (EdgeConfigError, EnvelopeError) as exc:
+        # A setting no config can be rendered from (or a bad station key) would otherwise escape as a
+        # handler error: dead-lettered, re-driven by the reconciler forever, the unit never failed.
+        fail_unit(
+            uow,
+            ctx,
+            unit,
+            stage="config",
+            reason=f"cannot issue the config: {exc}",
+            retryable=False,
+            actor=ACTOR,
+        )
+        return
     unit.config_sha256 = rendered.sha256
     unit.transition(UnitState.CONFIG_ISSUED, ctx.clock())
     record_transition(uow, ctx, unit, ACTOR, config_sha256=rendered.sha256, path=rendered.path)

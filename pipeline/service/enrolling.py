@@ -60,7 +60,7 @@ def handle_keyed(ctx: Context, envelope: Envelope) -> None:
                     ctx,
                     current,
                     stage="enroll",
-                    reason=str(error),
+                    reason=_enroll_failure_reason(error),
                     retryable=error.retryable,
                     actor=ACTOR,
                 )
@@ -82,6 +82,12 @@ def _enroll(ctx: Context, specs: list[IndividualEnrollmentSpec]) -> dict[str, Az
     except AzureError as exc:
         log.warning("DPS bulk enrollment of %d unit(s) failed: %s", len(specs), exc)
         return {s.registration_id: exc for s in specs}
+
+
+def _enroll_failure_reason(error: AzureError) -> str:
+    # The adapter's message names the call and the HTTP status, not the service: say it is DPS.
+    retry = "; the reconciler will retry" if error.retryable else ""
+    return f"DPS individual enrollment failed: {error}{retry}"
 
 
 def _individual_spec(ctx: Context, unit: Unit, key: SecretKey) -> IndividualEnrollmentSpec:

@@ -13,9 +13,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from pipeline.azure.dps_service import HttpDpsClient
@@ -42,6 +42,21 @@ HUB = "edgeline-hub-1.azure-devices.net"
 LINE = "line1"
 
 
+class CountingTransport(httpx.HTTPTransport):
+    """A real HTTP transport that also counts requests per (method, path suffix)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[tuple[str, str]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append((request.method, request.url.path))
+        return super().handle_request(request)
+
+    def count(self, method: str, path_part: str = "") -> int:
+        return sum(1 for m, p in self.requests if m == method and path_part in p)
+
+
 class Clock:
     """A settable wall clock for the Context (timezone-aware UTC)."""
 
@@ -66,26 +81,28 @@ class World:
     made: list[Context] = field(default_factory=list)
     station_keys: dict[str, StationKeyPair] = field(default_factory=dict)
 
-    def context(self, mode: str = "group", **overrides: Any) -> Context:
+    def context(
+        self, mode: str = "group", *, transport: httpx.BaseTransport | None = None, **overrides: Any
+    ) -> Context:
         """A Context on this world's database and emulator; `overrides` go to load_settings."""
-        settings = load_settings(
-            env={},
-            enrollment_mode=mode,
-            line=LINE,
-            topic_root=self.topic_root,
-            dps_connection_string=self.emulator.service_connection_string,
-            dps_id_scope=self.emulator.id_scope,
-            dps_global_endpoint=self.emulator.device_endpoint,
-            master_key=base64.b64encode(os.urandom(32)).decode("ascii"),
-            confirm_backoff_initial_seconds=0,
-            **overrides,
-        )
+        values: dict[str, Any] = {
+            "enrollment_mode": mode,
+            "line": LINE,
+            "topic_root": self.topic_root,
+            "dps_connection_string": self.emulator.service_connection_string,
+            "dps_id_scope": self.emulator.id_scope,
+            "dps_global_endpoint": self.emulator.device_endpoint,
+            "master_key": base64.b64encode(os.urandom(32)).decode("ascii"),
+            "confirm_backoff_initial_seconds": 0.0,
+        }
+        settings = load_settings(env={}, **{**values, **overrides})
         dps = HttpDpsClient.from_connection_string(
             settings.dps_connection_string,
             operations_per_minute=60_000,
             burst=100,
             timeout=5.0,
             backoff=Backoff(base=0.01, cap=0.02, max_attempts=2),
+            transport=transport,
         )
         ctx = Context(
             settings=settings,
@@ -146,18 +163,25 @@ class World:
         return parse_provisioning(content, command.config_path)
 
 
+@pytest.fixture(scope="session")
+def shared_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
+    """One emulator for the session; `world` resets it before each test."""
+    certs = tmp_path_factory.mktemp("emulator-certs")
+    emulator = start_emulator(EmulatorConfig(hubs=(HUB,), cert_dir=str(certs), fault_seed=1))
+    yield emulator
+    emulator.stop()
+
+
 @pytest.fixture(name="world")
-def world_fixture(db_url: str, tmp_path: Path) -> Iterator[World]:
-    """A fresh database (both backends), a private emulator and a settable clock."""
+def world_fixture(db_url: str, shared_emulator: RunningEmulator) -> Iterator[World]:
+    """A fresh database (both backends), the emulator emptied, and a settable clock."""
+    shared_emulator.reset()
     db = Database(db_url)
-    emulator = start_emulator(
-        EmulatorConfig(hubs=(HUB,), cert_dir=str(tmp_path / "emulator-certs"), fault_seed=1)
-    )
-    w = World(db=db, emulator=emulator, clock=Clock(), topic_root=f"test-{uuid.uuid4().hex[:12]}")
+    w = World(db=db, emulator=shared_emulator, clock=Clock(), topic_root=f"test-{uuid.uuid4().hex[:12]}")
     yield w
     for ctx in w.made:
         ctx.dps.close()
-    emulator.stop()
+    shared_emulator.reset()
     db.dispose()
 
 
@@ -170,7 +194,7 @@ def new_identity() -> tuple[str, str]:
     """A fresh (serial, MAC) pair."""
     n = next(_counter) + (os.getpid() % 1000) * 1_000_000
     mac = ":".join(f"{b:02X}" for b in (0x02, 0xED, *n.to_bytes(4, "big")))
-    return f"SN-{n:08d}", mac
+    return f"A{n:09d}", mac
 
 
 def registration_id(serial: str, mac: str, template: str = "sn-{serial}-mac-{mac}") -> str:
@@ -199,7 +223,9 @@ def scan(
     )
 
 
-def envelope(message: Message, *, source: str = "edgeline/stations/S1", event_id: str | None = None) -> Envelope:
+def envelope(
+    message: Message, *, source: str = "edgeline/stations/S1", event_id: str | None = None
+) -> Envelope:
     """Encode and decode `message`, exactly as it would arrive from the bus."""
     return decode(encode(message, source=source, event_id=event_id)[1])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from service_helpers import World, deliver, envelope, new_identity, registration_id, scan
-from service_helpers import world_fixture as world_fixture  # noqa: F401  (fixture `world`)
+from service_helpers import shared_emulator, world_fixture  # noqa: F401  (fixtures)
 
 from pipeline.domain.events import UnitKeyed, UnitQuarantined
 from pipeline.domain.model import UnitState
@@ -22,7 +22,9 @@ def test_scan_creates_keyed_unit_and_outbox_event(world: World) -> None:
     assert (unit.serial, unit.station, unit.line) == (message.serial, "S1", "line1")
     assert unit.mac == message.mac.lower()
     keyed = world.outbox_of(UnitKeyed, message.registration_id)
-    assert [(topic, m.mode) for topic, m in keyed] == [(f"{world.topic_root}/v1/units/events/unit.keyed", "group")]
+    assert [(topic, m.mode) for topic, m in keyed] == [
+        (f"{world.topic_root}/v1/units/events/unit.keyed", "group")
+    ]
     kinds = [r.kind for r in world.audit(message.registration_id)]
     assert kinds == ["unit.scanned", "unit.keyed"]
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -19,7 +21,10 @@ import pytest
 from pipeline.domain.identity import DeviceIdentity
 from stations.driver import DeviceInfo, FlashError, LineProtocolDriver, NoResponse
 from stations.errors import LinkError, PortVanished
+from stations.framing import LineBuffer
 from stations.link import PySerialLink
+from stations.protocol import IdentifyRequest, IdentityReply, encode_reply, encode_request
+from stations.sim_firmware import SimulatedFirmware
 from stations.simulator import Faults, SimulatedDevice
 
 pytestmark = [
@@ -243,3 +248,71 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 2.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+def test_paced_uart_flash_with_short_base_timeout(tmp_path: Path) -> None:
+    """At a real line rate, timeouts grow with the bytes in flight instead of failing long lines."""
+    with SimulatedDevice("S-1", "02:00:00:00:00:01", "M", "1", tmp_path, baud=19_200) as sim:
+        driver = LineProtocolDriver(PySerialLink(sim.port, 19_200), reply_timeout=0.05, retries=0)
+        try:
+            started = time.monotonic()
+            assert driver.write_config(CONFIG_PATH, CONFIG) == SHA
+            elapsed = time.monotonic() - started
+        finally:
+            driver.close()
+    assert elapsed >= len(CONFIG) * 10 / 19_200  # the simulator really paced the bytes
+
+
+def test_simulator_refuses_to_start_on_windows_but_imports() -> None:
+    code = (
+        "import sys; sys.platform = 'win32'\n"
+        "from pathlib import Path\n"
+        "from stations.simulator import SimulatedDevice, SimulatorUnavailable\n"
+        "try:\n"
+        "    SimulatedDevice('S', '02:00:00:00:00:01', 'M', '1', Path('.')).start()\n"
+        "except SimulatorUnavailable as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "needs POSIX pseudo-terminals" in out
+
+
+def test_station_that_stops_reading_does_not_wedge_the_simulator(tmp_path: Path) -> None:
+    sim = SimulatedDevice("S-1", "02:00:00:00:00:01", "M", "1", tmp_path).start()
+    link = PySerialLink(sim.port)
+    for seq in range(200):  # ~12 KB of replies nobody reads: more than the pty buffers
+        link.write_line(encode_request(IdentifyRequest(seq % 256)))
+    time.sleep(0.3)
+    started = time.monotonic()
+    sim.stop()
+    link.close()
+    assert time.monotonic() - started < 1.0
+    with sim:  # and a stopped simulator starts again on a fresh pty
+        driver = LineProtocolDriver(PySerialLink(sim.port))
+        assert driver.identify().serial == "S-1"
+        driver.close()
+
+
+def test_same_driver_over_a_socket_url(tmp_path: Path) -> None:
+    """`socket://` (serial-over-TCP bridges) works unchanged through PySerialLink."""
+    firmware = SimulatedFirmware(IdentityReply(0, "S-9", "02:00:00:00:00:09", "M", "1"), tmp_path, Faults())
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            buffer = LineBuffer()
+            while data := conn.recv(4096):
+                buffer.feed(data)
+                while (line := buffer.pop_line()) is not None:
+                    conn.sendall(encode_reply(firmware.handle_line(line)))
+
+    threading.Thread(target=serve, daemon=True).start()
+    driver = LineProtocolDriver(PySerialLink(f"socket://127.0.0.1:{server.getsockname()[1]}"))
+    try:
+        assert driver.identify().serial == "S-9"
+        assert driver.write_config(CONFIG_PATH, CONFIG) == SHA
+    finally:
+        driver.close()
+        server.close()
+    assert (tmp_path / "etc/aziot/config.toml").read_bytes() == CONFIG

@@ -1,0 +1,135 @@
+"""Confirmer (pipeline.service.confirming): devices registered with the emulator become `assigned`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from service_helpers import HUB, CountingTransport, World, to_flashed
+from service_helpers import shared_emulator, world_fixture  # noqa: F401  (fixtures)
+
+from pipeline.azure.dps_device import HttpDeviceRegistrar
+from pipeline.domain.events import UnitAssigned, UnitFailed
+from pipeline.domain.model import UnitState
+from pipeline.edgeconfig.model import ParsedProvisioning
+from pipeline.service.confirming import GROUP_QUERY_THRESHOLD, confirm_due_units
+from pipeline.service.context import Context
+from pipeline.service.enrolling import ensure_group
+
+
+@pytest.fixture
+def registrar() -> Iterator[HttpDeviceRegistrar]:
+    device = HttpDeviceRegistrar(poll_interval=0.05, max_poll_interval=0.2)
+    yield device
+    device.close()
+
+
+def boot_device(world: World, registrar: HttpDeviceRegistrar, rid: str) -> None:
+    """What the device does at first boot: register with DPS using the flashed config."""
+    register(registrar, world.config_of(rid))
+
+
+def register(registrar: HttpDeviceRegistrar, config: ParsedProvisioning) -> None:
+    result = registrar.register(
+        global_endpoint=config.global_endpoint,
+        id_scope=config.id_scope,
+        registration_id=config.registration_id,
+        key=config.device_key,
+        timeout=10,
+    )
+    assert result.status == "assigned"
+
+
+def flashed_context(world: World, mode: str, **overrides: object) -> Context:
+    ctx = world.context(mode, **overrides)
+    if mode == "group":
+        ensure_group(ctx)
+    world.add_station(ctx, "S1")
+    return ctx
+
+
+@pytest.mark.parametrize("mode", ["group", "individual"])
+def test_registered_device_becomes_assigned(world: World, registrar: HttpDeviceRegistrar, mode: str) -> None:
+    ctx = flashed_context(world, mode)
+    rid = to_flashed(world, ctx)
+    boot_device(world, registrar, rid)
+
+    assert confirm_due_units(ctx) == 1
+
+    unit = world.unit(rid)
+    assert unit.state is UnitState.ASSIGNED
+    assert (unit.assigned_hub, unit.device_id, unit.next_check_at) == (HUB, rid, None)
+    [(topic, event)] = world.outbox_of(UnitAssigned, rid)
+    assert topic.endswith("/v1/units/events/unit.assigned")
+    assert (event.assigned_hub, event.device_id) == (HUB, rid)
+    assert confirm_due_units(ctx) == 0  # nothing due any more
+
+
+def test_device_that_never_registers_is_checked_with_backoff(world: World) -> None:
+    ctx = flashed_context(world, "group", confirm_backoff_initial_seconds=10, confirm_backoff_max_seconds=100)
+    rid = to_flashed(world, ctx)
+    assert confirm_due_units(ctx) == 0  # not due yet
+    assert world.unit(rid).checks == 0
+
+    delays = []
+    for _ in range(4):
+        due_at = world.unit(rid).next_check_at
+        assert due_at is not None
+        world.clock.now = due_at
+        assert confirm_due_units(ctx) == 0
+        unit = world.unit(rid)
+        assert unit.state is UnitState.FLASHED
+        assert unit.next_check_at is not None
+        delays.append((unit.next_check_at - world.clock()).total_seconds())
+    assert world.unit(rid).checks == 4
+    # 10 s * 2**checks with +-20 % jitter, capped at 100 s
+    for checks, delay in enumerate(delays, start=1):
+        nominal = min(10 * 2**checks, 100)
+        assert nominal * 0.8 - 0.01 <= delay <= nominal * 1.2 + 0.01
+
+
+def test_device_silent_past_the_window_fails_as_stale(world: World) -> None:
+    ctx = flashed_context(world, "individual", confirm_window_hours=0.0001)
+    rid = to_flashed(world, ctx)
+    world.clock.advance(seconds=1)
+
+    assert confirm_due_units(ctx) == 0
+
+    unit = world.unit(rid)
+    assert unit.failure is not None
+    assert (unit.state, unit.failure.stage, unit.failure.retryable) == (UnitState.FAILED, "confirm", False)
+    assert "did not register" in unit.failure.reason
+    [(_, event)] = world.outbox_of(UnitFailed, rid)
+    assert event.stage == "confirm"
+
+
+def test_dps_down_leaves_units_flashed_for_later(world: World) -> None:
+    ctx = flashed_context(world, "individual")
+    rid = to_flashed(world, ctx)
+    world.emulator.set_faults(error_rate_5xx=1.0)
+
+    assert confirm_due_units(ctx) == 0
+
+    unit = world.unit(rid)
+    assert (unit.state, unit.checks) == (UnitState.FLASHED, 1)
+
+
+def test_group_mode_with_many_due_units_uses_the_group_query(
+    world: World, registrar: HttpDeviceRegistrar
+) -> None:
+    transport = CountingTransport()
+    ctx = flashed_context(world, "group")
+    count = GROUP_QUERY_THRESHOLD + 2
+    rids = [to_flashed(world, ctx) for _ in range(count)]
+    with ThreadPoolExecutor(max_workers=len(rids)) as pool:  # a batch of devices booting together
+        list(pool.map(lambda config: register(registrar, config), [world.config_of(r) for r in rids[:-1]]))
+    counting = world.context("group", transport=transport)
+    counting = Context(**{**{f: getattr(ctx, f) for f in ctx.__dataclass_fields__}, "dps": counting.dps})
+
+    assert confirm_due_units(counting) == count - 1
+
+    assert transport.count("POST", "/query") == 1
+    assert transport.count("GET", "/registrations/") == 0
+    states = [world.unit(rid).state for rid in rids]
+    assert states == [UnitState.ASSIGNED] * (count - 1) + [UnitState.FLASHED]

@@ -1,0 +1,166 @@
+"""Consumer and OutboxRelay over a real Mosquitto broker, with the real handlers and database."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+from service_helpers import World, new_identity, registration_id, scan
+from service_helpers import shared_emulator, world_fixture  # noqa: F401  (fixtures)
+
+from pipeline.bus.cloudevents import decode, encode
+from pipeline.bus.paho import PahoBus
+from pipeline.bus.ports import InboundMessage
+from pipeline.db.transient import is_transient_db_error
+from pipeline.domain.events import Message, UnitKeyed, UnitScanned
+from pipeline.domain.model import UnitState
+from pipeline.service.consumer import Consumer
+from pipeline.service.context import Context
+from pipeline.service.messagebus import HANDLERS
+from pipeline.service.outbox_relay import OutboxRelay
+
+if TYPE_CHECKING:
+    from conftest import Mosquitto
+
+pytestmark = pytest.mark.mosquitto
+
+
+class Collector:
+    """Records (and acks) every message it gets."""
+
+    def __init__(self) -> None:
+        self.messages: list[InboundMessage] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, message: InboundMessage) -> None:
+        message.ack()
+        with self._cond:
+            self.messages.append(message)
+            self._cond.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> list[InboundMessage]:
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(self.messages) >= count, timeout), (
+                f"got {len(self.messages)} of {count} messages"
+            )
+            return list(self.messages)
+
+
+class Running:
+    """A consumer on its own bus, plus a test client subscribed to the dead-letter topics."""
+
+    def __init__(self, ctx: Context, worker: PahoBus, probe: PahoBus) -> None:
+        self.ctx, self.worker, self.probe = ctx, worker, probe
+        self.deadletters = Collector()
+        probe.subscribe(f"{ctx.topics.base}/deadletter/#", self.deadletters)
+        self.consumer = Consumer(ctx, worker, HANDLERS, is_transient_db_error)
+        self.consumer.start()
+
+    def publish_from(self, station: str, message: Message, line: str = "line1") -> None:
+        _, payload = encode(message, source=f"edgeline/stations/{station}")
+        self.probe.publish(self.ctx.topics.station_event(line, station, message.NAME), payload)
+
+    def deadletter(self, index: int) -> tuple[str, dict[str, object]]:
+        message = self.deadletters.wait_for(index + 1)[index]
+        return message.topic, json.loads(message.payload)
+
+
+def connect(url: str) -> PahoBus:
+    bus = PahoBus.from_url(
+        url, f"test-{uuid.uuid4().hex[:10]}", clean_session=True, shared_subscriptions=False
+    )
+    bus.connect(timeout=5)
+    return bus
+
+
+@pytest.fixture
+def running(world: World, mosquitto: Mosquitto) -> Iterator[Running]:
+    ctx = world.context("group")
+    worker, probe = connect(mosquitto.url), connect(mosquitto.url)
+    run = Running(ctx, worker, probe)
+    yield run
+    run.consumer.stop()
+    worker.close()
+    probe.close()
+
+
+def wait_for_state(world: World, rid: str, state: UnitState, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with world.db.uow() as uow:
+            unit = uow.units.get(rid)
+        if unit is not None and unit.state is state:
+            return
+        assert time.monotonic() < deadline, f"{rid} is {unit.state if unit else 'missing'}, not {state}"
+        time.sleep(0.05)
+
+
+def test_bad_messages_are_dead_lettered_and_the_worker_keeps_going(world: World, running: Running) -> None:
+    base = running.ctx.topics.base
+    garbage = b"\x00not json at all"
+    running.probe.publish(running.ctx.topics.station_event("line1", "S1", "unit.scanned"), garbage)
+    topic, body = running.deadletter(0)
+    assert topic == f"{base}/deadletter/invalid"
+    assert body["reason"] == "invalid"
+    assert "JSON" in str(body["detail"])
+    assert base64.b64decode(str(body["payload_base64"])) == garbage
+
+    running.publish_from("S2", scan(station="S1"))  # S2 speaking for S1
+    topic, body = running.deadletter(1)
+    assert topic == f"{base}/deadletter/forged"
+    assert "S2" in str(body["detail"]) and "S1" in str(body["detail"])
+
+    _, mac = new_identity()
+    bad = UnitScanned(
+        registration_id="sn-007-888-mac-" + mac.lower().replace(":", "-"),
+        serial="007_888",
+        mac=mac,
+        line="line1",
+        station="S1",
+        port="p1",
+    )
+    running.publish_from("S1", bad)  # built by hand: a real station would have refused it
+    topic, body = running.deadletter(2)
+    assert topic == f"{base}/deadletter/rejected"
+    assert "'_'" in str(body["detail"])
+
+    good = scan(station="S1")
+    running.publish_from("S1", good)
+    wait_for_state(world, good.registration_id, UnitState.KEYED)
+    with world.db.uow() as uow:
+        assert uow.units.count_by_state() == {"keyed": 1}
+    assert len(running.deadletters.messages) == 3
+
+
+def test_unit_events_flow_through_relay_and_consumer(world: World, running: Running) -> None:
+    """Scan -> keyed -> enrolled -> config_issued, each event published by the relay and consumed."""
+    from pipeline.service.enrolling import ensure_group
+
+    ensure_group(running.ctx)
+    world.add_station(running.ctx, "S1")
+    unit_events = Collector()
+    running.probe.subscribe(running.ctx.topics.all_unit_events(), unit_events)
+    relay = OutboxRelay(world.db.uow, running.worker, world.clock, is_transient_db_error)
+    message = scan(*new_identity(), station="S1")
+
+    running.publish_from("S1", message)
+    wait_for_state(world, message.registration_id, UnitState.KEYED)
+    assert relay.run_once() == 1
+    wait_for_state(world, message.registration_id, UnitState.ENROLLED)
+
+    assert relay.run_once() == 1
+    wait_for_state(world, message.registration_id, UnitState.CONFIG_ISSUED)
+    assert relay.run_once() == 1  # the FlashConfig command to S1
+    with world.db.uow() as uow:
+        assert uow.outbox.pending(100) == []
+    received = [decode(m.payload) for m in unit_events.wait_for(2)]
+    assert [type(e.message).__name__ for e in received] == ["UnitKeyed", "UnitEnrolled"]
+    assert isinstance(received[0].message, UnitKeyed)
+    assert received[0].message.registration_id == registration_id(message.serial, message.mac)
+    assert relay.run_once() == 0

@@ -1,0 +1,113 @@
+"""Enroller (pipeline.service.enrolling) against the DPS emulator over HTTP and a real database."""
+
+from __future__ import annotations
+
+from service_helpers import CountingTransport, World, deliver, envelope, scan, to_keyed
+from service_helpers import shared_emulator, world_fixture  # noqa: F401  (fixtures)
+
+from pipeline.domain.events import UnitEnrolled, UnitFailed, UnitKeyed
+from pipeline.domain.model import UnitState
+from pipeline.service.enrolling import BULK_LIMIT, ensure_group, handle_keyed
+
+
+def test_group_mode_enrolls_without_per_unit_dps_calls(world: World) -> None:
+    transport = CountingTransport()
+    ctx = world.context("group", transport=transport)
+    group_id = ensure_group(ctx)
+    assert ctx.dps.get_enrollment_group(group_id) is not None
+    rid = to_keyed(ctx)
+    before = len(transport.requests)
+
+    deliver(ctx, handle_keyed, UnitKeyed(registration_id=rid, mode="group"))
+
+    assert len(transport.requests) == before
+    assert world.unit(rid).state is UnitState.ENROLLED
+    [(_, event)] = world.outbox_of(UnitEnrolled, rid)
+    assert (event.mode, event.enrollment_id) == ("group", group_id)
+    assert world.emulator.dump()["dps"]["enrollments"] == []
+
+
+def test_ensure_group_twice_keeps_one_group_and_its_key(world: World) -> None:
+    ctx = world.context("group")
+    ensure_group(ctx)
+    with world.db.uow() as uow:
+        first = uow.groups.get(ctx.settings.group_id())
+    ensure_group(ctx)
+    with world.db.uow() as uow:
+        assert uow.groups.get(ctx.settings.group_id()) == first
+    assert len(world.emulator.dump()["dps"]["enrollmentGroups"]) == 1
+
+
+def test_individual_mode_enrolls_waiting_units_in_bulk(world: World) -> None:
+    transport = CountingTransport()
+    ctx = world.context("individual", transport=transport)
+    rids = [to_keyed(ctx) for _ in range(15)]
+    keyed_events = {m.registration_id: m for _, m in world.outbox_of(UnitKeyed)}
+
+    deliver(ctx, handle_keyed, keyed_events[rids[0]])
+
+    assert transport.count("POST", "/enrollments") == 1
+    enrolled = [rid for rid in rids if world.unit(rid).state is UnitState.ENROLLED]
+    assert len(enrolled) == BULK_LIMIT
+    assert rids[0] in enrolled
+    assert len(world.emulator.dump()["dps"]["enrollments"]) == BULK_LIMIT
+    info = ctx.dps.get_individual_enrollment(rids[0])
+    assert info is not None and info.iot_edge and info.provisioning_status == "enabled"
+
+    for rid in rids[1:]:
+        deliver(ctx, handle_keyed, keyed_events[rid])
+
+    assert all(world.unit(rid).state is UnitState.ENROLLED for rid in rids)
+    assert len(world.emulator.dump()["dps"]["enrollments"]) == 15
+    assert transport.count("POST", "/enrollments") == 2  # the 5 left over went in one more call
+    assert sorted(m.registration_id for _, m in world.outbox_of(UnitEnrolled)) == sorted(rids)
+
+
+def test_replay_after_success_is_a_no_op(world: World) -> None:
+    transport = CountingTransport()
+    ctx = world.context("individual", transport=transport)
+    rid = to_keyed(ctx)
+    env = envelope(UnitKeyed(registration_id=rid, mode="individual"))
+    handle_keyed(ctx, env)
+    requests, outbox = len(transport.requests), len(world.outbox())
+
+    handle_keyed(ctx, env)  # the same delivery again
+    handle_keyed(ctx, envelope(UnitKeyed(registration_id=rid, mode="individual")))  # a re-emitted event
+
+    assert len(transport.requests) == requests
+    assert len(world.outbox()) == outbox
+    assert world.unit(rid).state is UnitState.ENROLLED
+    assert len(world.emulator.dump()["dps"]["enrollments"]) == 1
+
+
+def test_rescanned_unit_re_enrolls_with_the_same_key(world: World) -> None:
+    ctx = world.context("individual")
+    message = scan()
+    rid = to_keyed(ctx, message)
+    deliver(ctx, handle_keyed, UnitKeyed(registration_id=rid, mode="individual"))
+    to_keyed(ctx, message)  # rework: keyed again, same sealed key
+
+    deliver(ctx, handle_keyed, UnitKeyed(registration_id=rid, mode="individual"))
+
+    unit = world.unit(rid)
+    assert (unit.state, unit.rework_count) == (UnitState.ENROLLED, 1)
+    assert len(world.emulator.dump()["dps"]["enrollments"]) == 1
+
+
+def test_dps_down_fails_units_retryably_at_enroll(world: World) -> None:
+    ctx = world.context("individual")
+    rids = [to_keyed(ctx) for _ in range(3)]
+    world.emulator.set_faults(error_rate_5xx=1.0)
+
+    deliver(ctx, handle_keyed, UnitKeyed(registration_id=rids[0], mode="individual"))
+
+    for rid in rids:
+        unit = world.unit(rid)
+        assert unit.state is UnitState.FAILED
+        assert unit.failure is not None
+        assert (unit.failure.stage, unit.failure.retryable, unit.attempts) == ("enroll", True, 1)
+        assert "DPS" in unit.failure.reason
+        assert "500" in unit.failure.reason
+    failed = [m for _, m in world.outbox_of(UnitFailed)]
+    assert sorted(m.registration_id for m in failed) == sorted(rids)
+    assert all(m.stage == "enroll" and m.retryable for m in failed)
