@@ -43,6 +43,7 @@ class Settings:
     enrollment_group_id: str = ""  # default: edgeline-{product}
     registration_id_template: str = "sn-{serial}-mac-{mac}"
     edge_version: str = "1.2"  # 1.2 -> /etc/aziot/config.toml ; 1.1 -> /etc/iotedge/config.yaml
+    edge_hostname: str = ""  # template with {registration_id}; default: none (1.2), the registration ID (1.1)
     dps_connection_string: str = ""
     dps_id_scope: str = ""
     dps_global_endpoint: str = "https://global.azure-devices-provisioning.net"

@@ -5,8 +5,8 @@
 set -eu
 AUTH_DIR=/mosquitto/auth
 PASSWD="$AUTH_DIR/passwd"
-mkdir -p "$AUTH_DIR" /mosquitto/data
 umask 077
+mkdir -p "$AUTH_DIR" /mosquitto/data
 : > "$PASSWD.new"
 env | sed -n 's/^MQTT_PASSWORD_//p' | while IFS= read -r entry; do
     user=${entry%%=*}

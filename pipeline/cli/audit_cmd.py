@@ -192,4 +192,5 @@ def _print_table(title: str, columns: tuple[str, ...], rows: list[dict[str, Any]
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    Console(width=None if sys.stdout.isatty() else 250).print(table)  # a pipe gets whole rows, not 80-column wraps
+    # A pipe gets whole rows, not 80-column wraps.
+    Console(width=None if sys.stdout.isatty() else 250).print(table)

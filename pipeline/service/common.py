@@ -14,6 +14,8 @@ from pipeline.domain.model import EnrollmentMode, Failure, Unit
 from pipeline.service.context import Context
 from pipeline.service.unit_of_work import UnitOfWork
 
+MAX_REASON = 900
+
 
 class Rejected(ValueError):
     """A message the pipeline will not act on (it goes to the dead-letter topic with this reason)."""
@@ -54,6 +56,7 @@ def fail_unit(
     uow: UnitOfWork, ctx: Context, unit: Unit, *, stage: str, reason: str, retryable: bool, actor: str
 ) -> None:
     """Mark the unit failed at `stage`, audit it and announce `unit.failed`."""
+    reason = reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"  # events cap text fields
     unit.fail(Failure(stage=stage, reason=reason, retryable=retryable), ctx.clock())
     record_transition(uow, ctx, unit, actor, stage=stage, reason=reason, retryable=retryable)
     ctx.emit_unit_event(

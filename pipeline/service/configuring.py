@@ -62,6 +62,7 @@ def issue_config(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:
                 id_scope=settings.dps_id_scope,
                 registration_id=unit.registration_id,
                 device_key=key,
+                hostname=edge_hostname(settings.edge_hostname, settings.edge_version, unit.registration_id),
             ),
             settings.edge_version,
         )
@@ -96,3 +97,14 @@ def issue_config(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:
         envelope=envelope,
     )
     ctx.emit(uow, command, ctx.topics.station_command(station.line, station.name, FlashConfig.NAME))
+
+
+def edge_hostname(template: str, edge_version: str, registration_id: str) -> str | None:
+    """The device hostname to put in the config: required by IoT Edge 1.1, optional from 1.2 on.
+
+    Default (empty template): none for 1.2+, the registration ID (cut to one 63-character DNS label) for 1.1.
+    """
+    if not template and edge_version != "1.1":
+        return None
+    name = (template or "{registration_id}").format(registration_id=registration_id)
+    return name[:63].rstrip("-")

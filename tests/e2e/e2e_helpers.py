@@ -42,18 +42,28 @@ class Sniffer:
 
 def edgeline(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the `edgeline` CLI as a user would (a separate process)."""
-    return subprocess.run([sys.executable, "-m", "pipeline.cli.main", *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli.main", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
 def dump_postgres(url: str) -> str:
     """Every row of every table of a PostgreSQL database, as text (for leak checks)."""
     parts: list[str] = []
     with psycopg.connect(url) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()]
+        tables = [
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+        ]
         for table in tables:
             for row in conn.execute(f'SELECT * FROM "{table}"').fetchall():  # type: ignore[arg-type]
-                parts.extend(v.hex() + " " + v.decode("latin-1") if isinstance(v, (bytes, memoryview))
-                             else str(v) for v in (bytes(x) if isinstance(x, memoryview) else x for x in row))
+                parts.extend(
+                    v.hex() + " " + v.decode("latin-1") if isinstance(v, (bytes, memoryview)) else str(v)
+                    for v in (bytes(x) if isinstance(x, memoryview) else x for x in row)
+                )
     return "\n".join(parts)

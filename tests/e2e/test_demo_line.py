@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from pipeline.bus.contract import validate_published
 from conftest import Mosquitto, create_pg_database, drop_pg_database
 from e2e_helpers import Sniffer, dump_postgres, edgeline
+
+from pipeline.bus.contract import validate_published
 
 UNITS = 24
 STATIONS = 3
@@ -36,8 +36,16 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]
         sniffer = Sniffer(broker.port)
         devices = tmp_path_factory.mktemp("devices")
         env = {"EDGELINE_DATABASE_URL": pg_url, "EDGELINE_MQTT_URL": broker.url}
-        result = edgeline("demo", "--units", str(UNITS), "--stations", str(STATIONS), "--keep-devices",
-                          str(devices), env=env)
+        result = edgeline(
+            "demo",
+            "--units",
+            str(UNITS),
+            "--stations",
+            str(STATIONS),
+            "--keep-devices",
+            str(devices),
+            env=env,
+        )
         yield {"result": result, "messages": sniffer.stop(), "devices": devices, "env": env, "pg_url": pg_url}
     finally:
         broker.stop()
@@ -73,8 +81,20 @@ def test_audit_lists_the_units_in_every_format(run: dict[str, object]) -> None:
     assert len(units) == UNITS
     for unit in units:
         assert unit["state"] == "assigned"
-        for field in ("registration_id", "serial", "mac", "station", "device_id", "assigned_hub",
-                      "scanned_at", "keyed_at", "enrolled_at", "config_issued_at", "flashed_at", "assigned_at"):
+        for field in (
+            "registration_id",
+            "serial",
+            "mac",
+            "station",
+            "device_id",
+            "assigned_hub",
+            "scanned_at",
+            "keyed_at",
+            "enrolled_at",
+            "config_issued_at",
+            "flashed_at",
+            "assigned_at",
+        ):
             assert unit.get(field), f"{unit['registration_id']}: {field} missing"
     stations = {u["station"] for u in units}
     assert stations == {f"S{i + 1}" for i in range(STATIONS)}

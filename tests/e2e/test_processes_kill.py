@@ -30,8 +30,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 def _spawn(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     handle = log.open("wb")
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", *args], env={**os.environ, **env},
-                            stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli.main", *args],
+        env={**os.environ, **env},
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
 
 
 def _states(url: str) -> dict[str, int]:
@@ -74,8 +79,15 @@ def line(tmp_path: Path) -> Iterator[dict[str, object]]:
         "EDGELINE_CLIENT_ID": f"kill-worker-{secrets.token_hex(3)}",
     }
     processes: list[subprocess.Popen[bytes]] = []
-    emulator = _spawn("emulator", "--port", str(dps_port), "--id-scope", scope,
-                      env={**env, "EDGELINE_EMULATOR_SERVICE_KEY": service_key}, log=tmp_path / "emulator.log")
+    emulator = _spawn(
+        "emulator",
+        "--port",
+        str(dps_port),
+        "--id-scope",
+        scope,
+        env={**env, "EDGELINE_EMULATOR_SERVICE_KEY": service_key},
+        log=tmp_path / "emulator.log",
+    )
     processes.append(emulator)
     try:
         wait_for_port(dps_port, timeout=15)
@@ -103,9 +115,22 @@ def test_sigkill_of_the_workers_loses_and_duplicates_nothing(line: dict[str, obj
 
     workers = _spawn("up", env=env, log=tmp / "up-1.log")
     processes.append(workers)
-    station = _spawn("station", "run", "--name", "S1", "--key-file", str(tmp / "S1.key"), "--watch-dir",
-                     str(tmp / "ports"), "--simulate", str(UNITS), "--devices-dir", str(tmp / "devices"),
-                     env=env, log=tmp / "station.log")
+    station = _spawn(
+        "station",
+        "run",
+        "--name",
+        "S1",
+        "--key-file",
+        str(tmp / "S1.key"),
+        "--watch-dir",
+        str(tmp / "ports"),
+        "--simulate",
+        str(UNITS),
+        "--devices-dir",
+        str(tmp / "devices"),
+        env=env,
+        log=tmp / "station.log",
+    )
     processes.append(station)
 
     _wait(lambda: sum(_states(pg_url).values()) >= 4, 60, "the first scans")
@@ -115,13 +140,17 @@ def test_sigkill_of_the_workers_loses_and_duplicates_nothing(line: dict[str, obj
     restarted = _spawn("up", env=env, log=tmp / "up-2.log")
     processes.append(restarted)
 
-    _wait(lambda: _states(pg_url).get("assigned", 0) == UNITS, 150,
-          f"{UNITS} assigned units; states now {_states(pg_url)}; see logs in {tmp}")
+    _wait(
+        lambda: _states(pg_url).get("assigned", 0) == UNITS,
+        150,
+        f"{UNITS} assigned units; states now {_states(pg_url)}; see logs in {tmp}",
+    )
     assert station.wait(60) == 0, (tmp / "station.log").read_text()[-3000:]
 
     with psycopg.connect(pg_url) as conn:
         enrolled = conn.execute(
-            "SELECT registration_id, count(*) FROM audit_log WHERE kind = 'unit.enrolled' GROUP BY registration_id"
+            "SELECT registration_id, count(*) FROM audit_log "
+            "WHERE kind = 'unit.enrolled' GROUP BY registration_id"
         ).fetchall()
         units = conn.execute("SELECT count(*) FROM units").fetchone()
     assert units == (UNITS,)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+import service_helpers
 from service_helpers import World, deliver, to_enrolled
-from service_helpers import shared_emulator, world_fixture  # noqa: F401  (fixtures)
 
 from pipeline.domain.events import FlashConfig, UnitEnrolled, UnitFailed
 from pipeline.domain.keys import derive_device_key
@@ -12,6 +12,10 @@ from pipeline.domain.model import UnitState
 from pipeline.service.common import device_key_context, group_key_context
 from pipeline.service.configuring import handle_enrolled
 from pipeline.service.enrolling import ensure_group
+
+# fixtures `shared_emulator` and `world` (tests/integration/service_helpers.py)
+shared_emulator = service_helpers.shared_emulator
+world_fixture = service_helpers.world_fixture
 
 
 @pytest.mark.parametrize("mode", ["group", "individual"])

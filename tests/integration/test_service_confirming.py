@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import service_helpers
 from service_helpers import HUB, CountingTransport, World, to_flashed
-from service_helpers import shared_emulator, world_fixture  # noqa: F401  (fixtures)
 
 from pipeline.azure.dps_device import HttpDeviceRegistrar
 from pipeline.domain.events import UnitAssigned, UnitFailed
@@ -16,6 +16,10 @@ from pipeline.edgeconfig.model import ParsedProvisioning
 from pipeline.service.confirming import GROUP_QUERY_THRESHOLD, confirm_due_units
 from pipeline.service.context import Context
 from pipeline.service.enrolling import ensure_group
+
+# fixtures `shared_emulator` and `world` (tests/integration/service_helpers.py)
+shared_emulator = service_helpers.shared_emulator
+world_fixture = service_helpers.world_fixture
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+import service_helpers
 from service_helpers import World, new_identity, registration_id, scan
-from service_helpers import shared_emulator, world_fixture  # noqa: F401  (fixtures)
 
 from pipeline.bus.cloudevents import decode, encode
 from pipeline.bus.paho import PahoBus
@@ -24,6 +24,10 @@ from pipeline.service.consumer import Consumer
 from pipeline.service.context import Context
 from pipeline.service.messagebus import HANDLERS
 from pipeline.service.outbox_relay import OutboxRelay
+
+# fixtures `shared_emulator` and `world` (tests/integration/service_helpers.py)
+shared_emulator = service_helpers.shared_emulator
+world_fixture = service_helpers.world_fixture
 
 if TYPE_CHECKING:
     from conftest import Mosquitto

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import service_helpers
 from service_helpers import CountingTransport, World, deliver, envelope, scan, to_keyed
-from service_helpers import shared_emulator, world_fixture  # noqa: F401  (fixtures)
 
 from pipeline.domain.events import UnitEnrolled, UnitFailed, UnitKeyed
 from pipeline.domain.model import UnitState
 from pipeline.service.enrolling import BULK_LIMIT, ensure_group, handle_keyed
+
+# fixtures `shared_emulator` and `world` (tests/integration/service_helpers.py)
+shared_emulator = service_helpers.shared_emulator
+world_fixture = service_helpers.world_fixture
 
 
 def test_group_mode_enrolls_without_per_unit_dps_calls(world: World) -> None:

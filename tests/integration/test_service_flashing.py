@@ -5,14 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import service_helpers
 from service_helpers import World, deliver, to_config_issued
-from service_helpers import shared_emulator, world_fixture  # noqa: F401  (fixtures)
 
 from pipeline.domain.events import ConfigFlashed, FlashFailed, ScanRejected, UnitFailed
 from pipeline.domain.model import UnitState
 from pipeline.service.context import Context
 from pipeline.service.enrolling import ensure_group
 from pipeline.service.flashing import handle_flash_failed, handle_flashed, handle_scan_rejected
+
+# fixtures `shared_emulator` and `world` (tests/integration/service_helpers.py)
+shared_emulator = service_helpers.shared_emulator
+world_fixture = service_helpers.world_fixture
 
 
 @pytest.fixture

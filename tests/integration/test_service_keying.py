@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import pytest
+import service_helpers
 from service_helpers import World, deliver, envelope, new_identity, registration_id, scan
-from service_helpers import shared_emulator, world_fixture  # noqa: F401  (fixtures)
 
 from pipeline.domain.events import UnitKeyed, UnitQuarantined
 from pipeline.domain.model import UnitState
 from pipeline.service.common import Rejected, device_key_context
 from pipeline.service.keying import handle_scanned
+
+# fixtures `shared_emulator` and `world` (tests/integration/service_helpers.py)
+shared_emulator = service_helpers.shared_emulator
+world_fixture = service_helpers.world_fixture
 
 
 def test_scan_creates_keyed_unit_and_outbox_event(world: World) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import service_helpers
 from service_helpers import World, deliver, to_config_issued, to_keyed
-from service_helpers import shared_emulator, world_fixture  # noqa: F401  (fixtures)
 
 from pipeline.domain.events import FlashConfig, FlashFailed, UnitEnrolled, UnitKeyed
 from pipeline.domain.model import Failure, UnitState
@@ -11,6 +11,10 @@ from pipeline.service.context import Context
 from pipeline.service.enrolling import ensure_group
 from pipeline.service.flashing import handle_flash_failed
 from pipeline.service.reconciling import MAX_ATTEMPTS, reconcile
+
+# fixtures `shared_emulator` and `world` (tests/integration/service_helpers.py)
+shared_emulator = service_helpers.shared_emulator
+world_fixture = service_helpers.world_fixture
 
 
 def group_ctx(world: World) -> Context:
