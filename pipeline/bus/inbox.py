@@ -92,8 +92,11 @@ class Inbox:
             )
             if subscription is None:
                 # Un-acked, it holds one of the broker's in-flight slots (Mosquitto: 20 per client).
-                log.info("no handler yet for a %d-byte message on %s; held until one subscribes",
-                         len(message.payload), message.topic)
+                log.info(
+                    "no handler yet for a %d-byte message on %s; held until one subscribes",
+                    len(message.payload),
+                    message.topic,
+                )
                 self._parked.append(message)
                 return
         try:

@@ -92,8 +92,11 @@ def validate_registration_id(registration_id: str) -> str:
 def check_template(template: str) -> str:
     """Reject a registration-ID template that names unknown fields or cannot tell units apart."""
     try:
-        parsed = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template)
-                  if name is not None]
+        parsed = [
+            (name, spec, conv)
+            for _, name, spec, conv in string.Formatter().parse(template)
+            if name is not None
+        ]
     except ValueError as exc:  # unbalanced braces: str.format would fail later, far from the setting
         raise IdentityError(f"registration ID template {template!r} is malformed: {exc}") from None
     if any(spec or conv for _, spec, conv in parsed):  # `{mac:d}`, `{serial!x}` make str.format raise
