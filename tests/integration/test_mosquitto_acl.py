@@ -36,7 +36,11 @@ class Client:
     """A paho 2.x client logged in as one user, collecting what it receives."""
 
     def __init__(
-        self, port: int, username: str, password: str | None = None, protocol: int = mqtt.MQTTv5
+        self,
+        port: int,
+        username: str,
+        password: str | None = None,
+        protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5,
     ) -> None:
         self.username = username
         self.received: queue.Queue[tuple[str, bytes]] = queue.Queue()
@@ -54,7 +58,7 @@ class Client:
         self._client.on_connect = lambda _c, _u, _f, rc, _p: self.connected.put(rc)
         self._client.on_disconnect = lambda _c, _u, _f, rc, _p: self.disconnected.put(rc)
         self._client.on_subscribe = lambda _c, _u, mid, _rc, _p: self.subscribed.put(mid)
-        self._client.on_message = lambda _c, _u, msg: self.received.put((msg.topic, msg.payload))
+        self._client.on_message = lambda _c, _u, msg: self.received.put((msg.topic, bytes(msg.payload)))
         self._client.on_publish = self._on_publish
         self._client.reconnect_delay_set(min_delay=0.05, max_delay=0.2)  # type: ignore[arg-type]
         self._client.connect("127.0.0.1", port)

@@ -19,7 +19,7 @@ from pipeline.emulator import records, wire
 from pipeline.emulator.auth import check_device_token_scope
 from pipeline.emulator.provisioning import choose_hub, stable_index
 
-VECTORS = json.loads(Path(__file__).resolve().parents[1] / "data" / "vectors.json".read_text())
+VECTORS = json.loads((Path(__file__).resolve().parents[1] / "data" / "vectors.json").read_text())
 HUBS = ("hub-1.azure-devices.net", "hub-2.azure-devices.net")
 
 
