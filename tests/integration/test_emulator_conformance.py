@@ -16,7 +16,7 @@ from pipeline.domain.keys import SecretKey, derive_device_key
 from pipeline.emulator.server import EmulatorConfig, RunningEmulator, start_emulator
 
 SPEC = json.loads(
-    Path(__file__).resolve().parents[1] / "data" / "openapi" / "dps-service-2021-10-01.json".read_text()
+    (Path(__file__).resolve().parents[1] / "data" / "openapi" / "dps-service-2021-10-01.json").read_text()
 )
 API = {"api-version": "2021-10-01"}
 

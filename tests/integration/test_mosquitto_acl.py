@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from pipeline.bus.topics import Topics
 
@@ -40,7 +40,7 @@ class Client:
         port: int,
         username: str,
         password: str | None = None,
-        protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5,
+        protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
     ) -> None:
         self.username = username
         self.received: queue.Queue[tuple[str, bytes]] = queue.Queue()
@@ -248,7 +248,7 @@ def test_mes_reads_unit_events_but_not_commands_and_cannot_publish(connect: Call
 def test_mqtt311_forbidden_publish_is_dropped_and_the_client_recovers(broker_port: int) -> None:
     """edgeline's own clients speak MQTT 3.1.1: no reason code, the message is gone, paho reconnects."""
     worker = Client(broker_port, "worker")
-    s1 = Client(broker_port, "S1", protocol=mqtt.MQTTv311)
+    s1 = Client(broker_port, "S1", protocol=MQTTProtocolVersion.MQTTv311)
     try:
         assert worker.wait_connected() == 0
         assert s1.wait_connected() == 0
