@@ -85,7 +85,7 @@ class Mosquitto:
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     """A private Mosquitto broker for one test (skipped when the binary is missing)."""
     if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
-        pytest.skip("mosquitto binary not installed")
+        pytest.fail("mosquitto binary not installed: apt-get install mosquitto (or run bash .ci/run)")
     broker = Mosquitto(tmp_path)
     broker.start()
     yield broker
@@ -155,7 +155,7 @@ def create_pg_database() -> str:
     try:
         _pg_admin(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {PG_SERVER}: {exc}")
+        pytest.fail(f"PostgreSQL not reachable at {PG_SERVER}: {exc} (start it, or run bash .ci/run)")
     return f"{PG_SERVER}/{name}"
 
 
@@ -266,7 +266,7 @@ class SecuredMosquitto(Mosquitto):
 def secured_mosquitto(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], SecuredMosquitto]]:
     """Factory: start the shipped broker config with the given {username: password} (skips w/o mosquitto)."""
     if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
-        pytest.skip("mosquitto binary not installed")
+        pytest.fail("mosquitto binary not installed: apt-get install mosquitto (or run bash .ci/run)")
     started: list[SecuredMosquitto] = []
 
     def start(users: dict[str, str]) -> SecuredMosquitto:
