@@ -129,5 +129,7 @@ def build_pipeline(
     relay = OutboxRelay(db.uow, bus, ctx.clock, is_transient_db_error)
     holder["relay"] = relay
     shared = WORKER_GROUP if settings.mqtt_shared_subscriptions else None
-    consumer = Consumer(ctx, bus, HANDLERS, is_transient_db_error, shared_group=shared)
+    consumer = Consumer(
+        ctx, bus, HANDLERS, is_transient_db_error, shared_group=shared, workers=settings.worker_threads
+    )
     return Pipeline(ctx=ctx, bus=bus, db=db, relay=relay, consumer=consumer, scheduler=PipelineScheduler(ctx))

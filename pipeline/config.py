@@ -60,6 +60,7 @@ class Settings:
     confirm_window_hours: float = 72.0
     reconcile_interval_seconds: float = 5.0
     reconcile_stuck_seconds: float = 30.0
+    worker_threads: int = 4  # handler threads per `edgeline up` (units are partitioned by registration ID)
     log_level: str = "INFO"
     extras: Mapping[str, Any] = field(default_factory=dict)
 

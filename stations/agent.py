@@ -1,9 +1,12 @@
 """The station agent: one worker per port, speaking to the pipeline only through the bus.
 
 Responsible for: presence (retained status + last will), routing flash commands to the port whose
-device they are for, publishing scans and results (retried with the same event id until the broker
-acknowledges, so a broker outage delays but never loses or duplicates them).
-Not responsible for: the device command set (`stations.driver`), or the database (stations never see it).
+device they are for, and publishing scans and results through the offline spool: `publish_event`
+writes the encoded event to disk and returns at once (a port worker never waits for the broker); the
+spool sender delivers it, in order, when the broker is reachable — so an outage or a station restart
+delays events but never loses or duplicates them. Also relays port stage changes to the operator view.
+Not responsible for: the device command set (`stations.driver`), the database (stations never see it),
+how the spool stores or sends (`stations.spool`, `stations.spool_sender`).
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from pipeline.bus.cloudevents import DecodeError, decode, encode
 from pipeline.bus.ports import Bus, BusError, InboundMessage, Will
@@ -21,6 +24,9 @@ from pipeline.crypto.station_key import StationKeyPair
 from pipeline.domain.events import ConfigFlashed, FlashConfig, FlashFailed, Message, StationStatus
 from stations.config import StationConfig
 from stations.results import PortResult
+from stations.spool import Spool, SpoolError
+from stations.spool_sender import SpoolSender
+from stations.stages import Stage, StageDetail, StageHook
 
 log = logging.getLogger(__name__)
 ResultSink = Callable[[PortResult], None]
@@ -30,13 +36,23 @@ class StationAgent:
     """Connects the station's ports to the pipeline."""
 
     def __init__(
-        self, config: StationConfig, bus: Bus, keypair: StationKeyPair, on_result: ResultSink | None = None
+        self,
+        config: StationConfig,
+        bus: Bus,
+        keypair: StationKeyPair,
+        on_result: ResultSink | None = None,
+        *,
+        on_stage: StageHook | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self.config = config
         self.bus = bus
         self.keypair = keypair
         self.topics = Topics(config.topic_root)
         self._on_result = on_result
+        self._on_stage = on_stage
+        self.spool = spool or Spool(spool_dir(config), max_events=config.spool_max_events)
+        self.sender = SpoolSender(self.spool, bus, name=config.name)
         self._waiting: dict[str, queue.Queue[FlashConfig]] = {}
         self._done: dict[str, str] = {}  # registration ID -> SHA-256 flashed and verified
         self._lock = threading.Lock()
@@ -60,10 +76,12 @@ class StationAgent:
         status_topic = self.topics.station_status(self.config.line, self.config.name)
         self.bus.subscribe(self.topics.commands_for(self.config.line, self.config.name), self._on_command)
         self.bus.publish(status_topic, self.status_payload(True), retain=True)
+        self.sender.start()
 
     def stop(self) -> None:
-        """Say goodbye (retained offline status) and stop workers' waits."""
+        """Stop workers' waits, send what is spooled (briefly), say goodbye (retained offline status)."""
         self.stopping.set()
+        self.sender.stop(flush_timeout=3.0)
         try:
             status_topic = self.topics.station_status(self.config.line, self.config.name)
             self.bus.publish(status_topic, self.status_payload(False), retain=True, timeout=3.0)
@@ -71,25 +89,27 @@ class StationAgent:
             pass
 
     def publish_event(self, message: Message, *, event_id: str | None = None) -> str:
-        """Publish a station event; keep retrying (same event id) until the broker acknowledges it.
+        """Spool a station event on disk for the sender and return its event id at once.
 
-        Returns the event id; publishing again with it is a no-op for the pipeline (idempotency key).
+        Publishing again with the same id is a no-op for the pipeline (idempotency key); while an event
+        with that id is still unsent, a repeat is not even spooled. Raises SpoolError (SpoolFull when
+        the broker has been away too long) — the event is then NOT recorded.
         """
+        if event_id is not None and self.spool.is_pending(event_id):
+            return event_id
         event_id, payload = encode(message, source=self.source, event_id=event_id)
         topic = self.topics.station_event(self.config.line, self.config.name, message.NAME)
-        delay = 0.5
-        while True:
-            try:
-                self.bus.publish(topic, payload)
-                return event_id
-            except BusError as exc:
-                if self.stopping.is_set():
-                    raise
-                log.warning(
-                    "station %s: cannot publish %s yet (%s); retrying", self.config.name, message.NAME, exc
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        self.spool.append(event_id, topic, payload)
+        return event_id
+
+    def stage(self, port: str, stage: Stage, detail: StageDetail | None = None) -> None:
+        """Tell the operator view where a port is; a broken view never stops a port."""
+        if self._on_stage is None:
+            return
+        try:
+            self._on_stage(port, stage, detail or StageDetail())
+        except Exception:  # the display is not worth a failed unit
+            log.exception("station %s: the on_stage hook failed", self.config.name)
 
     def expect(self, registration_id: str) -> queue.Queue[FlashConfig]:
         """Register a port worker as waiting for this unit's flash command."""
@@ -122,7 +142,10 @@ class StationAgent:
             message.ack()
             return
         if isinstance(command, FlashConfig) and command.station == self.config.name:
-            self._route(command)
+            try:
+                self._route(command)
+            except SpoolError as exc:  # the pipeline's reconciler sends the command again later
+                log.error("station %s: %s", self.config.name, exc)
         else:
             log.warning(
                 "station %s: ignoring %s not addressed to it", self.config.name, type(command).__name__
@@ -156,6 +179,11 @@ class StationAgent:
                     retryable=False,
                 )
             )
+
+
+def spool_dir(config: StationConfig) -> Path:
+    """Where a station spools its events: `spool_dir` if set, else `<key file>.spool` beside the key."""
+    return config.spool_dir or config.key_file.with_name(f"{config.key_file.name}.spool")
 
 
 def station_source(config: StationConfig) -> str:

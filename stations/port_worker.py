@@ -23,6 +23,8 @@ from stations.agent import StationAgent
 from stations.driver import DeviceDriver
 from stations.errors import LinkError, StationError
 from stations.results import PortResult
+from stations.spool import SpoolError
+from stations.stages import StageDetail
 
 log = logging.getLogger(__name__)
 DriverFactory = Callable[[str], DeviceDriver]
@@ -68,6 +70,11 @@ class PortWorker(threading.Thread):
                 self._serve(driver)
             except LinkError as exc:
                 self._device_absent(str(exc))
+            except SpoolError as exc:  # the event was not recorded: the unit must be scanned again
+                log.error("station %s port %s: %s", self.agent.config.name, self.port, exc)
+                self.agent.stage(self.port, "FAIL", StageDetail(text=str(exc)))
+                self._last_identity = None
+                self.agent.stopping.wait(self.agent.config.poll_interval_seconds)
             finally:
                 driver.close()
 
@@ -75,11 +82,14 @@ class PortWorker(threading.Thread):
         if problem != self._link_problem:
             log.info("station %s port %s: %s", self.agent.config.name, self.port, problem)
             self._link_problem = problem
+            self.agent.stage(self.port, "waiting", StageDetail(text=problem))
         self._last_identity = None  # unplugged: the next scan of the same device is rework
         self.agent.stopping.wait(self.agent.config.poll_interval_seconds)
 
     def _serve(self, driver: DeviceDriver) -> None:
         visit = _Visit(port=self.port, started=time.monotonic())
+        if self._last_identity is None:
+            self.agent.stage(self.port, "identifying")
         try:
             info = driver.identify()
             seen = (info.serial, info.mac)
@@ -137,6 +147,11 @@ class PortWorker(threading.Thread):
         )
         try:
             scan_id = self.agent.publish_event(scan)
+            self.agent.stage(
+                self.port,
+                "scanned",
+                StageDetail("waiting for the config", visit.serial, visit.mac, visit.registration_id),
+            )
             flashed = self._flash_loop(
                 driver, visit, inbox, lambda: self.agent.publish_event(scan, event_id=scan_id)
             )
@@ -216,6 +231,7 @@ class PortWorker(threading.Thread):
             return f"cannot open the config: {exc}", False
         if hashlib.sha256(content).hexdigest() != command.config_sha256:
             return "the config does not match the hash the pipeline announced", False
+        self.agent.stage(self.port, "flashing", StageDetail(f"writing {command.config_path}"))
         try:
             readback = driver.write_config(command.config_path, content)
         except LinkError as exc:
@@ -233,6 +249,7 @@ class PortWorker(threading.Thread):
             raise
         except StationError as exc:
             return str(exc), exc.retryable
+        self.agent.stage(self.port, "verifying", StageDetail("comparing the read-back SHA-256"))
         if readback != command.config_sha256:  # the driver verifies too; never trust a single check
             return f"read-back hash {readback[:12]}… differs from the config's", True
         self.agent.publish_event(
@@ -253,6 +270,8 @@ class PortWorker(threading.Thread):
         return None
 
     def _finish(self, visit: _Visit, outcome: str, reason: str) -> None:
+        detail = StageDetail(reason, visit.serial, visit.mac, visit.registration_id)
+        self.agent.stage(self.port, "PASS" if outcome == "PASS" else "FAIL", detail)
         self.agent.report(
             PortResult(
                 station=self.agent.config.name,

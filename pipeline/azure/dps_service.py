@@ -32,6 +32,7 @@ from pipeline.azure.ports import (
 )
 from pipeline.azure.sas import parse_connection_string
 from pipeline.azure.tokens import CachedSasToken
+from pipeline.domain.keys import SecretKey
 
 BULK_LIMIT = 10  # "maximum of 10 enrollments" per bulk operation (notes §1.2, §3)
 ETAG_ATTEMPTS = 3
@@ -127,6 +128,34 @@ class HttpDpsClient(DpsClient):
             id_field="enrollmentGroupId",
             what=f"enrollment group {group_id!r}",
         )
+
+    def replace_enrollment_group_keys(
+        self, group_id: str, primary: SecretKey, secondary: SecretKey, *, etag: str
+    ) -> None:
+        """PUT the group back with new keys and If-Match `etag`; every other field is kept as DPS has it.
+
+        No retry on 412: the caller decided the new keys from what it read at `etag`, so a concurrent
+        change (someone rotating in the portal) must reach a human, not be overwritten.
+        """
+        path = f"/enrollmentGroups/{_q(group_id)}"
+        what = f"enrollment group {group_id!r}"
+        info = self.get_enrollment_group(group_id)
+        if info is None:
+            raise AzureError(f"{what}: not found; cannot replace its keys", status=404)
+        if info.etag != etag:
+            raise AzureError(f"{what}: changed since it was read (etag {info.etag!r})", status=412)
+        attestation = bodies.symmetric_key_attestation(primary, secondary)
+        body = bodies.resend_body(info.raw, attestation, info.provisioning_status or "enabled")
+        response = self._api.call(
+            "PUT",
+            path,
+            what=f"{what}: replace keys",
+            json_body=body,
+            headers={"If-Match": etag},
+            allow=(412,),
+        )
+        if response.status_code == 412:
+            raise AzureError(f"{what}: changed concurrently while replacing its keys", status=412)
 
     # -- individual enrollments ---------------------------------------------------------------------
 

@@ -107,6 +107,12 @@ class DpsClient(abc.ABC):
     def get_enrollment_group(self, group_id: str) -> EnrollmentInfo | None: ...
 
     @abc.abstractmethod
+    def replace_enrollment_group_keys(
+        self, group_id: str, primary: SecretKey, secondary: SecretKey, *, etag: str
+    ) -> None:
+        """Swap a group's keys, keeping its other fields, only if DPS still has `etag` (412 otherwise)."""
+
+    @abc.abstractmethod
     def set_individual_enrollment_status(self, registration_id: str, status: str) -> None:
         """Enable or disable (revoke) an individual enrollment, keeping its keys."""
 

@@ -47,6 +47,21 @@ class Bus(abc.ABC):
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, timeout: float = 10.0) -> None:
         """Publish at QoS 1 and wait for PUBACK; raise BusError if not acknowledged within timeout."""
 
+    def publish_many(self, messages: list[tuple[str, bytes]], *, timeout: float = 10.0) -> int:
+        """Publish several messages at QoS 1, in order; return how many the broker acknowledged.
+
+        Stops at the first failure (raising BusError if none was acknowledged), so a caller can mark
+        exactly the acknowledged prefix as sent. Adapters may pipeline the PUBACK waits.
+        """
+        for index, (topic, payload) in enumerate(messages):
+            try:
+                self.publish(topic, payload, timeout=timeout)
+            except BusError:
+                if index == 0:
+                    raise
+                return index
+        return len(messages)
+
     @abc.abstractmethod
     def subscribe(
         self, topic_filter: str, handler: MessageHandler, *, shared_group: str | None = None

@@ -5,6 +5,10 @@ For each message: decode (bad bytes -> dead-letter), check the topic matches the
 is retried with capped backoff and the message stays unacknowledged, so nothing is lost; a rejected
 message or a handler bug goes to the dead-letter topic and is acknowledged, so one bad message never
 blocks or crashes a worker.
+
+With `workers > 1` handlers run on that many threads, each owning the units whose registration ID
+hashes to it, so one unit's messages stay in order while different units overlap their database and
+DPS round trips (acknowledgements may then go out of order, which MQTT allows).
 Not responsible for: what handlers do, or publishing their events (the outbox relay).
 """
 
@@ -13,7 +17,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import queue
 import threading
+import zlib
 from collections.abc import Callable, Mapping
 
 from pipeline.bus.cloudevents import DecodeError, Envelope, decode
@@ -25,6 +31,7 @@ from pipeline.service.context import Context
 from pipeline.service.messagebus import STATION_MESSAGES, Handler
 
 log = logging.getLogger(__name__)
+_Work = tuple[Handler, Envelope, InboundMessage]
 MAX_DEADLETTER_PAYLOAD = 4096
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -40,6 +47,7 @@ class Consumer:
         is_transient: Callable[[BaseException], bool],
         *,
         shared_group: str | None = None,
+        workers: int = 1,
     ) -> None:
         self._ctx = ctx
         self._bus = bus
@@ -47,16 +55,28 @@ class Consumer:
         self._is_transient = is_transient
         self._shared_group = shared_group
         self._stopping = threading.Event()
+        self._queues: list[queue.Queue[_Work | None]] = [
+            queue.Queue() for _ in range(workers if workers > 1 else 0)
+        ]
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        """Subscribe to every station event and pipeline event topic."""
+        """Start the handler threads, then subscribe to every station event and pipeline event topic."""
+        for index, work in enumerate(self._queues):
+            thread = threading.Thread(target=self._drain, args=(work,), name=f"consumer-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
         topics = self._ctx.topics
         for topic_filter in (topics.all_station_events(), topics.all_unit_events()):
             self._bus.subscribe(topic_filter, self.on_message, shared_group=self._shared_group)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         """Stop retrying; an in-flight message stays unacknowledged and will be redelivered."""
         self._stopping.set()
+        for work in self._queues:
+            work.put(None)
+        for thread in self._threads:
+            thread.join(timeout)
 
     def on_message(self, message: InboundMessage) -> None:
         """Handle one message; never raises."""
@@ -73,7 +93,15 @@ class Consumer:
         if problem:
             self._deadletter(message, "forged", problem)
             return
-        self._run(handler, envelope, message)
+        if self._queues:
+            key = (envelope.subject or message.topic).encode("utf-8")
+            self._queues[zlib.crc32(key) % len(self._queues)].put((handler, envelope, message))
+        else:
+            self._run(handler, envelope, message)
+
+    def _drain(self, work: queue.Queue[_Work | None]) -> None:
+        while (item := work.get()) is not None:
+            self._run(*item)
 
     def _run(self, handler: Handler, envelope: Envelope, message: InboundMessage) -> None:
         attempt = 0

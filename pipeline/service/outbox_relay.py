@@ -51,17 +51,11 @@ class OutboxRelay:
             items = uow.outbox.pending(self._batch)
         if not items:
             return 0
-        published: list[int] = []
-        try:
-            for item in items:
-                self._bus.publish(item.topic, item.payload)
-                published.append(item.id)
-        finally:
-            if published:
-                with self._uow_factory() as uow:
-                    uow.outbox.mark_published(published, self._clock())
-                    uow.commit()
-        return len(published)
+        count = self._bus.publish_many([(item.topic, item.payload) for item in items])
+        with self._uow_factory() as uow:
+            uow.outbox.mark_published([item.id for item in items[:count]], self._clock())
+            uow.commit()
+        return count
 
     def start(self) -> None:
         """Run the relay on a daemon thread."""

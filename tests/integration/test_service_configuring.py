@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 import service_helpers
+import yaml
 from service_helpers import World, deliver, to_enrolled
 
+from pipeline.crypto.envelope import open_from_pipeline
 from pipeline.domain.events import FlashConfig, UnitEnrolled, UnitFailed
 from pipeline.domain.keys import derive_device_key
 from pipeline.domain.model import UnitState
@@ -61,9 +63,9 @@ def test_enrolled_unit_gets_a_config_only_its_station_can_open(world: World, mod
 
 
 def test_config_that_cannot_be_rendered_fails_the_unit(world: World) -> None:
-    # IoT Edge 1.1's config.yaml needs a hostname, which no setting provides: the unit must fail with
-    # the renderer's reason instead of the handler raising (dead-letter + endless re-drive).
-    ctx = world.context("group", edge_version="1.1")
+    # A hostname template that renders to an invalid DNS name: the unit must fail with the renderer's
+    # reason instead of the handler raising (dead-letter + endless re-drive).
+    ctx = world.context("group", edge_version="1.1", edge_hostname="{registration_id}_bad")
     ensure_group(ctx)
     world.add_station(ctx, "S1")
     rid = to_enrolled(ctx)
@@ -75,6 +77,20 @@ def test_config_that_cannot_be_rendered_fails_the_unit(world: World) -> None:
     assert (unit.state, unit.failure.stage, unit.failure.retryable) == (UnitState.FAILED, "config", False)
     assert "hostname" in unit.failure.reason
     assert not world.outbox_of(FlashConfig)
+
+
+def test_iot_edge_1_1_config_gets_the_registration_id_as_hostname(world: World) -> None:
+    ctx = world.context("group", edge_version="1.1")
+    ensure_group(ctx)
+    keypair = world.add_station(ctx, "S1")
+    rid = to_enrolled(ctx)
+
+    deliver(ctx, handle_enrolled, UnitEnrolled(registration_id=rid, mode="group", enrollment_id=rid))
+
+    ((_, command),) = world.outbox_of(FlashConfig)
+    assert command.config_path == "/etc/iotedge/config.yaml"
+    content = open_from_pipeline(keypair, command.envelope, station_name="S1", registration_id=rid)
+    assert yaml.safe_load(content)["hostname"] == rid[:63].rstrip("-")
 
 
 def test_unregistered_station_fails_the_unit_at_config(world: World) -> None:
