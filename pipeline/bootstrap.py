@@ -19,12 +19,14 @@ from pipeline.bus.ports import Bus
 from pipeline.bus.topics import Topics
 from pipeline.config import ConfigError, Settings
 from pipeline.crypto.sealing import Sealer
+from pipeline.db.group_history import SqlGroupKeyHistory
 from pipeline.db.session import Database
 from pipeline.db.transient import is_transient_db_error
 from pipeline.scheduler.jobs import PipelineScheduler
 from pipeline.service.consumer import Consumer
 from pipeline.service.context import Context
 from pipeline.service.enrolling import ensure_group
+from pipeline.service.groups import GroupKeyHistory
 from pipeline.service.messagebus import HANDLERS
 from pipeline.service.outbox_relay import OutboxRelay
 
@@ -133,3 +135,33 @@ def build_pipeline(
         ctx, bus, HANDLERS, is_transient_db_error, shared_group=shared, workers=settings.worker_threads
     )
     return Pipeline(ctx=ctx, bus=bus, db=db, relay=relay, consumer=consumer, scheduler=PipelineScheduler(ctx))
+
+
+@dataclass
+class AdminSession:
+    """What one-shot operator commands (`group`, `enrollment`) run on: no bus, no workers."""
+
+    ctx: Context
+    db: Database
+    group_history: GroupKeyHistory
+
+    def close(self) -> None:
+        """Close the DPS client and the database engine."""
+        self.ctx.dps.close()
+        self.db.dispose()
+
+
+def open_admin(settings: Settings) -> AdminSession:
+    """Wire a Context on the configured database and DPS (real Azure or the emulator, by settings)."""
+    sealer = Sealer(settings.load_master_key())
+    dps = make_dps_client(settings)
+    db = Database(settings.resolved_database_url())
+    ctx = Context(
+        settings=settings,
+        uow_factory=db.uow,
+        sealer=sealer,
+        dps=dps,
+        hub=None,
+        topics=Topics(settings.topic_root),
+    )
+    return AdminSession(ctx=ctx, db=db, group_history=SqlGroupKeyHistory(db))

@@ -184,6 +184,12 @@ class LineBuffer:
         """Append received bytes."""
         self._data += data
 
+    def drain(self) -> bytes:
+        """Return and forget everything buffered, complete lines or not (for partial-line readers)."""
+        data = bytes(self._data)
+        self.clear()
+        return data
+
     def clear(self) -> None:
         """Forget everything buffered (resync)."""
         self._data.clear()

@@ -45,6 +45,14 @@ class SerialLink(ABC):
         rejects it as overlong) and the rest of it is discarded up to its newline.
         """
 
+    def read_available(self, timeout: float) -> bytes:
+        """Return whatever arrived, partial lines included (b"" if nothing within `timeout` s).
+
+        Needed by consoles, whose prompts (`login: `) never end in a newline. Optional: a link
+        that only moves whole lines may leave this unimplemented.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot read partial lines")
+
     @abstractmethod
     def reset_input(self) -> None:
         """Discard everything received but not yet read (used to resync after noise)."""
@@ -88,6 +96,20 @@ class PySerialLink(SerialLink):
                 raise self._vanished("reading from", exc) from None
             self._buffer.feed(data)
         return line
+
+    def read_available(self, timeout: float) -> bytes:
+        pending = self._buffer.drain()
+        deadline = time.monotonic() + timeout
+        while not pending:
+            try:
+                pending = self._port.read(1)
+                if pending:
+                    pending += self._port.read(self._port.in_waiting)
+            except (serial.SerialException, OSError, TypeError) as exc:
+                raise self._vanished("reading from", exc) from None
+            if time.monotonic() >= deadline:
+                break
+        return pending
 
     def reset_input(self) -> None:
         self._buffer.clear()

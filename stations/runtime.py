@@ -6,7 +6,7 @@ The composition root of a station; it imports pyserial-based parts only through 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,9 @@ from stations.config import StationConfig
 from stations.driver import DeviceDriver, LineProtocolDriver
 from stations.link import PySerialLink
 from stations.results import PortResult
+from stations.stages import StageHook
 from stations.supervisor import StationSupervisor
+from stations.usb_ports import UsbMatch
 
 
 def line_protocol_driver(baudrate: int) -> Callable[[str], DeviceDriver]:
@@ -55,6 +57,8 @@ def start_station(
     clean_session: bool = False,
     on_result: Callable[[PortResult], None] | None = None,
     open_driver: Callable[[str], DeviceDriver] | None = None,
+    usb: Sequence[UsbMatch] = (),
+    on_stage: StageHook | None = None,
 ) -> StationProcess:
     """Connect to the broker (with an offline last will), announce presence and serve the ports."""
     keypair = StationKeyPair.load(config.key_file)
@@ -73,11 +77,15 @@ def start_station(
         will=status_message(config, online=False),
         clean_session=clean_session,
     )
+    agent = StationAgent(config, bus, keypair, on_result=sink, on_stage=on_stage)  # opens the spool
     bus.connect()
-    agent = StationAgent(config, bus, keypair, on_result=sink)
     agent.start()
     supervisor = StationSupervisor(
-        agent, open_driver or line_protocol_driver(config.baudrate), ports=ports or [], watch_dir=watch_dir
+        agent,
+        open_driver or line_protocol_driver(config.baudrate),
+        ports=ports or [],
+        watch_dir=watch_dir,
+        usb=usb,
     )
     supervisor.start()
     return StationProcess(agent=agent, bus=bus, supervisor=supervisor, results=results)

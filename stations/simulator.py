@@ -15,7 +15,6 @@ import os
 import queue
 import random
 import select
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,34 +23,10 @@ from pathlib import Path
 from stations.framing import LineBuffer
 from stations.protocol import IdentityReply, Reply, encode_reply
 from stations.sim_firmware import TMP_PREFIX, Faults, SimulatedFirmware
-
-if sys.platform != "win32":
-    import tty
+from stations.sim_pty import SimulatorUnavailable, open_raw_pty, pump_outbox
+from stations.sim_pty import Uart as _Uart
 
 __all__ = ["Faults", "SimulatedDevice", "SimulatorUnavailable"]
-
-_BITS_PER_BYTE = 10  # start + 8 data + stop
-
-
-class SimulatorUnavailable(RuntimeError):
-    """The simulator cannot run here (it needs POSIX pseudo-terminals)."""
-
-
-class _Uart:
-    """Pace bytes like a UART at `baud` (None: no pacing); one instance per direction."""
-
-    def __init__(self, baud: int | None) -> None:
-        self._per_byte = _BITS_PER_BYTE / baud if baud else 0.0
-        self._busy_until = 0.0
-
-    def wait_for(self, nbytes: int, started: float | None = None) -> None:
-        """Sleep until `nbytes` more bytes would have crossed the wire."""
-        if not self._per_byte:
-            return
-        now = time.monotonic()
-        self._busy_until = max(self._busy_until, started or now) + nbytes * self._per_byte
-        if self._busy_until > now:
-            time.sleep(self._busy_until - now)
 
 
 class SimulatedDevice:
@@ -96,12 +71,8 @@ class SimulatedDevice:
 
     def start(self) -> SimulatedDevice:
         """Open the pty pair and start answering; returns self."""
-        if sys.platform == "win32":
-            raise SimulatorUnavailable("SimulatedDevice needs POSIX pseudo-terminals; run it on Linux/macOS")
-        master, slave = os.openpty()
-        tty.setraw(slave)  # no echo, no CR/LF translation: bytes as a UART would carry them
-        os.set_blocking(master, False)  # a station that stops reading must not wedge the writer
-        self._fds, self._port = (master, slave), os.ttyname(slave)
+        master, slave, self._port = open_raw_pty("SimulatedDevice")
+        self._fds = (master, slave)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self._stop.clear()
         self._outbox = queue.Queue()
@@ -156,16 +127,7 @@ class SimulatedDevice:
                 self._on_line(line)
 
     def _write_loop(self) -> None:
-        uart = _Uart(self.baud)
-        while (data := self._outbox.get()) is not None:
-            uart.wait_for(len(data))
-            while data and not self._stop.is_set() and (fds := self._fds) is not None:
-                try:
-                    data = data[os.write(fds[0], data) :]
-                except BlockingIOError:
-                    self._stop.wait(0.01)  # pty buffer full: the station is not reading yet
-                except OSError:
-                    return
+        pump_outbox(self._outbox, lambda: self._fds[0] if self._fds else None, self._stop, self.baud)
 
     def _on_line(self, line: bytes) -> None:
         faults = self.faults

@@ -1,8 +1,9 @@
-"""Which ports a station serves: a fixed list, or a watched folder of port links (hot-plug).
+"""Which ports a station serves: a fixed list, a watched folder of port links, USB matches (hot-plug).
 
 A pseudo-terminal does not enumerate as a USB device, so tests and the demo "plug" a device by putting
 a link to its tty into the watched folder and "unplug" it by removing the link. Real lines list ports
-(`/dev/ttyUSB0`, `COM3`, `socket://…`) or, in a later version, match USB VID:PID.
+(`/dev/ttyUSB0`, `COM3`, `socket://…`) or match USB VID:PID[:serial glob] (`stations.usb_ports`),
+enumerated every second: a new matching port gets a worker, a vanished one ends its worker.
 Not responsible for: what happens on a port (`stations.port_worker`).
 """
 
@@ -11,11 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from stations.agent import StationAgent
 from stations.port_worker import DriverFactory, PortWorker
+from stations.usb_ports import UsbMatch
+
+UsbLister = Callable[[Sequence[UsbMatch]], list[str]]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,9 @@ class StationSupervisor:
         ports: Iterable[str] = (),
         watch_dir: Path | None = None,
         scan_interval: float = 0.25,
+        usb: Sequence[UsbMatch] = (),
+        usb_interval: float = 1.0,
+        list_usb: UsbLister | None = None,
     ) -> None:
         self.agent = agent
         self._open_driver = open_driver
@@ -39,6 +46,10 @@ class StationSupervisor:
         self._scan_interval = scan_interval
         self._workers: dict[str, PortWorker] = {}
         self._thread: threading.Thread | None = None
+        self._usb, self._usb_interval = list(usb), usb_interval
+        self._list_usb = list_usb
+        self._usb_present: set[str] = set()
+        self._usb_thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Start serving (fixed ports at once, the watched folder continuously)."""
@@ -48,11 +59,15 @@ class StationSupervisor:
             self._watch_dir.mkdir(parents=True, exist_ok=True)
             self._thread = threading.Thread(target=self._watch, name="port-watch", daemon=True)
             self._thread.start()
+        if self._usb:
+            self._usb_thread = threading.Thread(target=self._watch_usb, name="usb-watch", daemon=True)
+            self._usb_thread.start()
 
     def join(self, timeout: float = 5.0) -> None:
         """Wait for the workers after the agent was told to stop."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for thread in (self._thread, self._usb_thread):
+            if thread is not None:
+                thread.join(timeout)
         for worker in list(self._workers.values()):
             worker.join(timeout)
 
@@ -78,6 +93,33 @@ class StationSupervisor:
                 if not os.path.lexists(path):
                     del self._workers[path]
             self.agent.stopping.wait(self._scan_interval)
+
+    def _watch_usb(self) -> None:
+        if self._list_usb is None:
+            from stations.usb_ports import present_usb_ports
+
+            self._list_usb = present_usb_ports
+        known: set[str] = set()
+        while not self.agent.stopping.is_set():
+            try:
+                present = set(self._list_usb(self._usb))
+            except OSError as exc:
+                log.warning("cannot enumerate USB serial ports: %s", exc)
+                present = known
+            self._usb_present = present
+            for port in sorted(present - known):
+                log.info("USB port %s plugged in (matches %s)", port, ", ".join(map(str, self._usb)))
+            for port in sorted(known - present):
+                log.info("USB port %s unplugged", port)
+            for port in sorted(present):
+                current = self._workers.get(port)
+                if current is None or not current.is_alive():
+                    self._spawn(port, self._usb_still_present(port))
+            known = present
+            self.agent.stopping.wait(self._usb_interval)
+
+    def _usb_still_present(self, port: str) -> Callable[[], bool]:
+        return lambda: port in self._usb_present
 
 
 def _exists(path: str) -> Callable[[], bool]:

@@ -48,7 +48,7 @@ def parse_usb_spec(text: str) -> UsbMatch:
     parts = text.strip().split(":", 2)
     if len(parts) < 2:
         raise UsbSpecError(f"--usb {text!r}: expected VID:PID[:SERIAL_GLOB] in hex, e.g. 0403:6001")
-    vid, pid = (_hex_id(text, name, value) for name, value in zip(("vendor", "product"), parts[:2]))
+    vid, pid = _hex_id(text, "vendor", parts[0]), _hex_id(text, "product", parts[1])
     glob = parts[2] if len(parts) == 3 else None
     if glob == "":
         raise UsbSpecError(f"--usb {text!r}: the serial-number pattern after the second ':' is empty")

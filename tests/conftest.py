@@ -283,3 +283,43 @@ def secured_mosquitto(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Sec
 # ======================================================================================================
 # (end of secured Mosquitto fixtures)
 # ======================================================================================================
+
+
+# ======================================================================================================
+# Restartable Mosquitto (stations: offline spool, broker outage) — sessions survive stop()/start()
+# ======================================================================================================
+# The plain `Mosquitto` keeps its port and persistence folder across stop()/start(), but when the tests
+# run as root, mosquitto drops to user `mosquitto`, who cannot write the persistence file into tmp_path:
+# persistent sessions (and the QoS 1 messages queued for them) would then vanish on a restart.
+
+
+class RestartableMosquitto(Mosquitto):
+    """A private Mosquitto whose persistent sessions survive `stop()` + `start()` on the same port."""
+
+    def __init__(self, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        super().__init__(workdir)
+        if os.geteuid() == 0:
+            self.config.write_text(self.config.read_text() + "user root\n")
+
+    def restart_after(self, seconds: float) -> None:
+        """Stop now, start again after `seconds` (blocking)."""
+        self.stop()
+        time.sleep(seconds)
+        self.start()
+
+
+@pytest.fixture
+def restartable_mosquitto(tmp_path: Path) -> Iterator[RestartableMosquitto]:
+    """A private Mosquitto for outage tests: stop() and start() it; sessions and queues persist."""
+    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
+        pytest.fail("mosquitto binary not installed: apt-get install mosquitto (or run bash .ci/run)")
+    broker = RestartableMosquitto(tmp_path / "broker")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+# ======================================================================================================
+# (end of restartable Mosquitto fixtures)
+# ======================================================================================================

@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "pipeline.cli.db_cmd",
     "pipeline.cli.keys_cmd",
     "pipeline.cli.audit_cmd",
+    "pipeline.cli.group_cmd",
+    "pipeline.cli.enrollment_cmd",
 )
 
 NOISY_LOGGERS = ("amqtt", "transitions", "alembic", "apscheduler", "httpx", "azure", "uamqp", "msrest")

@@ -14,14 +14,18 @@ from pipeline.bus.ports import BusError
 from pipeline.bus.topics import TopicError, check_segment
 from pipeline.cli.common import settings_from, stop_event_on_signals
 from pipeline.cli.main import EXIT_FAILURE, EXIT_OK, CommandError
+from pipeline.cli.station_output import StationOutput
 from pipeline.crypto.station_key import StationKeyError, StationKeyPair, public_key_from_text
 from pipeline.service.unit_of_work import StationRecord
 from stations.config import StationConfig
 from stations.errors import LinkError
 from stations.fleet import SimulatedFleet, make_devices
 from stations.runtime import StationProcess
+from stations.spool import SpoolError
+from stations.usb_ports import UsbMatch, UsbSpecError
 
 log = logging.getLogger(__name__)
+EXIT_BROKER_UNREACHABLE = 3
 
 
 def register(sub: Any) -> None:
@@ -61,9 +65,13 @@ def register(sub: Any) -> None:
         description="Serve devices on serial ports: read identity, publish the scan, write "
         "the encrypted config the pipeline sends, verify its SHA-256 by read-back, report PASS "
         "or FAIL. Ports: --port (repeatable; /dev/ttyUSB0, COM3, socket://host:port, "
-        "rfc2217://host:port) and/or --watch-dir (a folder of links to ports; hot-plug). "
+        "rfc2217://host:port), --usb VID:PID[:SERIAL_GLOB] (repeatable; USB serial adapters "
+        "matched every second, hot-plug) and/or --watch-dir (a folder of links to ports; hot-plug). "
+        "Events wait in an on-disk spool (--spool-dir) while the broker is unreachable. "
+        "On a terminal a live table shows every port; otherwise one line per result. "
         "Exit codes: 0 stopped cleanly (or every simulated device passed), 1 a device "
-        "failed in --simulate mode, 2 bad usage or settings.",
+        "failed in --simulate mode (or another runtime error), 2 bad usage or settings (also: a "
+        "--port that does not exist or is in use), 3 the MQTT broker was unreachable at start.",
     )
     _add_run_arguments(run)
     run.set_defaults(func=_run)
@@ -75,6 +83,22 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--key-file", required=True, type=Path, help="private key written by `station init`")
     run.add_argument("--port", action="append", default=[], metavar="PORT", help="a serial port (repeatable)")
     run.add_argument("--watch-dir", type=Path, help="folder whose entries are links to ports (hot-plug)")
+    run.add_argument(
+        "--usb",
+        action="append",
+        default=[],
+        metavar="VID:PID[:SERIAL_GLOB]",
+        help="serve USB serial ports with this vendor:product id in hex, optionally only serial "
+        "numbers matching a glob, e.g. 0403:6001:FT* (repeatable; case-insensitive; hot-plug)",
+    )
+    run.add_argument(
+        "--spool-dir",
+        type=Path,
+        help="where events wait while the broker is unreachable (default: KEY_FILE.spool beside the key)",
+    )
+    run.add_argument(
+        "--jsonl", type=Path, metavar="FILE", help="append one JSON object per device result to FILE"
+    )
     run.add_argument("--baud", type=int, default=115200, help="serial speed (default 115200)")
     run.add_argument("--batch", help="production batch recorded with each unit")
     run.add_argument(
@@ -146,13 +170,12 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from stations.runtime import start_station
-
     settings = settings_from(args)
     if not settings.mqtt_url:
         raise CommandError("mqtt_url (EDGELINE_MQTT_URL) is not set, e.g. mqtt://127.0.0.1:1883", exit_code=2)
-    if not args.port and not args.watch_dir:
-        raise CommandError("give at least one --port or a --watch-dir", exit_code=2)
+    if not args.port and not args.watch_dir and not args.usb:
+        raise CommandError("give at least one --port, --usb or a --watch-dir", exit_code=2)
+    usb = _usb_matches(args.usb)
     config = StationConfig(
         name=args.name,
         line=args.line or settings.line,
@@ -163,19 +186,42 @@ def _run(args: argparse.Namespace) -> int:
         registration_id_template=settings.registration_id_template,
         topic_root=settings.topic_root,
         flash_timeout_seconds=args.flash_timeout,
+        spool_dir=args.spool_dir,
     )
     _check_ports(args.port)
     fleet = _make_fleet(args) if args.simulate else None
     stop = stop_event_on_signals()
+    output = StationOutput(args.name, jsonl=args.jsonl)
+    if fleet is not None:
+        output.extra.append(fleet.on_result)
+    with output:
+        return _serve(args, config, settings.mqtt_url, usb, output, fleet, stop)
+
+
+def _serve(
+    args: argparse.Namespace,
+    config: StationConfig,
+    mqtt_url: str,
+    usb: list[UsbMatch],
+    output: StationOutput,
+    fleet: SimulatedFleet | None,
+    stop: threading.Event,
+) -> int:
+    from stations.runtime import start_station
+
     try:
         station = start_station(
             config,
-            settings.mqtt_url,
+            mqtt_url,
             ports=args.port,
             watch_dir=args.watch_dir,
-            on_result=fleet.on_result if fleet else None,
+            on_result=output.on_result,
+            usb=usb,
+            on_stage=output.on_stage,
         )
-    except (BusError, StationKeyError, OSError) as exc:
+    except BusError as exc:
+        raise CommandError(str(exc), exit_code=EXIT_BROKER_UNREACHABLE) from None
+    except (StationKeyError, SpoolError, OSError) as exc:
         raise CommandError(str(exc)) from None
     try:
         if fleet is None:
@@ -197,7 +243,16 @@ def _check_ports(ports: list[str]) -> None:
         try:
             PySerialLink(port).close()
         except LinkError as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(str(exc), exit_code=2) from None
+
+
+def _usb_matches(specs: list[str]) -> list[UsbMatch]:
+    from stations.usb_ports import parse_usb_spec
+
+    try:
+        return [parse_usb_spec(spec) for spec in specs]
+    except UsbSpecError as exc:
+        raise CommandError(str(exc), exit_code=2) from None
 
 
 def _make_fleet(args: argparse.Namespace) -> SimulatedFleet:

@@ -72,10 +72,16 @@ def record_hash(
 
 
 class SqlAuditLog(AuditLog):
-    """Append-only audit records in the caller's transaction, serialised on the audit_head row."""
+    """Append-only audit records in the caller's transaction, serialised on the audit_head row.
+
+    Records are checked at `append` but chained at `flush_pending` (called by the unit of work right
+    before commit), so the audit_head row lock is held for the end of a transaction only: concurrent
+    handlers would otherwise queue behind each other for their whole transaction.
+    """
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._pending: list[tuple[datetime, str, str, str | None, str]] = []
 
     def append(
         self, *, at: datetime, kind: str, actor: str, registration_id: str | None, detail: dict[str, Any]
@@ -83,8 +89,31 @@ class SqlAuditLog(AuditLog):
         if at.tzinfo is None:
             raise ValueError(f"audit record {kind!r}: `at` must be timezone-aware")
         _refuse_secrets(kind, detail)
-        detail_json = canonical_json(detail)
+        self._pending.append((at, kind, actor, registration_id, canonical_json(detail)))
+
+    def flush_pending(self) -> None:
+        """Chain and insert the records appended in this transaction (takes the audit_head lock)."""
+        if not self._pending:
+            return
         head = self._lock_head()
+        for record in self._pending:
+            self._insert(head, *record)
+        self._pending.clear()
+        self._session.flush()
+
+    def discard_pending(self) -> None:
+        """Forget records of a transaction that is rolled back."""
+        self._pending.clear()
+
+    def _insert(
+        self,
+        head: AuditHeadRow,
+        at: datetime,
+        kind: str,
+        actor: str,
+        registration_id: str | None,
+        detail_json: str,
+    ) -> None:
         new_id = head.last_id + 1
         digest = record_hash(
             head.last_hash,
@@ -108,7 +137,6 @@ class SqlAuditLog(AuditLog):
             )
         )
         head.last_id, head.last_hash = new_id, digest
-        self._session.flush()
 
     def _lock_head(self) -> AuditHeadRow:
         query = (

@@ -26,6 +26,8 @@ from pipeline.service.unit_of_work import UnitOfWork
 class SqlUnitOfWork(UnitOfWork):
     """A unit of work on a SQL database. Use as `with uow: ...; uow.commit()`; not re-entrant."""
 
+    audit: SqlAuditLog
+
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._session_factory = session_factory
         self._session: Session | None = None
@@ -59,7 +61,9 @@ class SqlUnitOfWork(UnitOfWork):
             self._session = None
 
     def commit(self) -> None:
+        self.audit.flush_pending()
         self.session.commit()
 
     def rollback(self) -> None:
+        self.audit.discard_pending()
         self.session.rollback()

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from pipeline.service.confirming import confirm_due_units
+from pipeline.service.confirming import confirm_due_units, tag_twins
 from pipeline.service.context import Context
 from pipeline.service.reconciling import reconcile
 
@@ -31,13 +32,22 @@ def _guarded(name: str, job: Callable[[Context], int], ctx: Context) -> Callable
 
 
 class PipelineScheduler:
-    """Starts and stops the confirmer and reconciler jobs."""
+    """Starts and stops the confirmer and reconciler jobs.
+
+    Twin tagging after assignment (IoT Hub round trips over HTTPS) runs on its own thread, so a slow
+    hub never delays the next confirmation round.
+    """
 
     def __init__(self, ctx: Context) -> None:
         self._scheduler = BackgroundScheduler(timezone="UTC")
+        self._tagger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twin-tagger")
         settings = ctx.settings
+
+        def confirm(job_ctx: Context) -> int:
+            return confirm_due_units(job_ctx, lambda units: self._tagger.submit(tag_twins, job_ctx, units))
+
         for name, job, every in (
-            ("confirmer", confirm_due_units, settings.confirm_interval_seconds),
+            ("confirmer", confirm, settings.confirm_interval_seconds),
             ("reconciler", reconcile, settings.reconcile_interval_seconds),
         ):
             self._scheduler.add_job(
@@ -55,3 +65,4 @@ class PipelineScheduler:
 
     def stop(self) -> None:
         self._scheduler.shutdown(wait=True)
+        self._tagger.shutdown(wait=True, cancel_futures=True)

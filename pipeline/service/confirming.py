@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from datetime import timedelta
 
 from pipeline.azure.ports import AzureError, RegistrationState
@@ -27,7 +28,7 @@ GROUP_QUERY_THRESHOLD = 10  # from this many due units on, one paged query beats
 log = logging.getLogger(__name__)
 
 
-def confirm_due_units(ctx: Context) -> int:
+def confirm_due_units(ctx: Context, on_assigned: Callable[[list[Unit]], object] | None = None) -> int:
     """Check every due unit once; return how many became `assigned`."""
     with ctx.uow_factory() as uow:
         due = uow.units.due_for_check(ctx.clock(), BATCH)
@@ -49,7 +50,8 @@ def confirm_due_units(ctx: Context) -> int:
                 assigned.append(unit)
         uow.commit()
     ctx.notify_outbox()
-    _tag_twins(ctx, assigned)
+    if assigned:
+        (on_assigned or (lambda units: tag_twins(ctx, units)))(assigned)
     return len(assigned)
 
 
@@ -131,7 +133,7 @@ def next_check_delay(ctx: Context, checks: int) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def _tag_twins(ctx: Context, assigned: list[Unit]) -> None:
+def tag_twins(ctx: Context, assigned: list[Unit]) -> None:
     """Group mode: per-unit tags cannot live in the group's initial twin, so write them to the twin now."""
     if ctx.hub is None:
         return
