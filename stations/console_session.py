@@ -115,21 +115,19 @@ class ConsoleSession:
     def _login(self, state: ConsoleState) -> None:
         failures, sent_password = 0, False
         while state is not ConsoleState.SHELL and state is not ConsoleState.MARKER:
-            if state is ConsoleState.LOGIN:
-                if sent_password:
-                    failures += 1
-                    if failures >= self._login_attempts:
-                        raise LoginFailed(
-                            f"console login as {self._credentials.username!r} refused "
-                            f"{failures} times: check the console user and password"
-                        )
-                self._send(self._credentials.username + "\r")
-                sent_password = False
-            elif state is ConsoleState.PASSWORD:
-                self._send(self._credentials.password + "\r")
-                sent_password = True
-            else:
-                self._send("\x03")
+            if sent_password and state in (ConsoleState.LOGIN, ConsoleState.PASSWORD):
+                failures += 1  # asked again after the password: that attempt was refused
+                if failures >= self._login_attempts:
+                    raise LoginFailed(
+                        f"console login as {self._credentials.username!r} refused "
+                        f"{failures} times: check the console user and password"
+                    )
+            sent_password = state is ConsoleState.PASSWORD
+            answer = {
+                ConsoleState.LOGIN: self._credentials.username + "\r",
+                ConsoleState.PASSWORD: self._credentials.password + "\r",
+            }.get(state, "\x03")
+            self._send(answer)
             next_state, _ = self._await_prompt(self._prompt_timeout)
             if next_state is None:
                 raise NoResponse(f"console gave no prompt after the {state.value} prompt was answered")

@@ -89,7 +89,7 @@ class SimulatedConsole:
         """Open the pty pair, print the banner and `login:`; returns self."""
         master, slave, self._port = open_raw_pty("SimulatedConsole")
         self._fds = (master, slave)
-        self.flash_dir.mkdir(parents=True, exist_ok=True)
+        (self.flash_dir / "tmp").mkdir(parents=True, exist_ok=True)  # every Linux has a /tmp
         self._stop.clear()
         self._outbox = queue.Queue()
         self._threads = [
@@ -153,6 +153,8 @@ class SimulatedConsole:
             self._print(raw + b"\r\n")
         if self._state == "login":
             self._user = line.strip()
+            if self._user:
+                self._state = "password"
             self._print(b"Password: " if self._user else b"edge login: ")
         elif self._state == "password":
             self._check_login(line)
@@ -174,7 +176,7 @@ class SimulatedConsole:
         self._print(b"\r\nLast login: today on ttyS0\r\n# motd: edge device #1\r\n" + self._prompt())
 
     def _run(self, line: str) -> None:
-        if line.lstrip().startswith("printf"):
+        if "printf " in line:  # a base64 chunk being appended
             self._chunks_seen += 1
             limit = self.faults.disconnect_after_chunks
             if limit and self._chunks_seen >= limit:

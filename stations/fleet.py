@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from pipeline.azure.ports import DeviceRegistrar, DeviceRegistrationResult
 from stations.boot import BootError, boot
@@ -23,6 +24,33 @@ from stations.simulator import SimulatedDevice
 
 log = logging.getLogger(__name__)
 BootSink = Callable[[str, DeviceRegistrationResult], None]
+
+
+class SimulatedUnit(Protocol):
+    """What the fleet needs from a simulator (`SimulatedDevice`, `SimulatedConsole`)."""
+
+    @property
+    def port(self) -> str: ...
+
+    def start(self) -> Any: ...
+
+    def stop(self) -> None: ...
+
+
+class DeviceFactory(Protocol):
+    """The constructor shape shared by `SimulatedDevice` and `SimulatedConsole`."""
+
+    def __call__(
+        self,
+        serial: str,
+        mac: str,
+        model: str,
+        firmware: str,
+        flash_dir: Path,
+        *,
+        on_boot: Callable[[Path], None] | None = ...,
+        baud: int | None = ...,
+    ) -> SimulatedUnit: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +90,7 @@ class SimulatedFleet:
         baud: int | None = None,
         on_boot: BootSink | None = None,
         folder_name: Callable[[DeviceSpec], str] = lambda spec: spec.serial,
+        device_factory: DeviceFactory = SimulatedDevice,
     ) -> None:
         self._pending = list(reversed(devices))
         self._watch_dir = watch_dir
@@ -71,7 +100,8 @@ class SimulatedFleet:
         self._baud = baud
         self._on_boot = on_boot
         self._folder_name = folder_name
-        self._plugged: dict[str, SimulatedDevice] = {}
+        self._device_factory = device_factory
+        self._plugged: dict[str, SimulatedUnit] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._feed, name="fleet", daemon=True)
@@ -103,7 +133,7 @@ class SimulatedFleet:
 
     def _plug(self, spec: DeviceSpec, link: Path) -> None:
         flash_dir = self._flash_root / self._folder_name(spec)
-        device = SimulatedDevice(
+        device = self._device_factory(
             serial=spec.serial,
             mac=spec.mac,
             model=spec.model,

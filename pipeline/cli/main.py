@@ -88,5 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+if __name__ == "__main__":  # pragma: no cover - `python -m pipeline.cli.main`
+    # Run the imported module's main, not this __main__ copy: command modules import CommandError from
+    # `pipeline.cli.main`, and two copies of the class would turn one-line errors into tracebacks.
+    from pipeline.cli import main as _module
+
+    sys.exit(_module.main())

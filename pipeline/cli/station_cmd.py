@@ -13,6 +13,7 @@ from typing import Any
 from pipeline.bus.ports import BusError
 from pipeline.bus.topics import TopicError, check_segment
 from pipeline.cli.common import settings_from, stop_event_on_signals
+from pipeline.cli.driver_options import add_driver_arguments, driver_factory, sim_device_factory
 from pipeline.cli.main import EXIT_FAILURE, EXIT_OK, CommandError
 from pipeline.cli.station_output import StationOutput
 from pipeline.crypto.station_key import StationKeyError, StationKeyPair, public_key_from_text
@@ -123,6 +124,7 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--serial-prefix", default="", help="with --simulate: prefix of simulated serial numbers"
     )
+    add_driver_arguments(run)
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -218,6 +220,7 @@ def _serve(
             on_result=output.on_result,
             usb=usb,
             on_stage=output.on_stage,
+            open_driver=driver_factory(args),
         )
     except BusError as exc:
         raise CommandError(str(exc), exit_code=EXIT_BROKER_UNREACHABLE) from None
@@ -270,6 +273,7 @@ def _make_fleet(args: argparse.Namespace) -> SimulatedFleet:
         args.devices_dir or args.watch_dir.parent / "devices",
         HttpDeviceRegistrar(),
         fixtures=args.fixtures,
+        device_factory=sim_device_factory(args),
     )
 
 

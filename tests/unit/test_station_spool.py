@@ -70,7 +70,9 @@ def test_stale_sent_marks_never_hide_new_events(tmp_path: Path) -> None:
 def test_the_spool_is_bounded_with_a_clear_error(tmp_path: Path) -> None:
     spool = Spool(tmp_path, max_events=2)
     _fill(spool, 2)
-    with pytest.raises(SpoolFull, match=r"spool .* is full \(2 events.*mqtt_url.*nothing spooled so far is lost"):
+    with pytest.raises(
+        SpoolFull, match=r"spool .* is full \(2 events.*mqtt_url.*nothing spooled so far is lost"
+    ):
         spool.append("id-x", "t/x", b"{}")
     assert len(Spool(tmp_path, max_events=2)) == 2
 
