@@ -170,7 +170,7 @@ def test_persistently_dropped_output_fails_the_flash_with_reason(
 ) -> None:
     driver.identify()
     console.faults.drop_lines = 1000
-    with pytest.raises(FlashError, match="could not write and verify .* last: ") as caught:
+    with pytest.raises(FlashError, match=r"could not write and verify .* last: ") as caught:
         driver.write_config(CONFIG_PATH, CONFIG)
     assert caught.value.retryable
     assert console.flashed_files() == {}
