@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import resource
 import statistics
 import sys
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import itertools
 
 from pipeline.config import load_settings
-from pipeline.db.audit import units_query
+from pipeline.db.audit import audit_records, units_query
 from pipeline.db.session import Database
 from pipeline.demo import DemoOptions, run_demo
 
@@ -62,6 +63,8 @@ def stage_latencies(rows: list[dict[str, datetime | None]]) -> dict[str, dict[st
 
 
 def main() -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)  # "skipped: max instances" by design
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -92,7 +95,9 @@ def main() -> int:
         )
         wall = time.monotonic() - started
         db = Database(url)
-        views = [v for v in units_query(db) if v.registration_id in set(report.registration_ids)]
+        ours = set(report.registration_ids)
+        views = [v for v in units_query(db) if v.registration_id in ours]
+        failures = [r for r in audit_records(db) if r.kind == "unit.failed" and r.registration_id in ours]
         db.dispose()
         rows = [v.stage_times for v in views]
         firsts = [r["scanned"] for r in rows if r.get("scanned")]
@@ -109,6 +114,11 @@ def main() -> int:
             "first_scan_to_last_assigned_seconds": round(span, 2),
             "units_per_second": round(len(lasts) / span, 2) if lasts and span > 0 else 0.0,
             "stage_latency": stage_latencies(rows),
+            # Every failure a unit went through on its way (retried ones included), by stage and reason.
+            "unit_failures": len(failures),
+            "failure_reasons": sorted(
+                {f"{r.detail.get('stage')}: {str(r.detail.get('reason'))[:120]}" for r in failures}
+            )[:10],
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "database": "postgresql",
             "broker": args.mqtt_url,

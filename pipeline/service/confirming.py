@@ -134,20 +134,33 @@ def next_check_delay(ctx: Context, checks: int) -> timedelta:
 
 
 def tag_twins(ctx: Context, assigned: list[Unit]) -> None:
-    """Group mode: per-unit tags cannot live in the group's initial twin, so write them to the twin now."""
+    """Check each assigned unit's hub identity (exists, IoT Edge) and, in group mode, write its tags.
+
+    Per-unit tags cannot live in a group's initial twin, so group-mode units get them on their twin now;
+    individual-mode units had them in their enrollment's initial twin. The outcome is audited per unit
+    (`hub.checked`); a failure here never changes the unit's state: DPS already assigned it.
+    """
     if ctx.hub is None:
         return
     for unit in assigned:
-        if unit.mode is not EnrollmentMode.GROUP or not unit.assigned_hub or not unit.device_id:
-            continue
-        try:
-            device = ctx.hub.get_device(unit.assigned_hub, unit.device_id)
-            ctx.hub.update_twin_tags(unit.assigned_hub, unit.device_id, unit_tags(unit))
-            outcome = (
-                "ok" if device is not None and device.iot_edge else "device missing or not an IoT Edge device"
-            )
-        except AzureError as exc:
-            outcome = f"failed: {exc}"
-        with ctx.uow_factory() as uow:
-            audit(uow, ctx, unit, "hub.twin_tagged", ACTOR, hub=unit.assigned_hub, outcome=outcome)
-            uow.commit()
+        if unit.assigned_hub and unit.device_id:
+            outcome = _check_in_hub(ctx, unit, unit.assigned_hub, unit.device_id)
+            with ctx.uow_factory() as uow:
+                audit(uow, ctx, unit, "hub.checked", ACTOR, hub=unit.assigned_hub, outcome=outcome)
+                uow.commit()
+
+
+def _check_in_hub(ctx: Context, unit: Unit, hub: str, device_id: str) -> str:
+    assert ctx.hub is not None
+    try:
+        device = ctx.hub.get_device(hub, device_id)
+        if device is None:
+            return f"device {device_id} is missing from hub {hub}"
+        if not device.iot_edge:
+            return f"device {device_id} in hub {hub} is not an IoT Edge device: check the enrollment"
+        if unit.mode is EnrollmentMode.GROUP:
+            ctx.hub.update_twin_tags(hub, device_id, unit_tags(unit))
+            return "ok: IoT Edge identity present, twin tagged"
+        return "ok: IoT Edge identity present"
+    except AzureError as exc:
+        return f"failed: {exc}"

@@ -87,3 +87,38 @@ def test_service_responses_match_the_spec(svc: tuple[RunningEmulator, httpx.Clie
     httpx.get(f"{base}/operations/{op['operationId']}", params=API, headers=device)
     validate(client.get("/registrations/c-2").json(), "DeviceRegistrationState")
     validate(client.post("/registrations/g/query").json(), "DeviceRegistrationState", array=True)
+
+
+DEVICE_SPEC = json.loads(
+    (Path(__file__).resolve().parents[1] / "data" / "openapi" / "dps-device-2021-10-01.json").read_text()
+)
+
+
+def validate_device(instance: Any, definition: str) -> None:
+    jsonschema.validate(
+        instance, {"$ref": f"#/definitions/{definition}", "definitions": DEVICE_SPEC["definitions"]}
+    )
+
+
+def test_device_responses_match_the_spec(svc: tuple[RunningEmulator, httpx.Client]) -> None:
+    emu, client = svc
+    group = client.put(
+        "/enrollmentGroups/dg", json={"enrollmentGroupId": "dg", "attestation": {"type": "symmetricKey"}}
+    ).json()
+    key = derive_device_key(SecretKey.from_base64(group["attestation"]["symmetricKey"]["primaryKey"]), "d-1")
+    device = {"Authorization": generate_token(f"{emu.id_scope}/registrations/d-1", key)}
+    base = f"{emu.device_endpoint}/{emu.id_scope}/registrations/d-1"
+
+    registered = httpx.put(f"{base}/register", params=API, json={"registrationId": "d-1"}, headers=device)
+    assert registered.status_code == 202
+    validate_device(registered.json(), "RegistrationOperationStatus")
+    polled = httpx.get(f"{base}/operations/{registered.json()['operationId']}", params=API, headers=device)
+    validate_device(polled.json(), "RegistrationOperationStatus")
+    assert polled.json()["registrationState"]["registrationId"] == "d-1"
+    lookup = httpx.post(base, params=API, json={"registrationId": "d-1"}, headers=device)
+    validate_device(lookup.json(), "DeviceRegistrationResult")
+
+    wrong = {"Authorization": generate_token(f"{emu.id_scope}/registrations/d-1", SecretKey.generate())}
+    refused = httpx.put(f"{base}/register", params=API, json={"registrationId": "d-1"}, headers=wrong)
+    assert refused.status_code == 401
+    assert {"errorCode", "trackingId", "message", "timestampUtc"} <= set(refused.json())

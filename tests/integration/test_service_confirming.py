@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,6 +11,7 @@ import service_helpers
 from service_helpers import HUB, CountingTransport, World, to_flashed
 
 from pipeline.azure.dps_device import HttpDeviceRegistrar
+from pipeline.azure.hub_registry import AzureHubRegistry
 from pipeline.domain.events import UnitAssigned, UnitFailed
 from pipeline.domain.model import UnitState
 from pipeline.edgeconfig.model import ParsedProvisioning
@@ -137,3 +139,23 @@ def test_group_mode_with_many_due_units_uses_the_group_query(
     assert transport.count("GET", "/registrations/") == 0
     states = [world.unit(rid).state for rid in rids]
     assert states == [UnitState.ASSIGNED] * (count - 1) + [UnitState.FLASHED]
+
+
+@pytest.mark.parametrize("mode", ["group", "individual"])
+def test_assigned_unit_is_checked_in_its_hub_through_azure_iot_hub(
+    world: World, registrar: HttpDeviceRegistrar, mode: str
+) -> None:
+    hub = AzureHubRegistry({HUB: world.emulator.hub_connection_string(HUB)}, verify=world.emulator.ca_file)
+    ctx = dataclasses.replace(flashed_context(world, mode), hub=hub)
+    rid = to_flashed(world, ctx)
+    boot_device(world, registrar, rid)
+
+    assert confirm_due_units(ctx) == 1  # tags the twin synchronously when no executor is given
+
+    [record] = [r for r in world.audit() if r.kind == "hub.checked" and r.registration_id == rid]
+    assert record.detail["outcome"].startswith("ok: IoT Edge identity present")
+    device = hub.get_device(HUB, rid)
+    assert device is not None and device.iot_edge
+    unit = world.unit(rid)
+    assert device.tags["serial"] == unit.serial and device.tags["station"] == "S1"
+    hub.close()
