@@ -44,10 +44,12 @@ def handle_scanned(ctx: Context, envelope: Envelope) -> None:
             return
         unit = uow.units.get(event.registration_id, for_update=True)
         if unit is None:
+            conflict = _conflicting_unit(uow, identity)
             unit = _new_unit(ctx, event, identity)
             uow.units.add(unit)
             record_transition(uow, ctx, unit, ACTOR, station=event.station, port=event.port)
-            if _quarantine_if_conflicting(uow, ctx, unit):
+            if conflict is not None:
+                _quarantine(uow, ctx, unit, conflict)
                 finish(uow, ctx, envelope, ACTOR)
                 return
         elif unit.state in (UnitState.QUARANTINED, UnitState.REVOKED):
@@ -87,25 +89,26 @@ def _restart(ctx: Context, unit: Unit, event: UnitScanned) -> None:
         unit.batch = event.batch
 
 
-def _quarantine_if_conflicting(uow: UnitOfWork, ctx: Context, unit: Unit) -> bool:
-    for other in (uow.units.find_by_mac(unit.mac), uow.units.find_by_serial(unit.serial)):
-        if other is not None and other.registration_id != unit.registration_id:
-            reason = (
-                f"identity conflict: serial {unit.serial} / MAC {unit.mac} overlaps unit "
-                f"{other.registration_id} (serial {other.serial}, MAC {other.mac}); a human must decide"
-            )
-            unit.transition(UnitState.QUARANTINED, ctx.clock())
-            record_transition(uow, ctx, unit, ACTOR, reason=reason, conflicting=other.registration_id)
-            ctx.emit_unit_event(
-                uow,
-                UnitQuarantined(
-                    registration_id=unit.registration_id,
-                    reason=reason,
-                    conflicting_registration_id=other.registration_id,
-                ),
-            )
-            return True
-    return False
+def _conflicting_unit(uow: UnitOfWork, identity: DeviceIdentity) -> Unit | None:
+    """A known unit with this MAC or serial (asked before the new unit is added: it must not find itself)."""
+    return uow.units.find_by_mac(identity.mac) or uow.units.find_by_serial(identity.serial)
+
+
+def _quarantine(uow: UnitOfWork, ctx: Context, unit: Unit, other: Unit) -> None:
+    reason = (
+        f"identity conflict: serial {unit.serial} / MAC {unit.mac} overlaps unit "
+        f"{other.registration_id} (serial {other.serial}, MAC {other.mac}); a human must decide"
+    )
+    unit.transition(UnitState.QUARANTINED, ctx.clock())
+    record_transition(uow, ctx, unit, ACTOR, reason=reason, conflicting=other.registration_id)
+    ctx.emit_unit_event(
+        uow,
+        UnitQuarantined(
+            registration_id=unit.registration_id,
+            reason=reason,
+            conflicting_registration_id=other.registration_id,
+        ),
+    )
 
 
 def _give_key(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:

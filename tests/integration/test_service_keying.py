@@ -81,6 +81,21 @@ def test_same_mac_on_another_serial_is_quarantined(world: World) -> None:
     assert not world.outbox_of(UnitKeyed, second.registration_id)
 
 
+def test_conflict_is_found_when_the_new_unit_is_the_most_recent_match(world: World) -> None:
+    # find_by_mac returns the most recently updated match: the new unit must not be able to find itself.
+    ctx = world.context()
+    serial, mac = new_identity()
+    first = scan(serial, mac)
+    deliver(ctx, handle_scanned, first)
+    world.clock.advance(seconds=60)
+    other_serial, _ = new_identity()
+    second = scan(other_serial, mac.replace(":", "-").upper())
+    deliver(ctx, handle_scanned, second)
+
+    assert world.unit(second.registration_id).state is UnitState.QUARANTINED
+    assert world.unit(first.registration_id).state is UnitState.KEYED
+
+
 def test_quarantined_unit_is_not_restarted_by_a_rescan(world: World) -> None:
     ctx = world.context()
     serial, mac = new_identity()
