@@ -15,6 +15,7 @@ that equals SHA-256(content). Anything else is a `FlashError`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import posixpath
 import secrets
@@ -34,7 +35,7 @@ from stations.console_parsing import (
 )
 from stations.console_session import CommandFailed, ConsoleCredentials, ConsoleSession, LoginFailed
 from stations.driver import DeviceDriver, DeviceInfo
-from stations.errors import FlashError, FlashInterrupted, NoResponse, PortVanished
+from stations.errors import FlashError, FlashInterrupted, NoResponse, PortVanished, StationError
 from stations.link import PySerialLink, SerialLink
 
 __all__ = [
@@ -129,7 +130,11 @@ class LinuxConsoleDriver(DeviceDriver):
             if self._options.reboot == "iotedge-restart":
                 self._must(self._sudo("iotedge system restart"))
             else:
-                self._session.send(self._sudo("reboot"))  # the console goes away: nothing to wait for
+                self._session.send(self._sudo("reboot"))  # the console goes away: no prompt to wait for
+                # ...but wait (briefly) for its first output, so the line was taken in before the
+                # operator pulls the cable; a console that stays silent is not an error.
+                with contextlib.suppress(StationError):
+                    self._session.link.read_available(1.0)
 
     def close(self) -> None:
         with self._lock:

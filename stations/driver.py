@@ -27,7 +27,7 @@ from stations.errors import (
     PortVanished,
     StationError,
 )
-from stations.framing import MAX_CHUNK_BYTES, WINDOW, ErrorCode
+from stations.framing import WINDOW, ErrorCode, split_data
 from stations.link import SerialLink
 from stations.protocol import (
     AckReply,
@@ -35,7 +35,6 @@ from stations.protocol import (
     CommitRequest,
     DataRequest,
     HashReply,
-    HashRequest,
     IdentifyRequest,
     IdentityReply,
     RebootRequest,
@@ -155,17 +154,16 @@ class LineProtocolDriver(DeviceDriver):
         )
 
     def _transfer(self, path: str, content: bytes, expected: str) -> HashReply:
-        """One attempt: BEGIN, DATA..., COMMIT, HASH pipelined; return the device's read-back."""
+        """One attempt: BEGIN, DATA..., COMMIT pipelined; return COMMIT's read-back of the stored file."""
         self._conn.link.reset_input()
         seq = self._conn.next_seq
         requests: list[Request] = [BeginRequest(seq(), path, len(content), expected)]
-        for offset in range(0, len(content), MAX_CHUNK_BYTES):
-            requests.append(DataRequest(seq(), offset, content[offset : offset + MAX_CHUNK_BYTES]))
-        requests += [CommitRequest(seq()), HashRequest(seq(), path)]
+        requests += [DataRequest(seq(), offset, chunk) for offset, chunk in split_data(content)]
+        requests.append(CommitRequest(seq()))
         replies = self._conn.stream(requests)
         for reply in replies[:-1]:
             _expect(reply, AckReply, "flash step")
-        return _expect(replies[-1], HashReply, "Hash")
+        return _expect(replies[-1], HashReply, "Commit")
 
 
 def _expect(reply: Reply, kind: type[_R], command: str) -> _R:

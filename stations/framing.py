@@ -13,7 +13,10 @@ import re
 from enum import IntEnum
 
 MAX_LINE_BYTES = 1024  # including the trailing "\n"; a device needs one buffer of this size
-MAX_CHUNK_BYTES = 256  # decoded bytes of config per DATA line
+# A DATA line is `SS D <offset> <chunk>*CCCC\n`: with a 10-digit offset, 1000 encoded characters of
+# chunk keep it within MAX_LINE_BYTES (5 + 11 + 1000 + 6 = 1022). Big chunks mean few line headers.
+DATA_FIELD_CHARS = 1000  # encoded characters of one DATA chunk
+MAX_CHUNK_BYTES = DATA_FIELD_CHARS  # decoded bytes per DATA line (each byte encodes to >= 1 character)
 WINDOW = 4  # requests a station may have in flight; a device must buffer this many lines
 
 SEQ_RE = re.compile(r"[0-9A-F]{2}")
@@ -113,6 +116,21 @@ def escape(data: bytes, *, last_field: bool = False) -> str:
     if not last_field:
         return "".join(chr(b) if b in _PLAIN else f"%{b:02X}" for b in data)
     return "".join(_LAST_FIELD_CODES[b] for b in data)
+
+
+def split_data(content: bytes, budget: int = DATA_FIELD_CHARS) -> list[tuple[int, bytes]]:
+    """Cut `content` into (offset, chunk) pieces whose last-field encoding is at most `budget` chars."""
+    pieces: list[tuple[int, bytes]] = []
+    start = used = 0
+    for index, byte in enumerate(content):
+        cost = len(_LAST_FIELD_CODES[byte])
+        if used + cost > budget:
+            pieces.append((start, content[start:index]))
+            start, used = index, 0
+        used += cost
+    if start < len(content):
+        pieces.append((start, content[start:]))
+    return pieces
 
 
 def unescape(text: str, *, last_field: bool = False) -> bytes:

@@ -76,7 +76,7 @@ class BeginRequest:
 
 @dataclass(frozen=True, slots=True)
 class DataRequest:
-    """`D`: 1-256 bytes of the file at `offset`."""
+    """`D`: 1-1000 bytes of the file at `offset` (encoded, the line must still fit 1024 bytes)."""
 
     seq: int
     offset: int
@@ -85,7 +85,10 @@ class DataRequest:
 
 @dataclass(frozen=True, slots=True)
 class CommitRequest:
-    """`C`: verify the received file against BEGIN's size and SHA-256, store it atomically."""
+    """`C`: verify the received file against BEGIN's size and SHA-256, store it atomically.
+
+    The device answers with a `HashReply` of the file as stored (re-read after the write).
+    """
 
     seq: int
 
@@ -128,7 +131,7 @@ class IdentityReply:
 
 @dataclass(frozen=True, slots=True)
 class HashReply:
-    """`H`: SHA-256 and size of a stored file."""
+    """`H`: SHA-256 and size of a stored file (the reply to both `H` and `C`)."""
 
     seq: int
     sha256: str

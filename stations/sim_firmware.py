@@ -106,8 +106,8 @@ class SimulatedFirmware:
             case DataRequest():
                 return self._data(request)
             case CommitRequest(seq=seq):
-                self._commit()
-                return AckReply(seq)
+                path = self._commit()
+                return self._hash(HashRequest(seq, path))  # re-read from flash, never the received bytes
             case HashRequest():
                 return self._hash(request)
             case RebootRequest(seq=seq):
@@ -145,7 +145,8 @@ class SimulatedFirmware:
             raise DeviceFailure(ErrorCode.BAD_OFFSET, f"offset {request.offset}, have {len(transfer.data)}")
         return AckReply(request.seq)
 
-    def _commit(self) -> None:
+    def _commit(self) -> str:
+        """Verify and store the transfer; return the device path written."""
         transfer, self._transfer = self._transfer, None
         if transfer is None:
             raise DeviceFailure(ErrorCode.NO_TRANSFER, "COMMIT without BEGIN")
@@ -162,6 +163,7 @@ class SimulatedFirmware:
         except OSError as exc:
             raise DeviceFailure(ErrorCode.IO_ERROR, exc.strerror or "write failed") from None
         self.committed = target
+        return transfer.path
 
     def _hash(self, request: HashRequest) -> Reply:
         target = self.host_path(request.path)

@@ -171,7 +171,15 @@ def run_station(
         open_driver=open_driver,
         on_stage=on_stage,
     )
+    stack.callback(_join_boots, fleet)  # before the registrar closes: devices still registering
     stack.callback(station.stop)
     stack.callback(fleet.stop)
     fleet.start()
     return StationRun(station, fleet)
+
+
+def _join_boots(fleet: SimulatedFleet, timeout: float = 10.0) -> None:
+    """Let flashed devices finish registering with DPS (they run on their own threads)."""
+    deadline = time.monotonic() + timeout
+    for thread in list(fleet.boot_threads):
+        thread.join(max(0.0, deadline - time.monotonic()))

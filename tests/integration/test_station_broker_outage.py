@@ -49,7 +49,9 @@ def test_a_broker_outage_mid_run_loses_and_duplicates_nothing(
             rescan_interval_seconds=3.0,
         )
         station = run.station
-        wait_for(lambda: sum(line.states().values()) >= 2, 60, lambda: f"the first scans; states {line.states()}")
+        wait_for(
+            lambda: sum(line.states().values()) >= 2, 60, lambda: f"the first scans; states {line.states()}"
+        )
         restartable_mosquitto.restart_after(4.0)  # the line keeps working: scans/results spooled meanwhile
         wait_for(
             lambda: line.states().get("assigned", 0) == UNITS and len(station.results) >= UNITS,

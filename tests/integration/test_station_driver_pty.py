@@ -147,14 +147,16 @@ def test_persistently_dropped_replies_fail_the_flash_with_reason(
     with pytest.raises(FlashError, match=r"in 3 attempts; last: transfer interrupted .* no reply") as caught:
         driver.write_config(CONFIG_PATH, CONFIG)
     assert caught.value.retryable
-    assert device.flashed_files() == {}
+    # The whole transfer fits the window, so the device may have committed it: then only the
+    # complete, device-verified content, never a part (and the station still reports a failure).
+    assert device.flashed_files() in ({}, {CONFIG_PATH: CONFIG})
 
 
 def test_unplugged_mid_flash_raises_flash_error_and_port_is_gone(
     driver: LineProtocolDriver, device: SimulatedDevice
 ) -> None:
     port = device.port
-    device.faults.disconnect_after_chunks = 2
+    device.faults.disconnect_after_chunks = 1  # the first DATA line: configs fit 1-2 lines
     with pytest.raises(FlashError, match="device disconnected while flashing") as caught:
         driver.write_config(CONFIG_PATH, CONFIG)
     assert caught.value.retryable

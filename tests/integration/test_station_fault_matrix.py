@@ -14,17 +14,19 @@ the whole module; every test runs its own station (own name, key and port folder
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import pytest
 from conftest import Mosquitto
-from line_helpers import Line, StationRun, run_station, start_line, wait_for
+from line_helpers import Line, StationRun, register_station, run_station, start_line, wait_for
 
 from pipeline.bus.paho import PahoBus
 from pipeline.bus.ports import InboundMessage
@@ -37,10 +39,10 @@ from stations.stages import Stage, StageDetail
 
 pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="simulated devices need POSIX pseudo-terminals"),
-    pytest.mark.timeout(60),
+    pytest.mark.timeout(90),
 ]
 
-AnyFaults = Faults | ConsoleFaults
+AnyFaults: TypeAlias = Faults | ConsoleFaults
 _station_numbers = itertools.count(1)
 
 
@@ -263,3 +265,33 @@ def test_a_faulty_device_passes_after_retries_or_fails_with_the_reason(
     assert line.unit_state(unit) not in ("flashed", "assigned"), line.unit_state(unit)
     assert line.audit_count("unit.flashed", unit) == 0
     assert not setting.sniffer.saw(unit), "the station published config.flashed for an unverified write"
+
+
+# --- the CLI path: `station run --simulate 4 --sim-driver linux-console` as its own process -----
+
+
+def test_station_cli_provisions_four_simulated_consoles(setting: Setting) -> None:
+    line = setting.line
+    workdir = setting.workdir / "cli"
+    key_file = register_station(line, "CLI1", workdir)
+    env = {
+        **os.environ,
+        "EDGELINE_MQTT_URL": line.settings.mqtt_url,
+        "EDGELINE_TOPIC_ROOT": line.settings.topic_root,
+        "EDGELINE_LINE": line.settings.line,
+    }
+    command = [sys.executable, "-m", "pipeline.cli", "station", "run", "--simulate", "4"]
+    command += ["--sim-driver", "linux-console", "--watch-dir", str(workdir / "ports"), "--name", "CLI1"]
+    command += ["--key-file", str(key_file), "--serial-prefix", "CLI", "--line", line.settings.line]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "4 passed, 0 failed" in done.stdout, done.stdout[-2000:]
+    wait_for(
+        lambda: (
+            line.query("SELECT count(*) FROM units WHERE station = 'CLI1' AND state = 'assigned'") == [(4,)]
+        ),
+        30,
+        lambda: (
+            f"4 assigned units of CLI1; {line.query('SELECT state FROM units WHERE station = ?', 'CLI1')}"
+        ),
+    )

@@ -114,7 +114,12 @@ BAD_REQUESTS: list[tuple[bytes, str, ErrorCode, int | None]] = [
     (framed("03 D 00 x"), "offset '00' is not a decimal number", ErrorCode.BAD_REQUEST, 3),
     (framed("03 D 0 "), "chunk is 0 bytes", ErrorCode.BAD_REQUEST, 3),
     (framed("03 D 0 %4"), "bad escape", ErrorCode.BAD_REQUEST, 3),
-    (framed("03 D 0 " + "x" * (MAX_CHUNK_BYTES + 1)), "chunk is 257 bytes", ErrorCode.BAD_REQUEST, 3),
+    (
+        framed("03 D 0 " + "x" * (MAX_CHUNK_BYTES + 1)),
+        f"chunk is {MAX_CHUNK_BYTES + 1} bytes",
+        ErrorCode.BAD_REQUEST,
+        3,
+    ),
     (framed("04 H"), "needs 1 field(s)", ErrorCode.BAD_REQUEST, 4),
     (framed("04 H %FF"), "not valid UTF-8", ErrorCode.BAD_REQUEST, 4),
 ]
@@ -248,7 +253,7 @@ SPEC = Path(__file__).resolve().parents[2] / "docs" / "device-protocol.md"
 
 def test_every_example_line_in_the_spec_parses() -> None:
     lines = [line for line in SPEC.read_text().splitlines() if line.startswith(("> ", "< "))]
-    assert len(lines) >= 15
+    assert len(lines) >= 14
     for line in lines:
         parse = parse_request if line.startswith(">") else parse_reply
         parse(line[2:].encode() + b"\n")
