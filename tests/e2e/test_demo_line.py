@@ -134,3 +134,12 @@ def test_every_message_on_the_bus_matches_the_contract(run: dict[str, object]) -
     for topic, payload in messages:
         root = topic.split("/", 1)[0]
         validate_published(topic, payload, root=root)
+
+
+def test_demo_on_the_embedded_defaults(tmp_path: Path) -> None:
+    """The README's first command: no broker, no database configured (embedded broker, SQLite)."""
+    env = {name: "" for name in ("EDGELINE_DATABASE_URL", "EDGELINE_MQTT_URL", "EDGELINE_CONFIG")}
+    result = edgeline("demo", "--units", "6", "--stations", "2", "--keep-devices", str(tmp_path), env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "PASS: 6/6 assigned" in result.stdout
+    assert len(_flashed_configs(tmp_path)) == 6
