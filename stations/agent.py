@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.bus.cloudevents import DecodeError, decode, encode
@@ -60,16 +60,11 @@ class StationAgent:
 
     @property
     def source(self) -> str:
-        return f"edgeline/stations/{self.config.name}"
+        return station_source(self.config)
 
     def status_payload(self, online: bool) -> bytes:
         """The retained presence message (also used as the MQTT last will with online=False)."""
-        _, payload = encode(
-            StationStatus(line=self.config.line, station=self.config.name, online=online),
-            source=self.source,
-            subject=self.config.name,
-        )
-        return payload
+        return status_message(self.config, online).payload
 
     def start(self) -> None:
         """Announce presence and listen for flash commands (the bus must be connected)."""
@@ -199,10 +194,3 @@ def status_message(config: StationConfig, online: bool) -> Will:
         subject=config.name,
     )
     return Will(topic=Topics(config.topic_root).station_status(config.line, config.name), payload=payload)
-
-
-def run_until(stop: threading.Event, workers: Iterable[threading.Thread]) -> None:
-    """Block until `stop` is set, then join the workers briefly."""
-    stop.wait()
-    for worker in workers:
-        worker.join(timeout=5.0)
