@@ -79,6 +79,22 @@ def normalize_attestation(value: Any) -> JsonObject:
     return attestation
 
 
+# IoT Hub device IDs (notes §2.4): case-sensitive, at most 128 ASCII characters, letters, digits and
+# - . % _ * ? ! ( ) , : = @ $ ' ; '+' and '#' are not supported.
+DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9\-.%_*?!(),:=@$']{1,128}")
+
+
+def check_device_id(value: Any) -> None:
+    """Validate an individual enrollment's optional `deviceId` as IoT Hub would; 400 naming the rule."""
+    if value is None:
+        return
+    if not isinstance(value, str) or not DEVICE_ID_PATTERN.fullmatch(value):
+        raise bad_request(
+            "deviceId must be 1-128 ASCII characters: letters, digits and - . % _ * ? ! ( ) , : = @ $ ' "
+            "('+' and '#' are not supported by IoT Hub)."
+        )
+
+
 def _check_common(body: JsonObject) -> None:
     if body.get("provisioningStatus") not in PROVISIONING_STATUSES:
         raise bad_request("provisioningStatus must be 'enabled' or 'disabled'.")
@@ -99,6 +115,8 @@ def build_record(body: Any, id_field: str, path_id: str, existing: JsonObject | 
     if str(body.get(id_field, "")).lower() != path_id.lower():
         raise bad_request(f"{id_field} in the body must match the id in the URI.")
     _check_common(body)
+    if id_field == "registrationId":
+        check_device_id(body.get("deviceId"))
     fields = INDIVIDUAL_FIELDS if id_field == "registrationId" else GROUP_FIELDS
     record: JsonObject = {name: body.get(name) for name in fields}
     record[id_field] = existing[id_field] if existing else body[id_field]

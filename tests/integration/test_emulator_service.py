@@ -98,6 +98,20 @@ def test_api_version_is_required_and_bad_body_is_400(svc: httpx.Client, emu: Run
     assert svc.put("/enrollments/a-1", json=enrollment("a-1", attestation=short_key)).status_code == 400
 
 
+@pytest.mark.parametrize("device_id", ["edge+1", "edge#1", "édge", "x" * 129, ""])
+def test_device_id_outside_iot_hub_rules_is_400(svc: httpx.Client, device_id: str) -> None:
+    refused = svc.put("/enrollments/d-1", json={**enrollment("d-1"), "deviceId": device_id})
+    assert refused.status_code == 400
+    assert "deviceId" in refused.json()["message"]
+
+
+def test_device_id_with_iot_hub_punctuation_is_accepted(svc: httpx.Client) -> None:
+    device_id = "Edge-1.%_*?!(),:=@$'"
+    accepted = svc.put("/enrollments/d-2", json={**enrollment("d-2"), "deviceId": device_id})
+    assert accepted.status_code == 200
+    assert accepted.json()["deviceId"] == device_id
+
+
 def test_bulk_create_then_update_reports_per_item_409201(svc: httpx.Client) -> None:
     items = [enrollment(f"bulk-{i}") for i in range(2)]
     created = svc.post("/enrollments", json={"enrollments": items, "mode": "create"})
