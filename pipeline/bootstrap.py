@@ -59,7 +59,12 @@ def make_hub_registry(settings: Settings) -> HubRegistry | None:
         return None
     from pipeline.azure.hub_registry import AzureHubRegistry
 
-    return AzureHubRegistry(list(settings.iot_hub_connection_strings))
+    try:
+        return AzureHubRegistry(list(settings.iot_hub_connection_strings))
+    except SasError as exc:
+        raise ConfigError(
+            f"iot_hub_connection_strings (EDGELINE_IOT_HUB_CONNECTION_STRINGS): {exc}"
+        ) from None
 
 
 def default_client_id(role: str) -> str:
@@ -152,8 +157,9 @@ class AdminSession:
 
 
 def open_admin(settings: Settings) -> AdminSession:
-    """Wire a Context on the configured database and DPS (real Azure or the emulator, by settings)."""
+    """Wire a Context on the configured database, DPS and (if configured) IoT hubs, for revocation."""
     sealer = Sealer(settings.load_master_key())
+    hub = make_hub_registry(settings)
     dps = make_dps_client(settings)
     db = Database(settings.resolved_database_url())
     ctx = Context(
@@ -161,7 +167,7 @@ def open_admin(settings: Settings) -> AdminSession:
         uow_factory=db.uow,
         sealer=sealer,
         dps=dps,
-        hub=None,
+        hub=hub,
         topics=Topics(settings.topic_root),
     )
     return AdminSession(ctx=ctx, db=db, group_history=SqlGroupKeyHistory(db))

@@ -11,6 +11,7 @@ how the spool stores or sends (`stations.spool`, `stations.spool_sender`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -67,21 +68,42 @@ class StationAgent:
         return status_message(self.config, online).payload
 
     def start(self) -> None:
-        """Announce presence and listen for flash commands (the bus must be connected)."""
-        status_topic = self.topics.station_status(self.config.line, self.config.name)
-        self.bus.subscribe(self.topics.commands_for(self.config.line, self.config.name), self._on_command)
-        self.bus.publish(status_topic, self.status_payload(True), retain=True)
+        """Listen for flash commands, announce presence, start sending the spool; connected or not.
+
+        The bus need not be connected yet (a station PC often boots before the broker is reachable):
+        the bus sends the command subscription on every connect, and the retained online status is
+        published again after every (re)connect, since the last will may have replaced it meanwhile.
+        """
+        self.bus.on_connected(self._announce)  # before the check below, so no connect goes unannounced
+        try:
+            self.bus.subscribe(self.topics.commands_for(self.config.line, self.config.name), self._on_command)
+            if self.bus.connected:
+                self._publish_status(online=True)
+        except BusError as exc:  # the connection dropped just now: the next connect does both again
+            log.warning("station %s: %s; retrying when the broker is back", self.config.name, exc)
         self.sender.start()
 
     def stop(self) -> None:
         """Stop workers' waits, send what is spooled (briefly), say goodbye (retained offline status)."""
         self.stopping.set()
         self.sender.stop(flush_timeout=3.0)
+        if not self.bus.connected:
+            return  # the broker already published the last will (offline) when the connection was lost
+        with contextlib.suppress(BusError):  # then the broker publishes the last will instead
+            self._publish_status(online=False, timeout=3.0)
+
+    def _announce(self) -> None:
+        """Publish the retained online status after a (re)connect (runs on the bus's callback thread)."""
+        if self.stopping.is_set():
+            return
         try:
-            status_topic = self.topics.station_status(self.config.line, self.config.name)
-            self.bus.publish(status_topic, self.status_payload(False), retain=True, timeout=3.0)
-        except BusError:
-            pass
+            self._publish_status(online=True)
+        except BusError as exc:  # lost again at once: the next connect announces again
+            log.warning("station %s: cannot announce presence: %s", self.config.name, exc)
+
+    def _publish_status(self, *, online: bool, timeout: float = 10.0) -> None:
+        status_topic = self.topics.station_status(self.config.line, self.config.name)
+        self.bus.publish(status_topic, self.status_payload(online), retain=True, timeout=timeout)
 
     def publish_event(self, message: Message, *, event_id: str | None = None) -> str:
         """Spool a station event on disk for the sender and return its event id at once.

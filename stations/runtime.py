@@ -1,6 +1,8 @@
 """Builds and runs one station process: bus client with last will, agent, port supervisor, simulators.
 
 The composition root of a station; it imports pyserial-based parts only through `stations.link`.
+A station starts whether or not the broker is reachable: ports are served at once, events wait in the
+spool, and the bus keeps connecting in the background (`PahoBus.start_background`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from stations.driver import DeviceDriver, LineProtocolDriver
 from stations.link import PySerialLink
 from stations.results import PortResult
 from stations.stages import StageHook
-from stations.supervisor import StationSupervisor
+from stations.supervisor import StationSupervisor, UsbLister
 from stations.usb_ports import UsbMatch
 
 
@@ -34,12 +36,17 @@ def line_protocol_driver(baudrate: int) -> Callable[[str], DeviceDriver]:
 
 @dataclass
 class StationProcess:
-    """A running station: call `stop()` to go offline cleanly."""
+    """A running station: call `stop()` to go offline cleanly.
+
+    `broker_unreachable` says why the broker could not be reached at start (None if it could): the
+    station then runs anyway, spooling its events until the connection comes up.
+    """
 
     agent: StationAgent
     bus: Bus
     supervisor: StationSupervisor
     results: list[PortResult] = field(default_factory=list)
+    broker_unreachable: str | None = None
 
     def stop(self) -> None:
         self.agent.stop()
@@ -58,9 +65,16 @@ def start_station(
     on_result: Callable[[PortResult], None] | None = None,
     open_driver: Callable[[str], DeviceDriver] | None = None,
     usb: Sequence[UsbMatch] = (),
+    list_usb: UsbLister | None = None,
     on_stage: StageHook | None = None,
+    connect_timeout: float = 5.0,
 ) -> StationProcess:
-    """Connect to the broker (with an offline last will), announce presence and serve the ports."""
+    """Serve the ports and connect to the broker (offline last will), waiting up to `connect_timeout`.
+
+    An unreachable broker is not an error: the station is returned serving its ports, with
+    `broker_unreachable` set, and announces itself when the connection comes up. Raises BusError only
+    for a malformed `mqtt_url`; `list_usb` replaces USB enumeration (tests).
+    """
     keypair = StationKeyPair.load(config.key_file)
     results: list[PortResult] = []
     lock = threading.Lock()
@@ -78,14 +92,16 @@ def start_station(
         clean_session=clean_session,
     )
     agent = StationAgent(config, bus, keypair, on_result=sink, on_stage=on_stage)  # opens the spool
-    bus.connect()
-    agent.start()
+    agent.start()  # before connecting: the subscription and presence then come with the first CONNACK
+    bus.start_background()
     supervisor = StationSupervisor(
         agent,
         open_driver or line_protocol_driver(config.baudrate),
         ports=ports or [],
         watch_dir=watch_dir,
         usb=usb,
+        list_usb=list_usb,
     )
     supervisor.start()
-    return StationProcess(agent=agent, bus=bus, supervisor=supervisor, results=results)
+    unreachable = None if bus.wait_connected(connect_timeout) else bus.why_disconnected()
+    return StationProcess(agent, bus, supervisor, results, broker_unreachable=unreachable)

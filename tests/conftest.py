@@ -177,6 +177,11 @@ def pg_migrated_url() -> Iterator[str]:
         drop_pg_database(url)
 
 
+def empty_pg(url: str) -> None:
+    """Empty every table of the session's PostgreSQL database (and reset the audit head)."""
+    _empty_pg(url)
+
+
 def _empty_pg(url: str) -> None:
     import psycopg
 

@@ -1,7 +1,8 @@
 """`AzureHubRegistry`: IoT Hub device identities and twin tags through azure-iot-hub.
 
 Responsible for: the `HubRegistry` port on `IoTHubRegistryManager` (one per hub, chosen by the hub host
-DPS assigned), and mapping msrest/requests exceptions to `AzureError` at this one boundary.
+DPS assigned): reading identities, twin tags, enabling/disabling identities (revocation), and mapping
+msrest/requests exceptions to `AzureError` at this one boundary.
 Not responsible for: creating device identities (DPS does that on assignment) or device-side hub traffic.
 The only module importing `azure.iot.hub`; it does so lazily, inside the class, because that import
 (msrest, uamqp) costs about a second. The SDK always uses https; a private CA is trusted through
@@ -125,6 +126,33 @@ class AzureHubRegistry(HubRegistry):
             manager.update_twin(device_id, Twin(tags=dict(tags)), twin.etag)
         except _sdk_errors() as exc:
             raise error_from_sdk(exc, what=what) from None
+
+    def set_device_status(self, hub_host: str, device_id: str, *, enabled: bool, reason: str = "") -> bool:
+        """Set the identity's status with GET then PUT of the whole Device, guarded by its etag.
+
+        The fetched Device goes back unchanged but for status and statusReason, rather than through
+        `update_device_with_sas`, which rebuilds the Device and would drop capabilities.iotEdge unless
+        repeated, and the device scope of an IoT Edge device. A 412 (someone changed the device in
+        between) is retried with a fresh GET.
+        """
+        manager = self._manager(hub_host)
+        status = "enabled" if enabled else "disabled"
+        what = f"IoT hub {hub_host}: set device {device_id!r} {status}"
+        attempts = 3
+        while True:
+            attempts -= 1
+            try:
+                device = manager.get_device(device_id)
+                device.status = status
+                device.status_reason = reason[:128] or None  # IoT Hub keeps at most 128 characters
+                manager.protocol.devices.create_or_update_identity(device_id, device, device.etag)
+                return True
+            except _sdk_errors() as exc:
+                error = error_from_sdk(exc, what=what)
+                if error.status == 404:
+                    return False
+                if error.status != 412 or attempts == 0:
+                    raise error from None
 
     def close(self) -> None:
         """Drop the managers (their AMQP clients disconnect when collected)."""

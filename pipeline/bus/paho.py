@@ -3,8 +3,10 @@
 Responsible for: QoS 1 publishes that block until PUBACK, manual-ack subscriptions whose handlers run
 on a worker thread (pipeline.bus.inbox), persistent sessions under a stable client id (so a restarted
 worker gets what was queued while it was down, and un-acked messages again), reconnecting with backoff
-and re-subscribing, shared subscriptions, the last will, and turning paho/socket errors into BusError
-messages an operator can act on.
+and re-subscribing, shared subscriptions, the last will, a background mode for processes that must run
+while the broker is away (`start_background`: no error if it is unreachable, paho keeps trying),
+callbacks after every (re)connect, and turning paho/socket errors into BusError messages an operator
+can act on.
 Not responsible for: payload encoding (pipeline.bus.cloudevents), topics (pipeline.bus.topics), the
 outbox or idempotency (the service layer). Payloads are never logged: they may carry encrypted
 configs; only topics and sizes are.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
@@ -94,6 +97,7 @@ class PahoBus(Bus):
         self._pubacks, self._subacks = _Acks(), _Acks()
         self._resubscribe_mids: list[int] = []
         self._inbox = Inbox(client_id)
+        self._connected_callbacks: list[Callable[[], None]] = []
         self._client = self._make_client(will, ca_file)
 
     @classmethod
@@ -166,6 +170,38 @@ class PahoBus(Bus):
         for mid in list(self._resubscribe_mids):
             self._await_suback(mid, "(re)subscribe", deadline)
         log.info("connected to MQTT broker at %s as %s", self.address.url, self.client_id)
+
+    def start_background(self) -> None:
+        """Start connecting and return at once; an unreachable broker is not an error.
+
+        For processes that must work while the broker is away (a station spools its events on disk):
+        paho retries the first connection, and later reconnects, with backoff (1 s doubling up to 30 s)
+        on its network thread. Subscriptions made before the connection is up are sent on every
+        connect; `on_connected` callbacks say when it is. `wait_connected` tells whether it came up.
+        """
+        self._client.connect_timeout = 5.0
+        self._client.connect_async(
+            self.address.host, self.address.port, self._keepalive, **self._connect_kwargs()
+        )
+        self._client.loop_start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Whether the session is up within `timeout` seconds (use after `start_background`)."""
+        return self._connected.wait(max(timeout, 0.0))
+
+    def why_disconnected(self) -> str:
+        """Why there is no session right now, for an operator (probes the broker's port if needed)."""
+        if self.connected:
+            return "connected"
+        return self._refused or describe_unreachable(self.address)
+
+    def on_connected(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after every successful (re)connect from now on, on a thread of its own.
+
+        Not on paho's network thread: the callback may publish and wait for the PUBACK, which that
+        thread delivers.
+        """
+        self._connected_callbacks.append(callback)
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -277,6 +313,13 @@ class PahoBus(Bus):
         if not acked or error:
             raise BusError(f"MQTT broker at {self.address} did not accept the {what}: {error or 'no SUBACK'}")
 
+    def _run_connected_callbacks(self) -> None:
+        for callback in list(self._connected_callbacks):
+            try:
+                callback()
+            except Exception:  # one failing callback must not keep the others from running
+                log.exception("a connected-callback of MQTT client %s failed", self.client_id)
+
     def _stop_network(self) -> None:
         self._client.loop_stop()
         self._connected.clear()
@@ -297,6 +340,8 @@ class PahoBus(Bus):
             log.error("re-subscribing on %s failed: %s", self.address, exc)
         self._connack.set()
         log.info("MQTT session with %s up (session present: %s)", self.address, flags.session_present)
+        if self._connected_callbacks:
+            threading.Thread(target=self._run_connected_callbacks, name="mqtt-connected", daemon=True).start()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._connected.clear()

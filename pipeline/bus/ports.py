@@ -68,6 +68,14 @@ class Bus(abc.ABC):
     ) -> None:
         """Subscribe at QoS 1; `handler` runs on a worker thread and must call `message.ack()`."""
 
+    def on_connected(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after every (re)connect from now on, off the network thread (it may publish).
+
+        For state the broker may have lost or that may be stale after an outage, e.g. a retained
+        presence message overwritten by the last will. Adapters that can tell override this.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot report (re)connects")
+
     @abc.abstractmethod
     def close(self) -> None:
         """Disconnect cleanly (the last will is not sent)."""

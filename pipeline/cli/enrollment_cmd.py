@@ -8,11 +8,12 @@ Not responsible for: the DPS and database changes (pipeline.service.revocation) 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from pipeline.cli.admin import admin_session
-from pipeline.cli.main import EXIT_OK
+from pipeline.cli.main import EXIT_FAILURE, EXIT_OK
 from pipeline.service import revocation
 from pipeline.service.context import Context
 from pipeline.service.revocation import EnrollmentView, Outcome
@@ -22,19 +23,22 @@ DISABLE_HELP = (
     "`revoked`. Individual mode: the enrollment is disabled (keys kept; DPS answers `disabled`). Group "
     "mode: a device cannot be disabled inside its group, so a disabled individual enrollment with random "
     "keys is created for its registration ID; it takes precedence over the group, and the device's "
-    "token is refused (401). Devices already assigned stay in their IoT hub: disable them there too. "
+    "token is refused (401). A unit already assigned also has its IoT hub device identity disabled when "
+    "IoT hub connection strings are configured (otherwise disable it in the hub yourself). "
     "A revoked unit is refused when rescanned until `enrollment enable`."
 )
 ENABLE_HELP = (
     "Undo `disable`. Individual mode: the enrollment is enabled again (same device key). Group mode: the "
     "overriding disabled individual enrollment made by `disable` is deleted, so the group accepts the "
-    "device again. The unit goes from `revoked` to `scanned` (a human release): rescan it at a station "
-    "(rework) to take it through the line to `assigned` again."
+    "device again. An assigned unit's IoT hub device identity is enabled again (if hub connection "
+    "strings are configured). The unit goes from `revoked` to `scanned` (a human release): rescan it "
+    "at a station (rework) to take it through the line to `assigned` again."
 )
 DELETE_HELP = (
-    "Individual mode only: delete the unit's enrollment from DPS (permanent; the device gets 401) and "
-    "mark the unit `revoked`. Refused in group mode, where deleting would let the device re-enroll "
-    "through the group: use `disable` there."
+    "Individual mode only: delete the unit's enrollment from DPS (permanent; the device gets 401), "
+    "disable its IoT hub device identity if it was assigned (and hub connection strings are "
+    "configured), and mark the unit `revoked`. Refused in group mode, where deleting would let the "
+    "device re-enroll through the group: use `disable` there."
 )
 SHOW_HELP = (
     "Print the unit's state from the database, its individual enrollment in DPS (status, ETag, IoT "
@@ -89,7 +93,16 @@ def _delete(args: argparse.Namespace) -> int:
 def _change(args: argparse.Namespace, action: Callable[[Context, str], Outcome]) -> int:
     with admin_session(args) as session:
         outcome = action(session.ctx, args.registration_id)
-    print(f"{outcome.registration_id}: DPS: {outcome.dps}; unit is {outcome.unit_state}")
+    hub = "" if outcome.hub is None else f"; IoT hub: {outcome.hub}"
+    print(f"{outcome.registration_id}: DPS: {outcome.dps}{hub}; unit is {outcome.unit_state}")
+    if outcome.hub_failed:
+        # The DPS and database changes stand; the command is idempotent, so re-running retries the hub.
+        print(
+            f"edgeline enrollment: the IoT hub step failed ({outcome.hub}); DPS and the database are "
+            "already changed: re-run the same command to retry, or change the device in the hub",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     return EXIT_OK
 
 

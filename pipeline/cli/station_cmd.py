@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import secrets
+import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,9 @@ from stations.spool import SpoolError
 from stations.usb_ports import UsbMatch, UsbSpecError
 
 log = logging.getLogger(__name__)
-EXIT_BROKER_UNREACHABLE = 3
+# A malformed broker URL (EDGELINE_MQTT_URL). An unreachable broker is no error: the station serves its
+# ports and spools events until the broker is back (a station PC often boots before the broker).
+EXIT_BAD_BROKER_URL = 3
 
 
 def register(sub: Any) -> None:
@@ -68,11 +71,13 @@ def register(sub: Any) -> None:
         "or FAIL. Ports: --port (repeatable; /dev/ttyUSB0, COM3, socket://host:port, "
         "rfc2217://host:port), --usb VID:PID[:SERIAL_GLOB] (repeatable; USB serial adapters "
         "matched every second, hot-plug) and/or --watch-dir (a folder of links to ports; hot-plug). "
-        "Events wait in an on-disk spool (--spool-dir) while the broker is unreachable. "
+        "The station starts even when the MQTT broker is unreachable: it says so in one line, "
+        "serves the ports, keeps the events in an on-disk spool (--spool-dir) and keeps connecting; "
+        "when the broker is back it announces itself and sends them. "
         "On a terminal a live table shows every port; otherwise one line per result. "
         "Exit codes: 0 stopped cleanly (or every simulated device passed), 1 a device "
         "failed in --simulate mode (or another runtime error), 2 bad usage or settings (also: a "
-        "--port that does not exist or is in use), 3 the MQTT broker was unreachable at start.",
+        "--port that does not exist or is in use), 3 the MQTT broker URL is malformed.",
     )
     _add_run_arguments(run)
     run.set_defaults(func=_run)
@@ -222,10 +227,12 @@ def _serve(
             on_stage=output.on_stage,
             open_driver=driver_factory(args),
         )
-    except BusError as exc:
-        raise CommandError(str(exc), exit_code=EXIT_BROKER_UNREACHABLE) from None
+    except BusError as exc:  # only a malformed URL: an unreachable broker is waited for
+        raise CommandError(str(exc), exit_code=EXIT_BAD_BROKER_URL) from None
     except (StationKeyError, SpoolError, OSError) as exc:
         raise CommandError(str(exc)) from None
+    if station.broker_unreachable is not None:
+        print(_offline_notice(station, mqtt_url), file=sys.stderr, flush=True)
     try:
         if fleet is None:
             stop.wait()
@@ -236,6 +243,17 @@ def _serve(
         if fleet is not None:
             fleet.stop()
         station.stop()
+
+
+def _offline_notice(station: StationProcess, mqtt_url: str) -> str:
+    """The one line saying the station runs without the broker for now, and where events wait."""
+    from pipeline.bus.url import parse_mqtt_url
+
+    return (
+        f"edgeline station: MQTT broker at {parse_mqtt_url(mqtt_url).url} is unreachable "
+        f"({station.broker_unreachable}): serving the ports anyway, spooling events in "
+        f"{station.agent.spool.folder} and sending them when it is back"
+    )
 
 
 def _check_ports(ports: list[str]) -> None:

@@ -183,6 +183,23 @@ class SqlOutbox(ports.Outbox):
         query = query.with_for_update(skip_locked=True)
         return [ports.OutboxItem(r.id, r.event_id, r.topic, r.payload) for r in self._session.scalars(query)]
 
+    def claim_pending(self, limit: int) -> list[ports.OutboxItem]:
+        """Lock a batch until commit (PostgreSQL) or read it in a transaction ended at once (SQLite).
+
+        PostgreSQL: the FOR UPDATE SKIP LOCKED locks stay while the relay publishes, so another
+        relay never reads the same rows; row locks block no other writer, so holding them is cheap.
+        SQLite: every transaction is BEGIN IMMEDIATE (pipeline.db.engine), i.e. holds the one write
+        lock of the whole file; keeping it across a broker round trip would stall the line, and a
+        SQLite deployment runs one relay anyway. The caller's `mark_published` then starts a new
+        short transaction in the same session.
+        """
+        if self._session.in_transaction():
+            raise RuntimeError("claim_pending must be the first call of its unit of work")
+        items = self.pending(limit)
+        if self._session.get_bind().dialect.name == "sqlite":
+            self._session.rollback()  # read-only so far: ends the transaction and its write lock
+        return items
+
     def mark_published(self, ids: list[int], at: datetime) -> None:
         if ids:
             statement = update(t.OutboxRow).where(t.OutboxRow.id.in_(ids)).values(published_at=at)

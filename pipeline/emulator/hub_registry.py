@@ -45,6 +45,7 @@ class HubDeviceRecord:
     primary_key: str
     secondary_key: str
     status: str = "enabled"
+    status_reason: str | None = None
     version: int = 1
     tags: JsonObject = field(default_factory=dict)
     desired: JsonObject = field(default_factory=dict)
@@ -64,7 +65,7 @@ class HubDeviceRecord:
             "etag": self.etag,
             "connectionState": "Disconnected",
             "status": self.status,
-            "statusReason": None,
+            "statusReason": self.status_reason,
             "connectionStateUpdatedTime": NEVER,
             "statusUpdatedTime": NEVER,
             "lastActivityTime": NEVER,
@@ -145,7 +146,7 @@ class HubRegistry:
             return old if migrate else None
 
     def put_device(self, hub: str, body: JsonObject, if_match: str | None) -> HubDeviceRecord:
-        """Create or update a device from a `PUT /devices/{id}` body."""
+        """Create or update a device from a `PUT /devices/{id}` body (status enabled/disabled included)."""
         with self.lock:
             existing = self.devices(hub).get(body["deviceId"])
             if existing is not None:
@@ -161,6 +162,7 @@ class HubRegistry:
             )
             record.iot_edge = bool((body.get("capabilities") or {}).get("iotEdge", record.iot_edge))
             record.status = str(body.get("status") or record.status)
+            record.status_reason = body.get("statusReason")  # a PUT replaces the whole identity
             record.primary_key = keys.get("primaryKey") or record.primary_key
             record.secondary_key = keys.get("secondaryKey") or record.secondary_key
             record.version += 1 if existing else 0

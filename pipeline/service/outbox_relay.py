@@ -1,8 +1,10 @@
 """Outbox relay: publishes committed outbox rows to the bus, then marks them published (DESIGN §6).
 
 A crash between publish and mark only causes a duplicate, which consumers drop by event id; a crash
-before publish only delays the message. Reading and marking are separate short transactions so a slow
-broker never holds a database lock.
+before publish only delays the message. Several relays (one per `edgeline up` process) may share a
+database: each batch is claimed through `Outbox.claim_pending`, which keeps other relays off the rows
+until this unit of work commits where the database can lock rows (PostgreSQL), so no row is published
+twice in normal operation. How a claim is held is the Outbox adapter's business, not the relay's.
 """
 
 from __future__ import annotations
@@ -48,11 +50,10 @@ class OutboxRelay:
     def run_once(self) -> int:
         """Publish one batch; return how many rows were published."""
         with self._uow_factory() as uow:
-            items = uow.outbox.pending(self._batch)
-        if not items:
-            return 0
-        count = self._bus.publish_many([(item.topic, item.payload) for item in items])
-        with self._uow_factory() as uow:
+            items = uow.outbox.claim_pending(self._batch)
+            if not items:
+                return 0
+            count = self._bus.publish_many([(item.topic, item.payload) for item in items])
             uow.outbox.mark_published([item.id for item in items[:count]], self._clock())
             uow.commit()
         return count

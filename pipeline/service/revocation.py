@@ -10,16 +10,20 @@ device re-enroll through the group, so `delete` is refused in group mode and `en
 
 Unit states: disable and delete move the unit to `revoked`. Enable is the human release the state
 machine asks for: `revoked -> scanned`, after which the unit must be rescanned at a station (rework) to
-go through the line again. DPS is changed first, then the database, each with an audit record.
-Not responsible for: IoT Hub device identities (disable them in the hub too, notes §2.7), argument
-parsing or printing (pipeline.cli.enrollment_cmd), or HTTP (the DpsClient adapter).
+go through the line again. DPS is changed first, then the unit's IoT Hub device identity (notes §2.7:
+disabled by disable/delete, enabled by enable; only for a unit DPS assigned, and only when a hub
+registry is configured), then the database, with one audit record saying what happened in each. A hub
+failure does not undo the DPS change (which is what stops re-provisioning); it is audited and reported
+in the Outcome, and re-running the command (idempotent) retries it.
+Not responsible for: argument parsing or printing (pipeline.cli.enrollment_cmd), or HTTP/SDK calls
+(the DpsClient and HubRegistry adapters).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.azure.ports import EnrollmentInfo, IndividualEnrollmentSpec, RegistrationState
+from pipeline.azure.ports import AzureError, EnrollmentInfo, IndividualEnrollmentSpec, RegistrationState
 from pipeline.domain.keys import SecretKey
 from pipeline.domain.model import EnrollmentMode, Unit, UnitState
 from pipeline.service.common import audit, record_transition
@@ -56,6 +60,8 @@ class Outcome:
     registration_id: str
     dps: str
     unit_state: str
+    hub: str | None = None  # None: no hub step (never assigned, or no hub registry configured)
+    hub_failed: bool = False
 
 
 def show_enrollment(ctx: Context, registration_id: str) -> EnrollmentView:
@@ -77,7 +83,8 @@ def disable_enrollment(ctx: Context, registration_id: str, reason: str = "") -> 
         dps = _disable_individual(ctx, registration_id)
     else:
         dps = _override_group(ctx, registration_id)
-    return _record(ctx, registration_id, "enrollment.disabled", dps, UnitState.REVOKED, reason=reason)
+    hub = _set_hub_status(ctx, unit, enabled=False, reason=reason)
+    return _record(ctx, registration_id, "enrollment.disabled", dps, hub, UnitState.REVOKED, reason=reason)
 
 
 def enable_enrollment(ctx: Context, registration_id: str) -> Outcome:
@@ -92,7 +99,8 @@ def enable_enrollment(ctx: Context, registration_id: str) -> Outcome:
     else:
         ctx.dps.set_individual_enrollment_status(registration_id, "enabled")
         dps = "individual enrollment enabled"
-    return _record(ctx, registration_id, "enrollment.enabled", dps, UnitState.SCANNED)
+    hub = _set_hub_status(ctx, unit, enabled=True)
+    return _record(ctx, registration_id, "enrollment.enabled", dps, hub, UnitState.SCANNED)
 
 
 def delete_enrollment(ctx: Context, registration_id: str, reason: str = "") -> Outcome:
@@ -107,7 +115,8 @@ def delete_enrollment(ctx: Context, registration_id: str, reason: str = "") -> O
         )
     ctx.dps.delete_individual_enrollment(registration_id)
     dps = "individual enrollment deleted"
-    return _record(ctx, registration_id, "enrollment.deleted", dps, UnitState.REVOKED, reason=reason)
+    hub = _set_hub_status(ctx, unit, enabled=False, reason=reason)
+    return _record(ctx, registration_id, "enrollment.deleted", dps, hub, UnitState.REVOKED, reason=reason)
 
 
 def _disable_individual(ctx: Context, registration_id: str) -> str:
@@ -148,20 +157,48 @@ def _remove_override(ctx: Context, registration_id: str, existing: EnrollmentInf
     return "overriding disabled individual enrollment deleted: the group accepts the device again"
 
 
+@dataclass(frozen=True, slots=True)
+class _HubStep:
+    text: str
+    failed: bool = False
+
+
+def _set_hub_status(ctx: Context, unit: Unit, *, enabled: bool, reason: str = "") -> _HubStep | None:
+    """Enable or disable the unit's hub identity; report (never raise) an IoT Hub failure."""
+    if ctx.hub is None or not (unit.assigned_hub and unit.device_id):
+        return None
+    status = "enabled" if enabled else "disabled"
+    where = f"device {unit.device_id} in {unit.assigned_hub}"
+    try:
+        found = ctx.hub.set_device_status(unit.assigned_hub, unit.device_id, enabled=enabled, reason=reason)
+    except AzureError as exc:
+        return _HubStep(f"could not set {where} {status}: {exc}", failed=True)
+    return _HubStep(f"{where} {status}" if found else f"{where} not found (nothing to set {status})")
+
+
 def _record(
-    ctx: Context, registration_id: str, kind: str, dps: str, target: UnitState, **detail: str
+    ctx: Context,
+    registration_id: str,
+    kind: str,
+    dps: str,
+    hub: _HubStep | None,
+    target: UnitState,
+    **detail: str,
 ) -> Outcome:
-    """Audit the DPS action and move the unit to `target` (if it is not there and may go there)."""
+    """Audit the DPS and hub actions and move the unit to `target` (if it is not there and may go there)."""
+    hub_detail = {} if hub is None else {"hub": hub.text, "hub_failed": hub.failed}
     with ctx.uow_factory() as uow:
         unit = uow.units.get(registration_id, for_update=True)
         if unit is None:
             raise RevocationError(f"unit {registration_id} disappeared from the database; DPS: {dps}")
-        audit(uow, ctx, unit, kind, ACTOR, dps=dps, **detail)
+        audit(uow, ctx, unit, kind, ACTOR, dps=dps, **hub_detail, **detail)
         moved = _move(unit, target, ctx)
         if moved:
             record_transition(uow, ctx, unit, ACTOR, by=kind, **detail)
         uow.commit()
-    return Outcome(registration_id, dps, unit.state.value)
+    if hub is None:
+        return Outcome(registration_id, dps, unit.state.value)
+    return Outcome(registration_id, dps, unit.state.value, hub.text, hub.failed)
 
 
 def _move(unit: Unit, target: UnitState, ctx: Context) -> bool:

@@ -114,6 +114,16 @@ class Outbox(abc.ABC):
         """Unpublished items, oldest first."""
 
     @abc.abstractmethod
+    def claim_pending(self, limit: int) -> list[OutboxItem]:
+        """Claim unpublished items for the relay; must be the first call of its unit of work.
+
+        Where the database can lock single rows, the claim holds until the unit of work ends, so
+        relays in other processes skip these items (publish, `mark_published`, `commit`, all in the
+        one unit of work). Where a held transaction would block every other writer, the claim ends
+        at once and only one relay may run per database.
+        """
+
+    @abc.abstractmethod
     def mark_published(self, ids: list[int], at: datetime) -> None: ...
 
 

@@ -88,3 +88,22 @@ def test_wrong_hub_key_is_refused(emulator: RunningEmulator) -> None:
     with pytest.raises(AzureError) as caught:
         registry.get_device(HUB, "any")
     assert caught.value.status == 401
+
+
+def test_set_device_status_disables_and_enables_keeping_the_identity(
+    emulator: RunningEmulator, registry: AzureHubRegistry
+) -> None:
+    provision(emulator, "sn-4-mac-dd")
+
+    assert registry.set_device_status(HUB, "sn-4-mac-dd", enabled=False, reason="RMA 12") is True
+    device = registry.get_device(HUB, "sn-4-mac-dd")
+    assert device is not None
+    assert (device.status, device.iot_edge, device.tags) == ("disabled", True, {"line": "L1"})
+
+    assert registry.set_device_status(HUB, "sn-4-mac-dd", enabled=True) is True
+    device = registry.get_device(HUB, "sn-4-mac-dd")
+    assert device is not None and device.status == "enabled"
+
+
+def test_set_device_status_of_unknown_device_is_false(registry: AzureHubRegistry) -> None:
+    assert registry.set_device_status(HUB, "never-registered", enabled=False) is False
