@@ -92,8 +92,7 @@ def _validator(event_type: str) -> Draft202012Validator:
 def validate_published(topic: str, payload: bytes, root: str = "edgeline") -> None:
     """Raise ContractError unless `payload` is a documented message on its documented channel."""
     if Channel.DEADLETTER.pattern(root).match(topic):
-        if len(payload) > MAX_EVENT_BYTES:  # dead letters carry the rejected bytes unchanged
-            raise ContractError(f"dead letter on {topic} is {len(payload)} bytes; at most {MAX_EVENT_BYTES}")
+        _check_dead_letter(topic, payload)
         return
     body = _parse(topic, payload)
     cls = BY_TYPE.get(str(body.get("type")))
@@ -131,3 +130,18 @@ def _check_channel(topic: str, cls: type[Message], data: dict[str, Any], root: s
     for key in ("line", "station"):
         if key in match.groupdict() and key in data and data[key] != match[key]:
             raise ContractError(f"{topic}: data.{key} is {data[key]!r} but the topic says {match[key]!r}")
+
+
+def _check_dead_letter(topic: str, payload: bytes) -> None:
+    """A dead letter is a JSON wrapper (schemas/deadletter.json) whose reason is the topic's last segment."""
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ContractError(f"dead letter on {topic} is not JSON: {exc}") from None
+    errors = sorted(Draft202012Validator(load_schema("deadletter.json")).iter_errors(body), key=str)
+    if errors:
+        raise ContractError(
+            f"dead letter on {topic} does not match schemas/deadletter.json: {errors[0].message}"
+        )
+    if topic.rsplit("/", 1)[-1] != body["reason"]:
+        raise ContractError(f"dead letter on {topic} says reason {body['reason']!r}")

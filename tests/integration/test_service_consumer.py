@@ -15,6 +15,7 @@ import service_helpers
 from service_helpers import World, new_identity, registration_id, scan
 
 from pipeline.bus.cloudevents import decode, encode
+from pipeline.bus.contract import validate_published
 from pipeline.bus.paho import PahoBus
 from pipeline.bus.ports import InboundMessage
 from pipeline.db.transient import is_transient_db_error
@@ -72,6 +73,8 @@ class Running:
 
     def deadletter(self, index: int) -> tuple[str, dict[str, object]]:
         message = self.deadletters.wait_for(index + 1)[index]
+        # What MES integrations rely on: the published dead-letter contract (docs/asyncapi.yaml).
+        validate_published(message.topic, message.payload, root=self.ctx.topics.root)
         return message.topic, json.loads(message.payload)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import re
@@ -90,7 +91,7 @@ def test_schema_lists_exactly_the_dataclass_fields(cls: type[Message]) -> None:
 
 
 def test_every_schema_file_belongs_to_a_message() -> None:
-    known = {contract.schema_file(c.TYPE) for c in ALL_MESSAGES} | {"cloudevent.json"}
+    known = {contract.schema_file(c.TYPE) for c in ALL_MESSAGES} | {"cloudevent.json", "deadletter.json"}
     assert {p.name for p in SCHEMAS.glob("*.json")} == known
 
 
@@ -165,8 +166,33 @@ def test_unknown_type_and_non_json_are_rejected() -> None:
         validate_published(SCANNED_TOPIC, b"\xff")
 
 
-def test_dead_letters_carry_any_bytes() -> None:
-    validate_published("edgeline/v1/deadletter/invalid-payload", b"\xff garbage")
+def dead_letter(reason: str, payload: bytes = b"\xff garbage") -> bytes:
+    return json.dumps(
+        {
+            "reason": reason,
+            "detail": "not UTF-8 JSON",
+            "topic": "edgeline/v1/lines/L1/stations/S1/events/x",
+            "payload_base64": base64.b64encode(payload).decode(),
+            "payload_truncated": False,
+        }
+    ).encode()
+
+
+def test_dead_letters_wrap_any_bytes_with_the_reason() -> None:
+    validate_published("edgeline/v1/deadletter/invalid", dead_letter("invalid"))
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload"),
+    [
+        ("edgeline/v1/deadletter/invalid", b"\xff raw bytes"),
+        ("edgeline/v1/deadletter/forged", dead_letter("invalid")),
+        ("edgeline/v1/deadletter/lost", dead_letter("lost")),
+    ],
+)
+def test_dead_letters_must_be_the_documented_wrapper(topic: str, payload: bytes) -> None:
+    with pytest.raises(ContractError):
+        validate_published(topic, payload)
 
 
 # (d) the AsyncAPI document ----------------------------------------------------------------------------------
