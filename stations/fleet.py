@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,17 @@ class SimulatedFleet:
             plugged = list(self._plugged)
         for link in plugged:
             self._unplug(link)
+
+    def wait_for_boots(self, timeout: float) -> int:
+        """Wait for flashed devices to finish registering with DPS; return how many are still at it.
+
+        Boots run on daemon threads, so a process that exits without waiting would cut a device off
+        in the middle of its registration.
+        """
+        deadline = time.monotonic() + timeout
+        for thread in list(self.boot_threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return sum(thread.is_alive() for thread in self.boot_threads)
 
     def on_result(self, result: PortResult) -> None:
         """Station result sink: the operator takes the device off the fixture."""

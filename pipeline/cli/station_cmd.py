@@ -238,7 +238,7 @@ def _serve(
             stop.wait()
             return EXIT_OK
         fleet.start()
-        return _wait_for_fleet(args, station, stop)
+        return _wait_for_fleet(args, station, fleet, stop)
     finally:
         if fleet is not None:
             fleet.stop()
@@ -295,10 +295,18 @@ def _make_fleet(args: argparse.Namespace) -> SimulatedFleet:
     )
 
 
-def _wait_for_fleet(args: argparse.Namespace, station: StationProcess, stop: threading.Event) -> int:
+def _wait_for_fleet(
+    args: argparse.Namespace, station: StationProcess, fleet: SimulatedFleet, stop: threading.Event
+) -> int:
     while not stop.wait(0.5):
         if len(station.results) >= args.simulate:
             break
     failed = [r for r in station.results if r.outcome != "PASS"]
     print(f"station {args.name}: {len(station.results) - len(failed)} passed, {len(failed)} failed")
+    still_booting = fleet.wait_for_boots(timeout=120.0)
+    if still_booting:
+        print(
+            f"station {args.name}: {still_booting} simulated device(s) still registering with DPS",
+            file=sys.stderr,
+        )
     return EXIT_FAILURE if failed else EXIT_OK

@@ -180,6 +180,4 @@ def run_station(
 
 def _join_boots(fleet: SimulatedFleet, timeout: float = 10.0) -> None:
     """Let flashed devices finish registering with DPS (they run on their own threads)."""
-    deadline = time.monotonic() + timeout
-    for thread in list(fleet.boot_threads):
-        thread.join(max(0.0, deadline - time.monotonic()))
+    fleet.wait_for_boots(timeout)

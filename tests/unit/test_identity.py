@@ -306,7 +306,9 @@ def test_default_template_is_injective_except_for_serial_letter_case(
 @given(valid_serials, raw_macs())
 def test_serial_ending_in_mac_like_text_cannot_impersonate_another_unit(serial: str, mac: str) -> None:
     # The MAC part has a fixed length at the end, so a serial containing "-mac-..." stays distinguishable.
-    assume(len(serial) <= MAX_SERIAL_LENGTH - len("-mac-02-00-00-00-00-01"))  # the tricky serial must be valid
+    assume(
+        len(serial) <= MAX_SERIAL_LENGTH - len("-mac-02-00-00-00-00-01")
+    )  # the tricky serial must be valid
     tricky = DeviceIdentity.parse(f"{serial}-mac-02-00-00-00-00-01", mac)
     plain = DeviceIdentity.parse(serial, "02:00:00:00:00:01")
 
