@@ -21,7 +21,7 @@ from pipeline.config import ConfigError, Settings
 from pipeline.crypto.sealing import Sealer
 from pipeline.db.group_history import SqlGroupKeyHistory
 from pipeline.db.session import Database
-from pipeline.db.transient import is_transient_db_error
+from pipeline.db.transient import is_transient_db_error, is_write_conflict
 from pipeline.scheduler.jobs import PipelineScheduler
 from pipeline.service.consumer import Consumer
 from pipeline.service.context import Context
@@ -137,7 +137,13 @@ def build_pipeline(
     holder["relay"] = relay
     shared = WORKER_GROUP if settings.mqtt_shared_subscriptions else None
     consumer = Consumer(
-        ctx, bus, HANDLERS, is_transient_db_error, shared_group=shared, workers=settings.worker_threads
+        ctx,
+        bus,
+        HANDLERS,
+        is_transient_db_error,
+        shared_group=shared,
+        workers=settings.worker_threads,
+        is_conflict=is_write_conflict,
     )
     return Pipeline(ctx=ctx, bus=bus, db=db, relay=relay, consumer=consumer, scheduler=PipelineScheduler(ctx))
 

@@ -20,3 +20,12 @@ def is_transient_db_error(error: BaseException) -> bool:
     if isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)):
         return True
     return isinstance(error, sa_exc.DisconnectionError)
+
+
+def is_write_conflict(error: BaseException) -> bool:
+    """Whether `error` is a unique/foreign-key violation: another transaction wrote the same row first.
+
+    Worth a few immediate retries (the handler then finds the row), not an endless wait: a conflict that
+    persists is a bug or bad data and goes to the dead-letter topic.
+    """
+    return isinstance(error, sa_exc.IntegrityError)

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 _Work = tuple[Handler, Envelope, InboundMessage]
 MAX_DEADLETTER_PAYLOAD = 4096
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+CONFLICT_RETRIES = 3
 
 
 class Consumer:
@@ -48,11 +49,13 @@ class Consumer:
         *,
         shared_group: str | None = None,
         workers: int = 1,
+        is_conflict: Callable[[BaseException], bool] = lambda error: False,
     ) -> None:
         self._ctx = ctx
         self._bus = bus
         self._handlers = handlers
         self._is_transient = is_transient
+        self._is_conflict = is_conflict
         self._shared_group = shared_group
         self._stopping = threading.Event()
         self._queues: list[queue.Queue[_Work | None]] = [
@@ -104,13 +107,20 @@ class Consumer:
             self._run(*item)
 
     def _run(self, handler: Handler, envelope: Envelope, message: InboundMessage) -> None:
-        attempt = 0
+        attempt = conflicts = 0
         while not self._stopping.is_set():
             try:
                 handler(self._ctx, envelope)
             except Rejected as exc:
                 self._deadletter(message, "rejected", str(exc))
             except Exception as exc:  # one bad message must never stop the worker
+                if self._is_conflict(exc) and conflicts < CONFLICT_RETRIES:
+                    # Another worker wrote the same row first (e.g. two copies of `edgeline up` keying one
+                    # new unit from two scans): running the handler again sees that row and is a no-op.
+                    conflicts += 1
+                    log.info("%s %s: write conflict; retrying", envelope.type, envelope.subject)
+                    self._stopping.wait(0.1 * conflicts)
+                    continue
                 if self._is_transient(exc):
                     delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
                     log.warning(

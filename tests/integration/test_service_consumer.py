@@ -14,14 +14,14 @@ import pytest
 import service_helpers
 from service_helpers import World, new_identity, registration_id, scan
 
-from pipeline.bus.cloudevents import decode, encode
+from pipeline.bus.cloudevents import Envelope, decode, encode
 from pipeline.bus.contract import validate_published
 from pipeline.bus.paho import PahoBus
 from pipeline.bus.ports import InboundMessage
-from pipeline.db.transient import is_transient_db_error
+from pipeline.db.transient import is_transient_db_error, is_write_conflict
 from pipeline.domain.events import Message, UnitKeyed, UnitScanned
 from pipeline.domain.model import UnitState
-from pipeline.service.consumer import Consumer
+from pipeline.service.consumer import CONFLICT_RETRIES, Consumer
 from pipeline.service.context import Context
 from pipeline.service.messagebus import HANDLERS
 from pipeline.service.outbox_relay import OutboxRelay
@@ -171,3 +171,78 @@ def test_unit_events_flow_through_relay_and_consumer(world: World, running: Runn
     assert isinstance(received[0].message, UnitKeyed)
     assert received[0].message.registration_id == registration_id(message.serial, message.mac)
     assert relay.run_once() == 0
+
+
+def _real_integrity_error(world: World) -> Exception:
+    """Provoke a genuine unique violation in the test database (the same processed-message id twice)."""
+    event_id = str(uuid.uuid4())
+    with world.db.uow() as uow:
+        uow.processed.record(event_id, "probe", world.clock())
+        uow.commit()
+    try:
+        with world.db.uow() as uow:
+            uow.processed.record(event_id, "probe", world.clock())
+            uow.commit()
+    except Exception as exc:
+        assert is_write_conflict(exc), exc
+        return exc
+    raise AssertionError("no unique violation")
+
+
+def _inbound(ctx: Context, message: UnitScanned, acks: list[bool]) -> InboundMessage:
+    """The message as the bus hands it over, its ack recorded."""
+    _, payload = encode(message, source=f"edgeline/stations/{message.station}")
+    topic = ctx.topics.station_event(message.line, message.station, message.NAME)
+    return InboundMessage(topic=topic, payload=payload, ack=lambda: acks.append(True))
+
+
+def test_a_write_conflict_is_retried_and_then_the_handler_sees_the_row(
+    world: World, running: Running
+) -> None:
+    ctx = running.ctx
+    calls: list[int] = []
+
+    def keyer_racing_another_worker(handler_ctx: Context, envelope: Envelope) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise _real_integrity_error(world)  # what the loser of a two-worker race gets
+        HANDLERS[UnitScanned](handler_ctx, envelope)
+
+    consumer = Consumer(
+        ctx,
+        running.worker,
+        {UnitScanned: keyer_racing_another_worker},
+        is_transient_db_error,
+        is_conflict=is_write_conflict,
+    )
+    serial, mac = new_identity()
+    acks: list[bool] = []
+    consumer.on_message(_inbound(ctx, scan(serial, mac), acks))
+
+    assert (len(calls), acks) == (2, [True])
+    wait_for_state(world, registration_id(serial, mac), UnitState.KEYED)
+    assert running.deadletters.messages == []
+
+
+def test_a_conflict_that_persists_goes_to_the_dead_letter_topic(world: World, running: Running) -> None:
+    ctx = running.ctx
+    calls: list[int] = []
+
+    def always_conflicting(handler_ctx: Context, envelope: Envelope) -> None:
+        calls.append(1)
+        raise _real_integrity_error(world)
+
+    consumer = Consumer(
+        ctx,
+        running.worker,
+        {UnitScanned: always_conflicting},
+        is_transient_db_error,
+        is_conflict=is_write_conflict,
+    )
+    serial, mac = new_identity()
+    acks: list[bool] = []
+    consumer.on_message(_inbound(ctx, scan(serial, mac), acks))
+
+    assert len(calls) == 1 + CONFLICT_RETRIES and acks == [True]
+    topic, body = running.deadletter(0)
+    assert topic.endswith("/deadletter/handler-error") and "IntegrityError" in str(body["detail"])
