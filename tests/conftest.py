@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -53,7 +54,9 @@ class Mosquitto:
             "max_queued_messages 0\n"  # the default 1000 silently drops QoS 1 messages (notes §9)
             "persistence true\n"
             f"persistence_location {workdir}/\n"
-            f"log_dest file {self.log}\n"
+            f"log_dest file {self.log}\n" + ("user root\n" if os.geteuid() == 0 else "")
+            # As root, mosquitto drops to user `mosquitto`, which cannot write its persistence file here:
+            # sessions would then not survive a restart (tests of broker outages rely on them).
         )
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -221,7 +224,6 @@ def database(db_url: str) -> Iterator[Database]:
 # The shipped config, with only its container paths, listener and log destination replaced, so tests
 # exercise the same authentication, ACL and queueing settings as the compose stack.
 
-import os  # noqa: E402  (kept in this section, not at the top of the shared file)
 from collections.abc import Callable  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -303,9 +305,7 @@ class RestartableMosquitto(Mosquitto):
 
     def __init__(self, workdir: Path) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        super().__init__(workdir)
-        if os.geteuid() == 0:
-            self.config.write_text(self.config.read_text() + "user root\n")
+        super().__init__(workdir)  # the base class already keeps sessions across restarts
 
     def restart_after(self, seconds: float) -> None:
         """Stop now, start again after `seconds` (blocking)."""
