@@ -24,6 +24,7 @@ from stations.results import PortResult
 from stations.simulator import SimulatedDevice
 
 log = logging.getLogger(__name__)
+REBOOT_WAIT_SECONDS = 10.0  # how long the simulated operator waits for a passed device to start rebooting
 BootSink = Callable[[str, DeviceRegistrationResult], None]
 
 
@@ -103,6 +104,7 @@ class SimulatedFleet:
         self._folder_name = folder_name
         self._device_factory = device_factory
         self._plugged: dict[str, SimulatedUnit] = {}
+        self._rebooting: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._feed, name="fleet", daemon=True)
@@ -131,7 +133,18 @@ class SimulatedFleet:
         return sum(thread.is_alive() for thread in self.boot_threads)
 
     def on_result(self, result: PortResult) -> None:
-        """Station result sink: the operator takes the device off the fixture."""
+        """Station result sink: the operator takes the device off the fixture.
+
+        After a PASS the operator waits for the device to start rebooting (a console device may take a
+        moment to read the reboot command the station already sent); a FAIL comes off at once.
+        """
+        if result.outcome == "PASS":
+            with self._lock:
+                rebooting = self._rebooting.get(result.port)
+            if rebooting is not None and not rebooting.wait(REBOOT_WAIT_SECONDS):
+                log.warning(
+                    "simulated device on %s did not reboot within %g s", result.port, REBOOT_WAIT_SECONDS
+                )
         self._unplug(result.port)
 
     def _feed(self) -> None:
@@ -151,17 +164,19 @@ class SimulatedFleet:
             model=spec.model,
             firmware=spec.firmware,
             flash_dir=flash_dir,
-            on_boot=self._booter(spec),
+            on_boot=self._booter(spec, rebooting := threading.Event()),
             baud=self._baud,
         )
         device.start()
         with self._lock:
             self._plugged[str(link)] = device
+            self._rebooting[str(link)] = rebooting
         os.symlink(device.port, link)
 
     def _unplug(self, link: str) -> None:
         with self._lock:
             device = self._plugged.pop(link, None)
+            self._rebooting.pop(link, None)
         if device is None:
             return
         with contextlib.suppress(FileNotFoundError):
@@ -169,8 +184,9 @@ class SimulatedFleet:
         device.stop()
         self._fixtures.release()
 
-    def _booter(self, spec: DeviceSpec) -> Callable[[Path], None]:
+    def _booter(self, spec: DeviceSpec, rebooting: threading.Event) -> Callable[[Path], None]:
         def on_boot(flash_dir: Path) -> None:
+            rebooting.set()
             thread = threading.Thread(
                 target=self._boot, args=(spec, flash_dir), name=f"boot-{spec.serial}", daemon=True
             )
