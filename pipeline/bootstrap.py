@@ -24,7 +24,7 @@ from pipeline.db.session import Database
 from pipeline.db.transient import is_transient_db_error, is_write_conflict
 from pipeline.scheduler.jobs import PipelineScheduler
 from pipeline.service.consumer import Consumer
-from pipeline.service.context import Context
+from pipeline.service.context import Context, utcnow
 from pipeline.service.enrolling import ensure_group
 from pipeline.service.groups import GroupKeyHistory
 from pipeline.service.messagebus import HANDLERS
@@ -123,7 +123,7 @@ def build_pipeline(
         shared_subscriptions=settings.mqtt_shared_subscriptions,
         clean_session=clean_session,
     )
-    holder: dict[str, OutboxRelay] = {}
+    relay = OutboxRelay(db.uow, bus, utcnow, is_transient_db_error)
     ctx = Context(
         settings=settings,
         uow_factory=db.uow,
@@ -131,10 +131,8 @@ def build_pipeline(
         dps=dps or make_dps_client(settings),
         hub=hub or make_hub_registry(settings),
         topics=Topics(settings.topic_root),
-        notify_outbox=lambda: holder["relay"].wake(),
+        notify_outbox=relay.wake,
     )
-    relay = OutboxRelay(db.uow, bus, ctx.clock, is_transient_db_error)
-    holder["relay"] = relay
     shared = WORKER_GROUP if settings.mqtt_shared_subscriptions else None
     consumer = Consumer(
         ctx,

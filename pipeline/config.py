@@ -15,7 +15,7 @@ import os
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,6 @@ class Settings:
     reconcile_stuck_seconds: float = 30.0
     worker_threads: int = 4  # handler threads per `edgeline up` (units are partitioned by registration ID)
     log_level: str = "INFO"
-    extras: Mapping[str, Any] = field(default_factory=dict)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state directory."""
@@ -154,14 +153,14 @@ def load_settings(
         if not isinstance(data, dict):
             raise ConfigError(f"config file {config_path}: 'edgeline' must be a table ([edgeline])")
         for name, value in data.items():
-            if name not in _FIELDS or name == "extras":
+            if name not in _FIELDS:
                 raise ConfigError(
                     f"config file {config_path}: unknown setting {name!r}; known: {sorted(_FIELDS)}"
                 )
             values[name] = value
     for name in _FIELDS:
         env_value = env.get(f"EDGELINE_{name.upper()}")
-        if env_value is not None and name != "extras":
+        if env_value is not None:
             values[name] = env_value
     values.update({k: v for k, v in overrides.items() if v is not None})
     defaults = Settings()

@@ -94,9 +94,14 @@ def _progress_table(snap: Snapshot | None, units: int) -> Table:
     table = Table(title="edgeline demo — units by state", expand=False)
     for state in STATES:
         table.add_column(state, justify="right")
+    table.add_column("station FAIL", justify="right")
     table.add_column("elapsed", justify="right")
     counts = snap.counts if snap else {}
-    table.add_row(*[str(counts.get(s, 0)) for s in STATES], f"{snap.elapsed:.1f} s" if snap else "-")
+    table.add_row(
+        *[str(counts.get(s, 0)) for s in STATES],
+        str(snap.failed_results) if snap else "-",
+        f"{snap.elapsed:.1f} s" if snap else "-",
+    )
     return table
 
 
@@ -108,7 +113,8 @@ def _plain_progress(units: int) -> Any:
             last["printed"] = snap.elapsed
             parts = ", ".join(f"{s} {snap.counts[s]}" for s in STATES if snap.counts.get(s))
             print(
-                f"[{snap.elapsed:6.1f} s] {parts or 'waiting for scans'} (of {units})",
+                f"[{snap.elapsed:6.1f} s] {parts or 'waiting for scans'} (of {units})"
+                + (f"; {snap.failed_results} station FAIL(s)" if snap.failed_results else ""),
                 file=sys.stderr,
                 flush=True,
             )

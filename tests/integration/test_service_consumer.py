@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 import service_helpers
 from service_helpers import World, new_identity, registration_id, scan
+from test_bus_paho import Collector  # records and acks
 
 from pipeline.bus.cloudevents import Envelope, decode, encode
 from pipeline.bus.contract import validate_published
@@ -34,27 +34,6 @@ if TYPE_CHECKING:
     from conftest import Mosquitto
 
 pytestmark = pytest.mark.mosquitto
-
-
-class Collector:
-    """Records (and acks) every message it gets."""
-
-    def __init__(self) -> None:
-        self.messages: list[InboundMessage] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, message: InboundMessage) -> None:
-        message.ack()
-        with self._cond:
-            self.messages.append(message)
-            self._cond.notify_all()
-
-    def wait_for(self, count: int, timeout: float = 5.0) -> list[InboundMessage]:
-        with self._cond:
-            assert self._cond.wait_for(lambda: len(self.messages) >= count, timeout), (
-                f"got {len(self.messages)} of {count} messages"
-            )
-            return list(self.messages)
 
 
 class Running:
