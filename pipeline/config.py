@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.domain.identity import IdentityError, MacPolicy
 from pipeline.domain.keys import KeyFormatError, SecretKey
 
 DEFAULT_STATE_DIR = Path(".edgeline")
@@ -62,6 +63,16 @@ class Settings:
     reconcile_stuck_seconds: float = 30.0
     worker_threads: int = 4  # handler threads per `edgeline up` (units are partitioned by registration ID)
     log_level: str = "INFO"
+    # --- guard: unit admission (who may rework a unit, which MACs may become a unit) ---
+    rework_assigned: str = "refuse"  # refuse: an assigned unit is reworked only after `edgeline unit release`
+    mac_allowed_ouis: tuple[str, ...] = ()  # e.g. ("001B44",); empty: any OUI
+    mac_allow_locally_administered: bool = True  # false: refuse MACs with the U/L bit set
+
+    def mac_policy(self) -> MacPolicy:
+        """The MAC admission rules of these settings (checked by `_validate` at load time)."""
+        return MacPolicy.from_settings(self.mac_allowed_ouis, self.mac_allow_locally_administered)
+
+    # --- end guard ---
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state directory."""
@@ -186,3 +197,13 @@ def _validate(s: Settings) -> None:
             f"allocation_policy (EDGELINE_ALLOCATION_POLICY) must be 'hashed' or 'static', "
             f"not {s.allocation_policy!r}"
         )
+    # guard: admission settings
+    if s.rework_assigned not in ("refuse", "allow"):
+        raise ConfigError(
+            "rework_assigned (EDGELINE_REWORK_ASSIGNED) must be 'refuse' or 'allow', "
+            f"not {s.rework_assigned!r}"
+        )
+    try:
+        s.mac_policy()
+    except IdentityError as exc:
+        raise ConfigError(f"mac_allowed_ouis (EDGELINE_MAC_ALLOWED_OUIS): {exc}") from None

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -104,6 +105,7 @@ class UnitRow(Base):
     failure_retryable: Mapped[bool | None] = mapped_column(Boolean)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     rework_count: Mapped[int] = mapped_column(Integer, default=0)
+    rework_released: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # guard
     next_check_at: Mapped[datetime | None] = mapped_column(index=True)
     checks: Mapped[int] = mapped_column(Integer, default=0)
     scanned_at: Mapped[datetime | None]

@@ -26,6 +26,7 @@ _PLAIN_FIELDS = (
     "config_sha256",
     "attempts",
     "rework_count",
+    "rework_released",
     "next_check_at",
     "checks",
 )

@@ -204,6 +204,29 @@ class UnitQuarantined(Message):
     conflicting_registration_id: str
 
 
+@_message("unit.refused")
+@dataclass(frozen=True, slots=True)
+class UnitRefused(Message):
+    """Command to one station: the pipeline will not provision the unit it scanned; show why, stop waiting.
+
+    `kind`: `quarantined` (identity conflict, a human decides), `refused` (admission rules: another
+    station's unit, an assigned unit not released for rework, a scrapped unit) or `invalid` (the
+    identity itself is unacceptable). The station matches it to its port by `registration_id`, or by
+    serial and MAC when no registration ID could be built.
+    """
+
+    station: str
+    port: str
+    kind: str
+    reason: str
+    registration_id: str | None = None
+    serial: str | None = None
+    mac: str | None = None
+
+
+REFUSAL_KINDS = ("quarantined", "refused", "invalid")
+
+
 @_message("station.status")
 @dataclass(frozen=True, slots=True)
 class StationStatus(Message):
@@ -225,6 +248,7 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     UnitAssigned,
     UnitFailed,
     UnitQuarantined,
+    UnitRefused,
     StationStatus,
 )
 BY_TYPE: dict[str, type[Message]] = {m.TYPE: m for m in ALL_MESSAGES}

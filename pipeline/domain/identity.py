@@ -5,6 +5,10 @@ them into a registration ID by a configurable template (DESIGN §3).
 Not responsible for: talking to devices, or deciding whether an identity conflicts with a known unit
 (that is the keyer's job, against the database).
 
+Also responsible for the MAC admission rules (`MacPolicy`, `check_mac_admission`): which parsed MACs
+may become a unit at all. They are separate from parsing because audit look-ups and key tooling must
+still accept any well-formed MAC (the article's own example, A1:B2:..., has the group bit set).
+
 Every rejection names the offending character or rule, so an operator can act on it. Nothing is ever
 silently rewritten: a serial with `_` or `.` is rejected rather than mapped to `-`, because `007_888`
 and `007.888` would otherwise become the same unit.
@@ -113,6 +117,52 @@ def check_template(template: str) -> str:
     return template
 
 
+_OUI_RE = re.compile(r"^[0-9a-f]{6}$")
+
+
+def parse_oui(raw: str) -> str:
+    """Return an OUI (first three MAC octets) as six lowercase hex digits; accepts `:`/`-` separators."""
+    digits = re.sub(r"[:\-]", "", raw.strip()).lower()
+    if not _OUI_RE.match(digits):
+        raise IdentityError(f"OUI {raw[:40]!r} is not three hex octets; expected e.g. 00:1B:44 or 001B44")
+    return digits
+
+
+@dataclass(frozen=True, slots=True)
+class MacPolicy:
+    """Which MACs may become a unit: factories differ in the OUIs they buy and in local addresses."""
+
+    allowed_ouis: frozenset[str] = frozenset()  # six lowercase hex digits each; empty: any OUI
+    allow_locally_administered: bool = True
+
+    @classmethod
+    def from_settings(cls, allowed_ouis: tuple[str, ...], allow_locally_administered: bool) -> MacPolicy:
+        """Build the policy from the `mac_*` settings, raising IdentityError on a malformed OUI."""
+        return cls(frozenset(parse_oui(o) for o in allowed_ouis), allow_locally_administered)
+
+
+def check_mac_admission(mac: str, policy: MacPolicy) -> str:
+    """Return the canonical `mac` if it may be a unit's own address, else raise naming the rule broken."""
+    first = int(mac[:2], 16)
+    if first & 0x01:
+        raise IdentityError(
+            f"MAC address {mac} is a group (multicast) address: the I/G bit of the first octet is set, "
+            "so it cannot be a device's own address (rule: no group MACs)"
+        )
+    if first & 0x02 and not policy.allow_locally_administered:
+        raise IdentityError(
+            f"MAC address {mac} is locally administered (U/L bit of the first octet set), which "
+            "mac_allow_locally_administered = false refuses"
+        )
+    oui = mac.replace(":", "")[:6]
+    if policy.allowed_ouis and oui not in policy.allowed_ouis:
+        raise IdentityError(
+            f"MAC address {mac} has OUI {oui.upper()}, which is not in mac_allowed_ouis "
+            f"({', '.join(sorted(o.upper() for o in policy.allowed_ouis))})"
+        )
+    return mac
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceIdentity:
     """What a device says it is, parsed: serial as reported, MAC canonical."""
@@ -121,9 +171,15 @@ class DeviceIdentity:
     mac: str
 
     @classmethod
-    def parse(cls, serial: str, mac: str) -> DeviceIdentity:
-        """Parse raw serial and MAC strings, raising IdentityError naming the problem."""
-        return cls(serial=parse_serial(serial), mac=parse_mac(mac))
+    def parse(cls, serial: str, mac: str, policy: MacPolicy | None = None) -> DeviceIdentity:
+        """Parse raw serial and MAC strings, raising IdentityError naming the problem.
+
+        With a `policy` (stations and the keyer: admitting a unit) the MAC must also pass its rules.
+        """
+        identity = cls(serial=parse_serial(serial), mac=parse_mac(mac))
+        if policy is not None:
+            check_mac_admission(identity.mac, policy)
+        return identity
 
     def registration_id(self, template: str = DEFAULT_TEMPLATE) -> str:
         """Build the registration ID by the template, lowercased, MAC separators as '-'."""

@@ -87,6 +87,7 @@ class Unit:
     failure: Failure | None = None
     attempts: int = 0
     rework_count: int = 0
+    rework_released: bool = False  # an operator released it: the next scan, from any station, reworks it
     next_check_at: datetime | None = None  # confirmer: when to ask DPS again
     checks: int = 0  # confirmer: how many times DPS was asked since flashing
     stage_times: dict[str, datetime] = field(default_factory=dict)

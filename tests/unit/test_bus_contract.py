@@ -37,6 +37,7 @@ SAMPLES: dict[type[Message], Message] = {
     events.UnitAssigned: events.UnitAssigned("sn-1-mac-a", "hub1.azure-devices.net", "sn-1-mac-a"),
     events.UnitFailed: events.UnitFailed("sn-1-mac-a", "enroll", "DPS 401", False, 3),
     events.UnitQuarantined: events.UnitQuarantined("sn-1-mac-a", "same MAC", "sn-2-mac-a"),
+    events.UnitRefused: events.UnitRefused("S1", "p0", "refused", "unit is assigned", "sn-1-mac-a"),
     events.StationStatus: events.StationStatus("L1", "S1", True),
 }
 
