@@ -113,7 +113,8 @@ class Unit:
 
     def rescan(self, at: datetime) -> None:
         """Restart the unit for rework: same identity, same enrollment, config flashed again."""
-        if self.state not in _RESCANNABLE:  # quarantined/revoked: only a human may release the unit
+        released = self.state is UnitState.QUARANTINED and self.rework_released
+        if self.state not in _RESCANNABLE and not released:  # only a human may release these units
             raise TransitionError(
                 f"unit {self.registration_id}: {self.state.value} -> scanned is not allowed by a rescan; "
                 "a human must release the unit"
@@ -122,6 +123,7 @@ class Unit:
         self.transition(UnitState.SCANNED, at)
         self.rework_count += rework
         self.attempts = 0
+        self.rework_released = False  # a release is good for one rework
 
     def is_past(self, state: UnitState) -> bool:
         """Whether the unit is already beyond `state` on the happy path (for idempotent handlers)."""

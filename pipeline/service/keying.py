@@ -1,7 +1,10 @@
 """Keyer: turns a scan into a unit with a key (DESIGN §2, §3).
 
 Responsible for: creating or restarting (rework) the unit, detecting identity conflicts (quarantine),
-generating and sealing individual keys. Group keys are derived on demand, never stored per unit.
+generating and sealing individual keys. Scans it will not act on (invalid identity, MAC rules, a
+quarantined, revoked, assigned or other station's unit: pipeline.service.admission) are refused and
+the scanning station is told, in the same transaction. Group keys are derived on demand, never stored
+per unit.
 Not responsible for: DPS (the enroller) or validating what the station did on the wire (the consumer).
 """
 
@@ -11,58 +14,73 @@ from pipeline.bus.cloudevents import Envelope
 from pipeline.domain.events import UnitKeyed, UnitQuarantined, UnitScanned
 from pipeline.domain.identity import DeviceIdentity, IdentityError
 from pipeline.domain.keys import SecretKey
-from pipeline.domain.model import EnrollmentMode, Unit, UnitState
-from pipeline.service.common import Rejected, audit, device_key_context, finish, record_transition
+from pipeline.domain.model import EnrollmentMode, Failure, Unit, UnitState
+from pipeline.service.admission import refuse_scan, rescan_refusal
+from pipeline.service.common import device_key_context, finish, record_transition
 from pipeline.service.context import Context
 from pipeline.service.unit_of_work import UnitOfWork
 
 ACTOR = "keyer"
 
 
-def checked_registration_id(ctx: Context, event: UnitScanned) -> DeviceIdentity:
-    """Re-derive the registration ID from serial and MAC; a station with another template is refused."""
-    try:
-        identity = DeviceIdentity.parse(event.serial, event.mac)
-        expected = identity.registration_id(ctx.settings.registration_id_template)
-    except IdentityError as exc:
-        raise Rejected(f"scan from station {event.station}: {exc}") from None
+def checked_identity(ctx: Context, event: UnitScanned) -> DeviceIdentity:
+    """Re-derive the registration ID from serial and MAC under the MAC rules; raise IdentityError if bad."""
+    identity = DeviceIdentity.parse(event.serial, event.mac, ctx.settings.mac_policy())
+    expected = identity.registration_id(ctx.settings.registration_id_template)
     if expected != event.registration_id:
-        raise Rejected(
-            f"scan from station {event.station}: registration ID {event.registration_id!r} does not match "
-            f"{expected!r} built from serial and MAC; align registration_id_template on station and pipeline"
+        raise IdentityError(
+            f"registration ID {event.registration_id!r} does not match {expected!r} built from serial "
+            "and MAC; align registration_id_template on station and pipeline"
         )
     return identity
 
 
 def handle_scanned(ctx: Context, envelope: Envelope) -> None:
-    """Create or restart the unit and give it a key; conflicting identities are quarantined."""
+    """Create or restart the unit and give it a key; refused scans and conflicts are told to the station."""
     event = envelope.message
     assert isinstance(event, UnitScanned)
-    identity = checked_registration_id(ctx, event)
     with ctx.uow_factory() as uow:
         if uow.processed.seen(envelope.id, ACTOR):
             return
-        unit = uow.units.get(event.registration_id, for_update=True)
-        if unit is None:
-            conflict = _conflicting_unit(uow, identity)
-            unit = _new_unit(ctx, event, identity)
-            uow.units.add(unit)
-            record_transition(uow, ctx, unit, ACTOR, station=event.station, port=event.port)
-            if conflict is not None:
-                _quarantine(uow, ctx, unit, conflict)
-                finish(uow, ctx, envelope, ACTOR)
-                return
-        elif unit.state in (UnitState.QUARANTINED, UnitState.REVOKED):
-            audit(uow, ctx, unit, "unit.rescan_refused", ACTOR, state=unit.state.value, station=event.station)
+        try:
+            identity = checked_identity(ctx, event)
+        except IdentityError as exc:  # untrusted input: the station may run other rules or be forged
+            refuse_scan(uow, ctx, event, kind="invalid", reason=f"scan from station {event.station}: {exc}")
             finish(uow, ctx, envelope, ACTOR)
             return
+        unit = uow.units.get(event.registration_id, for_update=True)
+        if unit is None:
+            _admit_new(uow, ctx, event, identity)
+        elif (refusal := rescan_refusal(unit, event, ctx.settings.rework_assigned)) is not None:
+            refuse_scan(uow, ctx, event, kind=refusal[0], reason=refusal[1], unit=unit)
         else:
+            released = unit.rework_released
             _restart(ctx, unit, event)
             record_transition(
-                uow, ctx, unit, ACTOR, station=event.station, port=event.port, rework=unit.rework_count
+                uow,
+                ctx,
+                unit,
+                ACTOR,
+                station=event.station,
+                port=event.port,
+                rework=unit.rework_count,
+                released=released,
             )
-        _give_key(uow, ctx, unit)
+            _give_key(uow, ctx, unit)
         finish(uow, ctx, envelope, ACTOR)
+
+
+def _admit_new(uow: UnitOfWork, ctx: Context, event: UnitScanned, identity: DeviceIdentity) -> None:
+    """Create the unit; key it, or quarantine it (and tell the station) if its identity conflicts."""
+    conflict = _conflicting_unit(uow, identity)
+    unit = _new_unit(ctx, event, identity)
+    uow.units.add(unit)
+    record_transition(uow, ctx, unit, ACTOR, station=event.station, port=event.port)
+    if conflict is None:
+        _give_key(uow, ctx, unit)
+        return
+    reason = _quarantine(uow, ctx, unit, conflict)
+    refuse_scan(uow, ctx, event, kind="quarantined", reason=reason, unit=unit, audited=True)
 
 
 def _new_unit(ctx: Context, event: UnitScanned, identity: DeviceIdentity) -> Unit:
@@ -94,12 +112,14 @@ def _conflicting_unit(uow: UnitOfWork, identity: DeviceIdentity) -> Unit | None:
     return uow.units.find_by_mac(identity.mac) or uow.units.find_by_serial(identity.serial)
 
 
-def _quarantine(uow: UnitOfWork, ctx: Context, unit: Unit, other: Unit) -> None:
+def _quarantine(uow: UnitOfWork, ctx: Context, unit: Unit, other: Unit) -> str:
+    """Quarantine `unit`, keeping the reason on the unit itself (not only in the audit); return it."""
     reason = (
         f"identity conflict: serial {unit.serial} / MAC {unit.mac} overlaps unit "
         f"{other.registration_id} (serial {other.serial}, MAC {other.mac}); a human must decide"
     )
     unit.transition(UnitState.QUARANTINED, ctx.clock())
+    unit.failure = Failure(stage="keying", reason=reason, retryable=False)
     record_transition(uow, ctx, unit, ACTOR, reason=reason, conflicting=other.registration_id)
     ctx.emit_unit_event(
         uow,
@@ -109,6 +129,7 @@ def _quarantine(uow: UnitOfWork, ctx: Context, unit: Unit, other: Unit) -> None:
             conflicting_registration_id=other.registration_id,
         ),
     )
+    return reason
 
 
 def _give_key(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:

@@ -6,9 +6,9 @@ import pytest
 import service_helpers
 from service_helpers import World, deliver, envelope, new_identity, registration_id, scan
 
-from pipeline.domain.events import UnitKeyed, UnitQuarantined
+from pipeline.domain.events import UnitKeyed, UnitQuarantined, UnitRefused
 from pipeline.domain.model import UnitState
-from pipeline.service.common import Rejected, device_key_context
+from pipeline.service.common import device_key_context
 from pipeline.service.keying import handle_scanned
 
 # fixtures `shared_emulator` and `world` (tests/integration/service_helpers.py)
@@ -104,34 +104,43 @@ def test_quarantined_unit_is_not_restarted_by_a_rescan(world: World) -> None:
     deliver(ctx, handle_scanned, second)
     deliver(ctx, handle_scanned, second)
 
-    assert world.unit(second.registration_id).state is UnitState.QUARANTINED
+    quarantined = world.unit(second.registration_id)
+    assert quarantined.state is UnitState.QUARANTINED
+    assert quarantined.failure is not None and "identity conflict" in quarantined.failure.reason
     assert "unit.rescan_refused" in [r.kind for r in world.audit(second.registration_id)]
+    told = [m for _, m in world.outbox_of(UnitRefused, second.registration_id)]
+    assert [m.kind for m in told] == ["quarantined", "quarantined"]  # the first scan, then the rescan
+    assert all("identity conflict" in m.reason for m in told)
 
 
 @pytest.mark.parametrize(
     "template, what", [("sn-{serial}", "does not match"), ("sn-{serial}-mac-{mac}", "does not match")]
 )
-def test_registration_id_not_built_from_serial_and_mac_is_rejected(
+def test_registration_id_not_built_from_serial_and_mac_is_refused_to_the_station(
     world: World, template: str, what: str
 ) -> None:
     ctx = world.context()
     serial, mac = new_identity()
     other = registration_id(*new_identity())
     wrong = registration_id(serial, mac, template) if template != "sn-{serial}-mac-{mac}" else other
-    with pytest.raises(Rejected, match=what) as raised:
-        handle_scanned(ctx, envelope(scan(serial, mac, rid=wrong)))
-    assert "registration_id_template" in str(raised.value)
+    handle_scanned(ctx, envelope(scan(serial, mac, rid=wrong)))
+
     with world.db.uow() as uow:
         assert uow.units.count_by_state() == {}
-    assert world.outbox() == []
+    [(topic, refused)] = world.outbox_of(UnitRefused)
+    assert topic == f"{world.topic_root}/v1/lines/line1/stations/S1/commands/unit.refused"
+    assert (refused.kind, refused.registration_id, refused.serial) == ("invalid", wrong, serial)
+    assert what in refused.reason and "registration_id_template" in refused.reason
+    assert [r.kind for r in world.audit()] == ["scan.refused"]
 
 
-def test_bad_serial_is_rejected_naming_the_character(world: World) -> None:
+def test_bad_serial_is_refused_naming_the_character(world: World) -> None:
     ctx = world.context()
     _, mac = new_identity()
     message = scan("007_888", mac, rid="sn-007-888-mac-02-ed-00-00-00-01")
-    with pytest.raises(Rejected, match="'_'"):
-        handle_scanned(ctx, envelope(message))
+    handle_scanned(ctx, envelope(message))
+    [(_, refused)] = world.outbox_of(UnitRefused)
+    assert refused.kind == "invalid" and "'_'" in refused.reason
 
 
 def test_individual_mode_stores_a_sealed_key_not_the_clear_key(world: World) -> None:
