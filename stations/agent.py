@@ -1,10 +1,11 @@
 """The station agent: one worker per port, speaking to the pipeline only through the bus.
 
-Responsible for: presence (retained status + last will), routing flash commands to the port whose
-device they are for, and publishing scans and results through the offline spool: `publish_event`
-writes the encoded event to disk and returns at once (a port worker never waits for the broker); the
-spool sender delivers it, in order, when the broker is reachable — so an outage or a station restart
-delays events but never loses or duplicates them. Also relays port stage changes to the operator view.
+Responsible for: presence (retained status + last will), routing flash commands and refusals
+(`unit.refused`) to the port whose device they are for, and publishing scans and results through
+the offline spool: `publish_event` writes the encoded event to disk and returns at once (a port
+worker never waits for the broker); the spool sender delivers it, in order, when the broker is
+reachable — so an outage or a station restart delays events but never loses or duplicates them.
+Also relays port stage changes to the operator view.
 Not responsible for: the device command set (`stations.driver`), the database (stations never see it),
 how the spool stores or sends (`stations.spool`, `stations.spool_sender`).
 """
@@ -22,7 +23,14 @@ from pipeline.bus.cloudevents import DecodeError, decode, encode
 from pipeline.bus.ports import Bus, BusError, InboundMessage, Will
 from pipeline.bus.topics import Topics
 from pipeline.crypto.station_key import StationKeyPair
-from pipeline.domain.events import ConfigFlashed, FlashConfig, FlashFailed, Message, StationStatus
+from pipeline.domain.events import (
+    ConfigFlashed,
+    FlashConfig,
+    FlashFailed,
+    Message,
+    StationStatus,
+    UnitRefused,
+)
 from stations.config import StationConfig
 from stations.results import PortResult
 from stations.spool import Spool, SpoolError
@@ -31,6 +39,7 @@ from stations.stages import Stage, StageDetail, StageHook
 
 log = logging.getLogger(__name__)
 ResultSink = Callable[[PortResult], None]
+Command = FlashConfig | UnitRefused  # what a waiting port worker can receive for its unit
 
 
 class StationAgent:
@@ -54,7 +63,8 @@ class StationAgent:
         self._on_stage = on_stage
         self.spool = spool or Spool(spool_dir(config), max_events=config.spool_max_events)
         self.sender = SpoolSender(self.spool, bus, name=config.name)
-        self._waiting: dict[str, queue.Queue[FlashConfig]] = {}
+        self._waiting: dict[str, queue.Queue[Command]] = {}
+        self._waiting_macs: dict[str, str] = {}  # registration ID -> MAC, to match a refusal without ID
         self._done: dict[str, str] = {}  # registration ID -> SHA-256 flashed and verified
         self._lock = threading.Lock()
         self.stopping = threading.Event()
@@ -128,11 +138,13 @@ class StationAgent:
         except Exception:  # the display is not worth a failed unit
             log.exception("station %s: the on_stage hook failed", self.config.name)
 
-    def expect(self, registration_id: str) -> queue.Queue[FlashConfig]:
-        """Register a port worker as waiting for this unit's flash command."""
-        inbox: queue.Queue[FlashConfig] = queue.Queue()
+    def expect(self, registration_id: str, mac: str | None = None) -> queue.Queue[Command]:
+        """Register a port worker as waiting for this unit's flash command (or its refusal)."""
+        inbox: queue.Queue[Command] = queue.Queue()
         with self._lock:
             self._waiting[registration_id] = inbox
+            if mac is not None:
+                self._waiting_macs[registration_id] = mac
             self._done.pop(registration_id, None)
         return inbox
 
@@ -140,6 +152,7 @@ class StationAgent:
         """A port worker is done with a unit (sha256 set if it flashed and verified)."""
         with self._lock:
             self._waiting.pop(registration_id, None)
+            self._waiting_macs.pop(registration_id, None)
             if flashed_sha256:
                 self._done[registration_id] = flashed_sha256
 
@@ -163,11 +176,30 @@ class StationAgent:
                 self._route(command)
             except SpoolError as exc:  # the pipeline's reconciler sends the command again later
                 log.error("station %s: %s", self.config.name, exc)
+        elif isinstance(command, UnitRefused) and command.station == self.config.name:
+            self._route_refusal(command)
         else:
             log.warning(
                 "station %s: ignoring %s not addressed to it", self.config.name, type(command).__name__
             )
         message.ack()
+
+    def _route_refusal(self, refusal: UnitRefused) -> None:
+        """Hand a refusal to the port waiting for that unit, so it stops waiting and re-sending."""
+        with self._lock:
+            rid = refusal.registration_id
+            if rid is None or rid not in self._waiting:
+                rid = next((r for r, mac in self._waiting_macs.items() if mac == refusal.mac), None)
+            inbox = self._waiting.get(rid) if rid is not None else None
+        if inbox is not None:
+            inbox.put(refusal)
+        else:  # that port already gave up (timeout, unplugged): nothing waits to be told
+            log.info(
+                "station %s: the pipeline refused %s (%s), which no port is waiting for",
+                self.config.name,
+                refusal.registration_id or refusal.mac,
+                refusal.kind,
+            )
 
     def _route(self, command: FlashConfig) -> None:
         with self._lock:

@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.domain.identity import DEFAULT_TEMPLATE
+from pipeline.domain.identity import DEFAULT_TEMPLATE, MacPolicy
+
+DEFAULT_MAC_POLICY = MacPolicy()  # any OUI, locally administered allowed; group MACs always refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,3 +34,5 @@ class StationConfig:
     # Offline spool of outgoing events (stations.spool); None: `<key file>.spool` beside the key file.
     spool_dir: Path | None = None
     spool_max_events: int = 10_000
+    # MAC admission rules, the same as the pipeline's `mac_*` settings: a refused MAC is never published.
+    mac_policy: MacPolicy = DEFAULT_MAC_POLICY

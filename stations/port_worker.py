@@ -17,9 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline.crypto.envelope import EnvelopeError, open_from_pipeline
-from pipeline.domain.events import ConfigFlashed, FlashConfig, FlashFailed, ScanRejected, UnitScanned
+from pipeline.domain.events import (
+    ConfigFlashed,
+    FlashConfig,
+    FlashFailed,
+    ScanRejected,
+    UnitRefused,
+    UnitScanned,
+)
 from pipeline.domain.identity import DeviceIdentity, IdentityError
-from stations.agent import StationAgent
+from stations.agent import Command, StationAgent
 from stations.driver import DeviceDriver
 from stations.errors import LinkError, StationError
 from stations.results import PortResult
@@ -108,7 +115,7 @@ class PortWorker(threading.Thread):
             return
         self._last_identity = seen
         try:
-            identity = DeviceIdentity.parse(info.serial, info.mac)
+            identity = DeviceIdentity.parse(info.serial, info.mac, self.agent.config.mac_policy)
             visit.registration_id = identity.registration_id(self.agent.config.registration_id_template)
         except IdentityError as exc:
             self._reject(visit, str(exc), info.serial, info.mac)
@@ -133,7 +140,7 @@ class PortWorker(threading.Thread):
     def _provision(self, driver: DeviceDriver, visit: _Visit) -> None:
         cfg = self.agent.config
         assert visit.registration_id is not None and visit.serial is not None and visit.mac is not None
-        inbox = self.agent.expect(visit.registration_id)
+        inbox = self.agent.expect(visit.registration_id, visit.mac)
         flashed: str | None = None
         scan = UnitScanned(
             registration_id=visit.registration_id,
@@ -162,7 +169,7 @@ class PortWorker(threading.Thread):
         self,
         driver: DeviceDriver,
         visit: _Visit,
-        inbox: queue.Queue[FlashConfig],
+        inbox: queue.Queue[Command],
         resend_scan: Callable[[], object],
     ) -> str | None:
         cfg = self.agent.config
@@ -177,6 +184,9 @@ class PortWorker(threading.Thread):
                     "check `edgeline up` and the broker"
                 )
                 self._finish(visit, "FAIL", reason)
+                return None
+            if isinstance(command, UnitRefused):  # told at once: no waiting out the timeout, no re-sends
+                self._finish(visit, "FAIL", refusal_text(command))
                 return None
             outcome = self._flash_once(driver, visit, command)
             if outcome is None:
@@ -197,9 +207,9 @@ class PortWorker(threading.Thread):
         return None
 
     def _next_command(
-        self, inbox: queue.Queue[FlashConfig], deadline: float, resend_scan: Callable[[], object]
-    ) -> FlashConfig | None:
-        """Wait for the unit's flash command, re-sending the scan now and then; None on timeout/stop."""
+        self, inbox: queue.Queue[Command], deadline: float, resend_scan: Callable[[], object]
+    ) -> Command | None:
+        """Wait for the unit's flash command or refusal, re-sending the scan now and then; None on timeout."""
         stopping = self.agent.stopping
         next_resend = time.monotonic() + self.agent.config.rescan_interval_seconds
         while not stopping.is_set():
@@ -284,6 +294,11 @@ class PortWorker(threading.Thread):
                 elapsed_seconds=time.monotonic() - visit.started,
             )
         )
+
+
+def refusal_text(refusal: UnitRefused) -> str:
+    """The operator's one-line reason for a unit the pipeline refused."""
+    return f"{refusal.kind} by the pipeline: {refusal.reason}"
 
 
 def _clip(text: str | None) -> str | None:

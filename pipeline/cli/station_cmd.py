@@ -194,6 +194,7 @@ def _run(args: argparse.Namespace) -> int:
         topic_root=settings.topic_root,
         flash_timeout_seconds=args.flash_timeout,
         spool_dir=args.spool_dir,
+        mac_policy=settings.mac_policy(),
     )
     _check_ports(args.port)
     fleet = _make_fleet(args) if args.simulate else None
