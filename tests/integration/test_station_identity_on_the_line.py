@@ -36,6 +36,9 @@ def line(tmp_path: Path) -> Iterator[tuple[Line, ExitStack, Path]]:
             run_id=run_id,
             client_id=f"identity-{run_id}",
             reconcile_stuck_seconds=5.0,
+            # The replugged device may already be assigned when it is scanned again: let its own
+            # station rework it (the default, "refuse", would need `edgeline unit release`).
+            rework_assigned="allow",
         )
         yield started, stack, tmp_path
 
