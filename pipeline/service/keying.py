@@ -16,7 +16,7 @@ from pipeline.domain.identity import DeviceIdentity, IdentityError
 from pipeline.domain.keys import SecretKey
 from pipeline.domain.model import EnrollmentMode, Failure, Unit, UnitState
 from pipeline.service.admission import refuse_scan, rescan_refusal
-from pipeline.service.common import device_key_context, finish, record_transition
+from pipeline.service.common import Rejected, device_key_context, finish, record_transition
 from pipeline.service.context import Context
 from pipeline.service.unit_of_work import UnitOfWork
 
@@ -45,9 +45,10 @@ def handle_scanned(ctx: Context, envelope: Envelope) -> None:
         try:
             identity = checked_identity(ctx, event)
         except IdentityError as exc:  # untrusted input: the station may run other rules or be forged
-            refuse_scan(uow, ctx, event, kind="invalid", reason=f"scan from station {event.station}: {exc}")
+            reason = f"scan from station {event.station}: {exc}"
+            refuse_scan(uow, ctx, event, kind="invalid", reason=reason)
             finish(uow, ctx, envelope, ACTOR)
-            return
+            raise Rejected(reason) from None  # committed; the consumer also dead-letters it, as before
         unit = uow.units.get(event.registration_id, for_update=True)
         if unit is None:
             _admit_new(uow, ctx, event, identity)

@@ -6,6 +6,7 @@ Real parts: a migrated SQLite/PostgreSQL database, the DPS emulator over HTTP, r
 from __future__ import annotations
 
 import getpass
+import re
 import socket
 
 import pytest
@@ -15,6 +16,7 @@ from service_helpers import World, deliver, new_identity, scan, to_config_issued
 from pipeline.cli.main import main
 from pipeline.domain.events import FlashConfig, UnitKeyed, UnitRefused, UnitScanned
 from pipeline.domain.model import UnitState
+from pipeline.service.common import Rejected
 from pipeline.service.context import Context
 from pipeline.service.keying import handle_scanned
 from pipeline.service.release import ReleaseError, release_for_rework
@@ -184,7 +186,8 @@ def test_the_keyer_refuses_macs_by_the_rules_naming_the_rule(
     world: World, mac: str, settings: dict[str, object], rule: str
 ) -> None:
     ctx = world.context(**settings)
-    deliver(ctx, handle_scanned, scan("SN-MAC-1", mac))
+    with pytest.raises(Rejected, match=re.escape(rule)):
+        deliver(ctx, handle_scanned, scan("SN-MAC-1", mac))
     with world.db.uow() as uow:
         assert uow.units.count_by_state() == {}
     [told] = refusals(world, "S1")

@@ -8,7 +8,7 @@ from service_helpers import World, deliver, envelope, new_identity, registration
 
 from pipeline.domain.events import UnitKeyed, UnitQuarantined, UnitRefused
 from pipeline.domain.model import UnitState
-from pipeline.service.common import device_key_context
+from pipeline.service.common import Rejected, device_key_context
 from pipeline.service.keying import handle_scanned
 
 # fixtures `shared_emulator` and `world` (tests/integration/service_helpers.py)
@@ -123,7 +123,8 @@ def test_registration_id_not_built_from_serial_and_mac_is_refused_to_the_station
     serial, mac = new_identity()
     other = registration_id(*new_identity())
     wrong = registration_id(serial, mac, template) if template != "sn-{serial}-mac-{mac}" else other
-    handle_scanned(ctx, envelope(scan(serial, mac, rid=wrong)))
+    with pytest.raises(Rejected, match=what):  # refused to the station, and dead-lettered by the consumer
+        handle_scanned(ctx, envelope(scan(serial, mac, rid=wrong)))
 
     with world.db.uow() as uow:
         assert uow.units.count_by_state() == {}
@@ -138,7 +139,8 @@ def test_bad_serial_is_refused_naming_the_character(world: World) -> None:
     ctx = world.context()
     _, mac = new_identity()
     message = scan("007_888", mac, rid="sn-007-888-mac-02-ed-00-00-00-01")
-    handle_scanned(ctx, envelope(message))
+    with pytest.raises(Rejected, match="'_'"):
+        handle_scanned(ctx, envelope(message))
     [(_, refused)] = world.outbox_of(UnitRefused)
     assert refused.kind == "invalid" and "'_'" in refused.reason
 
