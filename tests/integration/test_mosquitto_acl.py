@@ -217,6 +217,17 @@ def test_station_reads_only_its_own_commands_and_cannot_forge_them(connect: Call
     assert got[0][0] == T.station_command(LINE, "S1", "flash")
 
 
+def test_only_the_pipeline_tells_a_station_its_scan_was_refused(connect: Callable[..., Client]) -> None:
+    s1 = connect("S1")
+    s1.subscribe(T.commands_for(LINE, "S1"))
+    worker = connect("worker")
+    s2 = connect("S2")
+    assert s2.publish(T.station_command(LINE, "S1", "unit.refused"), b"forged-refusal") == NOT_AUTHORIZED
+    assert worker.publish(T.station_command(LINE, "S1", "unit.refused"), b"refused-for-S1") in ACCEPTED
+    got = s1.expect(b"refused-for-S1")
+    assert [topic for topic, _ in got] == [T.station_command(LINE, "S1", "unit.refused")]
+
+
 def test_worker_publishes_unit_events_and_deadletters(connect: Callable[..., Client]) -> None:
     worker = connect("worker")
     worker.subscribe(f"$share/edgeline-workers/{T.all_unit_events()}")
