@@ -62,6 +62,10 @@ class Settings:
     reconcile_stuck_seconds: float = 30.0
     worker_threads: int = 4  # handler threads per `edgeline up` (units are partitioned by registration ID)
     log_level: str = "INFO"
+    # --- integr: factory integration (all off by default) ---
+    label_printer: str = ""  # tcp://HOST:9100 (raw ZPL) or file:/folder; empty: no labels
+    label_queue_dir: str = ""  # default: beside the station key file, `<key file>.labels`
+    label_preview_dir: str = ""  # PNG previews of each label's QR code; empty: none
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state directory."""
