@@ -61,7 +61,12 @@ def handle_scanned(ctx: Context, envelope: Envelope) -> None:
             record_transition(
                 uow, ctx, unit, ACTOR, station=event.station, port=event.port, rework=unit.rework_count
             )
-        _give_key(uow, ctx, unit)
+        if ctx.settings.approval_enabled():
+            audit(uow, ctx, unit, "unit.approval_requested", ACTOR)
+            finish(uow, ctx, envelope, ACTOR)
+            ctx.request_approval(unit.registration_id)  # after commit: the MES is asked off this thread
+            return
+        give_key(uow, ctx, unit)
         finish(uow, ctx, envelope, ACTOR)
 
 
@@ -111,7 +116,8 @@ def _quarantine(uow: UnitOfWork, ctx: Context, unit: Unit, other: Unit) -> None:
     )
 
 
-def _give_key(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:
+def give_key(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:
+    """Generate and seal an individual key if needed, then move the unit to `keyed`."""
     if unit.mode is EnrollmentMode.INDIVIDUAL and uow.keys.get(unit.registration_id) is None:
         # Generated here, before any DPS call, so a replayed enrollment always PUTs the same key.
         sealed = ctx.sealer.seal_key(SecretKey.generate(), context=device_key_context(unit.registration_id))
