@@ -22,9 +22,13 @@ from pipeline.crypto.sealing import Sealer
 from pipeline.db.group_history import SqlGroupKeyHistory
 from pipeline.db.session import Database
 from pipeline.db.transient import is_transient_db_error, is_write_conflict
+from pipeline.mes.command import CommandApprover
+from pipeline.mes.ports import Approver
+from pipeline.mes.webhook import WebhookApprover
 from pipeline.scheduler.jobs import PipelineScheduler
+from pipeline.service.approving import ApprovalRunner
 from pipeline.service.consumer import Consumer
-from pipeline.service.context import Context, utcnow
+from pipeline.service.context import Context, no_approval, utcnow
 from pipeline.service.enrolling import ensure_group
 from pipeline.service.groups import GroupKeyHistory
 from pipeline.service.messagebus import HANDLERS
@@ -67,6 +71,22 @@ def make_hub_registry(settings: Settings) -> HubRegistry | None:
         ) from None
 
 
+def make_approval_runner(settings: Settings) -> ApprovalRunner | None:
+    """The MES approval runner, if `approval_url` or `approval_command` is set."""
+    approver: Approver
+    try:
+        if settings.approval_url:
+            timeout, token = settings.approval_timeout_seconds, settings.approval_token
+            approver = WebhookApprover(settings.approval_url, timeout=timeout, token=token)
+        elif settings.approval_command:
+            approver = CommandApprover(settings.approval_command, timeout=settings.approval_timeout_seconds)
+        else:
+            return None
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (EDGELINE_APPROVAL_URL / EDGELINE_APPROVAL_COMMAND)") from None
+    return ApprovalRunner(approver, settings.approval_concurrency)
+
+
 def default_client_id(role: str) -> str:
     """A stable MQTT client id per host and role, so persistent sessions survive restarts."""
     return os.environ.get("EDGELINE_CLIENT_ID") or f"edgeline-{role}-{socket.gethostname()}"[:64]
@@ -82,6 +102,7 @@ class Pipeline:
     relay: OutboxRelay
     consumer: Consumer
     scheduler: PipelineScheduler
+    approvals: ApprovalRunner | None = None
     started: bool = field(default=False)
 
     def start(self) -> None:
@@ -99,6 +120,8 @@ class Pipeline:
         if self.started:
             self.scheduler.stop()
             self.consumer.stop()
+            if self.approvals is not None:
+                self.approvals.stop()
             self.relay.stop()
         self.bus.close()
         self.ctx.dps.close()
@@ -124,6 +147,7 @@ def build_pipeline(
         clean_session=clean_session,
     )
     relay = OutboxRelay(db.uow, bus, utcnow, is_transient_db_error)
+    approvals = make_approval_runner(settings)
     ctx = Context(
         settings=settings,
         uow_factory=db.uow,
@@ -132,7 +156,10 @@ def build_pipeline(
         hub=hub or make_hub_registry(settings),
         topics=Topics(settings.topic_root),
         notify_outbox=relay.wake,
+        request_approval=approvals.submit if approvals else no_approval,
     )
+    if approvals is not None:
+        approvals.bind(ctx)
     shared = WORKER_GROUP if settings.mqtt_shared_subscriptions else None
     consumer = Consumer(
         ctx,
@@ -143,7 +170,8 @@ def build_pipeline(
         workers=settings.worker_threads,
         is_conflict=is_write_conflict,
     )
-    return Pipeline(ctx=ctx, bus=bus, db=db, relay=relay, consumer=consumer, scheduler=PipelineScheduler(ctx))
+    scheduler = PipelineScheduler(ctx)
+    return Pipeline(ctx, bus, db, relay, consumer, scheduler, approvals=approvals)
 
 
 @dataclass

@@ -73,10 +73,25 @@ class Settings:
         return MacPolicy.from_settings(self.mac_allowed_ouis, self.mac_allow_locally_administered)
 
     # --- end guard ---
+    # --- integr: factory integration (all off by default) ---
+    label_printer: str = ""  # tcp://HOST:9100 (raw ZPL) or file:/folder; empty: no labels
+    label_queue_dir: str = ""  # default: beside the station key file, `<key file>.labels`
+    label_preview_dir: str = ""  # PNG previews of each label's QR code; empty: none
+    approval_url: str = ""  # MES webhook (POST JSON); empty and no approval_command: no approval step
+    approval_command: str = ""  # or a local program: unit JSON on stdin, decision JSON on stdout
+    approval_token: str = ""  # sent as `Authorization: Bearer ...` to approval_url
+    approval_timeout_seconds: float = 5.0
+    approval_retries: int = 2  # more attempts when the MES is unreachable or answers 5xx/429
+    approval_fail_mode: str = "closed"  # closed: the unit waits (failed, retried); open: it is keyed
+    approval_concurrency: int = 8  # MES requests in flight at once per `edgeline up`
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state directory."""
         return self.database_url or f"sqlite:///{(self.state_dir / 'edgeline.db').resolve()}"
+
+    def approval_enabled(self) -> bool:
+        """Whether units need the MES's approval before they get a key."""
+        return bool(self.approval_url or self.approval_command)
 
     def group_id(self) -> str:
         """The enrollment group ID for this product (group mode)."""
@@ -192,6 +207,13 @@ def _validate(s: Settings) -> None:
             f"edge_version (EDGELINE_EDGE_VERSION) must be '1.2' (config.toml) or '1.1' "
             f"(config.yaml), not {s.edge_version!r}"
         )
+    if s.approval_fail_mode not in ("closed", "open"):
+        raise ConfigError(
+            f"approval_fail_mode (EDGELINE_APPROVAL_FAIL_MODE) must be 'closed' (units wait for the MES) "
+            f"or 'open' (units pass when the MES is unreachable), not {s.approval_fail_mode!r}"
+        )
+    if s.approval_url and s.approval_command:
+        raise ConfigError("set approval_url or approval_command, not both (EDGELINE_APPROVAL_URL / _COMMAND)")
     if s.allocation_policy not in ("hashed", "static"):
         raise ConfigError(
             f"allocation_policy (EDGELINE_ALLOCATION_POLICY) must be 'hashed' or 'static', "

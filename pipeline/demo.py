@@ -28,6 +28,7 @@ from pipeline.crypto.station_key import StationKeyPair
 from pipeline.db import migrate
 from pipeline.domain.identity import DeviceIdentity
 from pipeline.emulator.server import EmulatorConfig, RunningEmulator, start_emulator
+from pipeline.mes.stub import StubMes
 from pipeline.service.unit_of_work import StationRecord
 from stations.config import StationConfig
 from stations.fleet import DeviceSpec, SimulatedFleet, make_devices
@@ -47,6 +48,7 @@ class DemoOptions:
     keep_devices: Path | None = None
     timeout: float | None = None
     baud: int | None = None
+    approval: bool = False  # ask a stub MES (pipeline.mes.stub) before each unit gets its key
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,9 @@ def run_demo(base: Settings, options: DemoOptions, on_progress: Callable[[Snapsh
         settings = demo_settings(
             base, workdir=workdir, broker_url=broker_url, embedded=embedded, run_id=run_id, emulator=emulator
         )
+        if options.approval:
+            mes = stack.enter_context(StubMes())
+            settings = replace(settings, approval_url=mes.url)
         migrate.upgrade(settings.resolved_database_url())
         hub = AzureHubRegistry(
             {name: emulator.hub_connection_string(name) for name in DEMO_HUBS}, verify=emulator.ca_file

@@ -48,6 +48,11 @@ def register(sub: Any) -> None:
         metavar="DIR",
         help="keep each device's flashed files in DIR/<registration id>/",
     )
+    parser.add_argument(
+        "--approval",
+        action="store_true",
+        help="ask a stub MES (a local HTTP webhook) to approve each unit before it gets its key",
+    )
     parser.add_argument("--baud", type=int, help="pace simulated serial lines like a UART at this baud rate")
     parser.add_argument(
         "--timeout",
@@ -68,6 +73,7 @@ def _demo(args: argparse.Namespace) -> int:
         keep_devices=args.keep_devices.resolve() if args.keep_devices else None,
         timeout=args.timeout,
         baud=args.baud,
+        approval=args.approval,
     )
     console = Console(stderr=True)
     console.print(

@@ -16,6 +16,7 @@ from pipeline.bus.topics import TopicError, check_segment
 from pipeline.cli.common import settings_from, stop_event_on_signals
 from pipeline.cli.driver_options import add_driver_arguments, driver_factory, sim_device_factory
 from pipeline.cli.main import EXIT_FAILURE, EXIT_OK, CommandError
+from pipeline.cli.station_labels import start_labels
 from pipeline.cli.station_output import StationOutput
 from pipeline.crypto.station_key import StationKeyError, StationKeyPair, public_key_from_text
 from pipeline.service.unit_of_work import StationRecord
@@ -202,8 +203,13 @@ def _run(args: argparse.Namespace) -> int:
     output = StationOutput(args.name, jsonl=args.jsonl)
     if fleet is not None:
         output.extra.append(fleet.on_result)
-    with output:
-        return _serve(args, config, settings.mqtt_url, usb, output, fleet, stop)
+    labels = start_labels(settings, config, output)
+    try:
+        with output:
+            return _serve(args, config, settings.mqtt_url, usb, output, fleet, stop)
+    finally:
+        if labels is not None:
+            labels.stop()
 
 
 def _serve(

@@ -155,6 +155,20 @@ class StationRow(Base):
     created_at: Mapped[datetime]
 
 
+class UnitApprovalRow(Base):
+    """The MES's latest decision on a unit (pre-provisioning approval), with its extra tags and hub."""
+
+    __tablename__ = "unit_approvals"
+
+    registration_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    allowed: Mapped[bool]
+    source: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    tags: Mapped[str] = mapped_column(Text)  # JSON object of strings
+    iot_hub: Mapped[str | None] = mapped_column(String(253))
+    decided_at: Mapped[datetime]
+
+
 class OutboxRow(Base):
     """A message committed with a state change; `published_at` is set by the relay."""
 

@@ -11,6 +11,7 @@ from typing import Self
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipeline.db.approvals import SqlApprovalRepository
 from pipeline.db.audit_chain import SqlAuditLog
 from pipeline.db.repositories import (
     SqlGroupRepository,
@@ -51,6 +52,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.outbox = SqlOutbox(session)
         self.processed = SqlProcessedMessages(session)
         self.audit = SqlAuditLog(session)
+        self.approvals = SqlApprovalRepository(session)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -159,7 +159,9 @@ def _check_in_hub(ctx: Context, unit: Unit, hub: str, device_id: str) -> str:
         if not device.iot_edge:
             return f"device {device_id} in hub {hub} is not an IoT Edge device: check the enrollment"
         if unit.mode is EnrollmentMode.GROUP:
-            ctx.hub.update_twin_tags(hub, device_id, unit_tags(unit))
+            with ctx.uow_factory() as uow:
+                approval = uow.approvals.get(unit.registration_id)
+            ctx.hub.update_twin_tags(hub, device_id, unit_tags(unit, approval))
             return "ok: IoT Edge identity present, twin tagged"
         return "ok: IoT Edge identity present"
     except AzureError as exc:

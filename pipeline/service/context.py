@@ -22,6 +22,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def no_approval(registration_id: str) -> None:
+    """`request_approval` where no MES approval is configured: nothing to ask."""
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """Dependencies of the service layer, injected so tests can pass their own."""
@@ -34,6 +38,7 @@ class Context:
     topics: Topics
     clock: Callable[[], datetime] = utcnow
     notify_outbox: Callable[[], None] = lambda: None
+    request_approval: Callable[[str], None] = no_approval  # hand a scanned unit to the MES approval runner
 
     def emit(self, uow: UnitOfWork, message: Message, topic: str) -> str:
         """Queue `message` in the outbox of `uow` (published after commit); return its event id."""

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from pipeline.azure.ports import AzureError, EnrollmentGroupSpec, IndividualEnrollmentSpec
 from pipeline.bus.cloudevents import Envelope
+from pipeline.domain.approval import ApprovalDecision
 from pipeline.domain.events import UnitEnrolled, UnitKeyed
 from pipeline.domain.keys import SecretKey
 from pipeline.domain.model import EnrollmentMode, Unit, UnitState
@@ -44,7 +45,10 @@ def handle_keyed(ctx: Context, envelope: Envelope) -> None:
             finish(uow, ctx, envelope, ACTOR)
             return
         batch = _waiting_batch(uow, unit)
-        specs = [_individual_spec(ctx, u, device_key(uow, ctx, u)) for u in batch]
+        specs = [
+            _individual_spec(ctx, u, device_key(uow, ctx, u), uow.approvals.get(u.registration_id))
+            for u in batch
+        ]
     results = _enroll(ctx, specs)
     with ctx.uow_factory() as uow:
         for spec in specs:
@@ -90,22 +94,31 @@ def _enroll_failure_reason(error: AzureError) -> str:
     return f"DPS individual enrollment failed: {error}{retry}"
 
 
-def _individual_spec(ctx: Context, unit: Unit, key: SecretKey) -> IndividualEnrollmentSpec:
+def _individual_spec(
+    ctx: Context, unit: Unit, key: SecretKey, approval: ApprovalDecision | None
+) -> IndividualEnrollmentSpec:
     # The secondary key equals the primary: edgeline flashes one key, and a distinct secondary that no
     # device knows would only be a second secret to protect. Rotation replaces both.
+    hubs, policy = ctx.settings.iot_hubs, ctx.settings.allocation_policy if ctx.settings.iot_hubs else None
+    if approval is not None and approval.iot_hub:  # the MES chose this unit's hub
+        hubs, policy = (approval.iot_hub,), "static"
     return IndividualEnrollmentSpec(
         registration_id=unit.registration_id,
         primary_key=key,
         secondary_key=key,
-        tags=unit_tags(unit),
-        iot_hubs=ctx.settings.iot_hubs,
-        allocation_policy=ctx.settings.allocation_policy if ctx.settings.iot_hubs else None,
+        tags=unit_tags(unit, approval),
+        iot_hubs=hubs,
+        allocation_policy=policy,
     )
 
 
-def unit_tags(unit: Unit) -> dict[str, str]:
-    """Per-unit twin tags (initial twin in individual mode, twin patch after assignment in group mode)."""
-    tags = {
+def unit_tags(unit: Unit, approval: ApprovalDecision | None = None) -> dict[str, str]:
+    """Per-unit twin tags (initial twin in individual mode, twin patch after assignment in group mode).
+
+    Extra tags from the MES's approval come first, so they can never overwrite edgeline's own.
+    """
+    tags = dict(approval.tags) if approval is not None else {}
+    tags |= {
         "line": unit.line,
         "station": unit.station,
         "serial": unit.serial,

@@ -16,7 +16,7 @@ from pipeline.domain.identity import DeviceIdentity, IdentityError
 from pipeline.domain.keys import SecretKey
 from pipeline.domain.model import EnrollmentMode, Failure, Unit, UnitState
 from pipeline.service.admission import refuse_scan, rescan_refusal
-from pipeline.service.common import Rejected, device_key_context, finish, record_transition
+from pipeline.service.common import Rejected, audit, device_key_context, finish, record_transition
 from pipeline.service.context import Context
 from pipeline.service.unit_of_work import UnitOfWork
 
@@ -50,8 +50,9 @@ def handle_scanned(ctx: Context, envelope: Envelope) -> None:
             finish(uow, ctx, envelope, ACTOR)
             raise Rejected(reason) from None  # committed; the consumer also dead-letters it, as before
         unit = uow.units.get(event.registration_id, for_update=True)
+        needs_approval = False
         if unit is None:
-            _admit_new(uow, ctx, event, identity)
+            needs_approval = _admit_new(uow, ctx, event, identity)
         elif (refusal := rescan_refusal(unit, event, ctx.settings.rework_assigned)) is not None:
             refuse_scan(uow, ctx, event, kind=refusal[0], reason=refusal[1], unit=unit)
         else:
@@ -67,21 +68,33 @@ def handle_scanned(ctx: Context, envelope: Envelope) -> None:
                 rework=unit.rework_count,
                 released=released,
             )
-            _give_key(uow, ctx, unit)
+            needs_approval = _key_or_ask(uow, ctx, unit)
         finish(uow, ctx, envelope, ACTOR)
+    if needs_approval:
+        ctx.request_approval(event.registration_id)  # after commit: the MES is asked off this thread
 
 
-def _admit_new(uow: UnitOfWork, ctx: Context, event: UnitScanned, identity: DeviceIdentity) -> None:
-    """Create the unit; key it, or quarantine it (and tell the station) if its identity conflicts."""
+def _admit_new(uow: UnitOfWork, ctx: Context, event: UnitScanned, identity: DeviceIdentity) -> bool:
+    """Create the unit; key it (or ask the MES), or quarantine it and tell the station if its identity
+    conflicts. True if the MES must be asked."""
     conflict = _conflicting_unit(uow, identity)
     unit = _new_unit(ctx, event, identity)
     uow.units.add(unit)
     record_transition(uow, ctx, unit, ACTOR, station=event.station, port=event.port)
     if conflict is None:
-        _give_key(uow, ctx, unit)
-        return
+        return _key_or_ask(uow, ctx, unit)
     reason = _quarantine(uow, ctx, unit, conflict)
     refuse_scan(uow, ctx, event, kind="quarantined", reason=reason, unit=unit, audited=True)
+    return False
+
+
+def _key_or_ask(uow: UnitOfWork, ctx: Context, unit: Unit) -> bool:
+    """Key the unit now, or (MES approval on) leave it `scanned` for the approval runner; True if asked."""
+    if ctx.settings.approval_enabled():
+        audit(uow, ctx, unit, "unit.approval_requested", ACTOR)
+        return True
+    give_key(uow, ctx, unit)
+    return False
 
 
 def _new_unit(ctx: Context, event: UnitScanned, identity: DeviceIdentity) -> Unit:
@@ -133,7 +146,8 @@ def _quarantine(uow: UnitOfWork, ctx: Context, unit: Unit, other: Unit) -> str:
     return reason
 
 
-def _give_key(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:
+def give_key(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:
+    """Generate and seal an individual key if needed, then move the unit to `keyed`."""
     if unit.mode is EnrollmentMode.INDIVIDUAL and uow.keys.get(unit.registration_id) is None:
         # Generated here, before any DPS call, so a replayed enrollment always PUTs the same key.
         sealed = ctx.sealer.seal_key(SecretKey.generate(), context=device_key_context(unit.registration_id))

@@ -24,6 +24,7 @@ BATCH = 100
 STUCK_STATES = (UnitState.KEYED, UnitState.ENROLLED, UnitState.CONFIG_ISSUED)
 # Where a retryable failure restarts: the state before the stage that failed.
 RETRY_FROM = {
+    "approval": UnitState.SCANNED,
     "enroll": UnitState.KEYED,
     "config": UnitState.ENROLLED,
     "flash": UnitState.ENROLLED,
@@ -35,27 +36,34 @@ def reconcile(ctx: Context) -> int:
     """Re-drive stuck units and due retries; return how many were touched."""
     now = ctx.clock()
     stuck_for = timedelta(seconds=ctx.settings.reconcile_stuck_seconds)
+    # Units waiting for the MES are asked again after commit (the approval runner reads the database).
+    approvals: list[str] = []
+    stuck_states = STUCK_STATES + ((UnitState.SCANNED,) if ctx.settings.approval_enabled() else ())
     with ctx.uow_factory() as uow:
         touched = 0
-        for unit in uow.units.stuck(STUCK_STATES, now - stuck_for, BATCH):
-            _redrive(uow, ctx, unit)
+        for unit in uow.units.stuck(stuck_states, now - stuck_for, BATCH):
+            _redrive(uow, ctx, unit, approvals)
             touched += 1
         for unit in uow.units.stuck((UnitState.FAILED,), now - stuck_for, BATCH):
             if _retry_due(ctx, unit, stuck_for):
-                _retry(uow, ctx, unit)
+                _retry(uow, ctx, unit, approvals)
                 touched += 1
         uow.commit()
     ctx.notify_outbox()
+    for registration_id in approvals:
+        ctx.request_approval(registration_id)
     return touched
 
 
-def _redrive(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:
+def _redrive(uow: UnitOfWork, ctx: Context, unit: Unit, approvals: list[str]) -> None:
     audit(uow, ctx, unit, "unit.redriven", ACTOR, state=unit.state.value)
     if unit.state is UnitState.CONFIG_ISSUED:
         issue_config(uow, ctx, unit)  # the station never answered: send the command again
         return
     unit.updated_at = ctx.clock()
     uow.units.save(unit)
+    if unit.state is UnitState.SCANNED:  # waiting for the MES (approval on): ask it again
+        approvals.append(unit.registration_id)
     _emit_next(uow, ctx, unit)
 
 
@@ -82,11 +90,13 @@ def _retry_due(ctx: Context, unit: Unit, stuck_for: timedelta) -> bool:
     return ctx.clock() - unit.updated_at >= stuck_for * float(2 ** max(unit.attempts - 1, 0))
 
 
-def _retry(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:
+def _retry(uow: UnitOfWork, ctx: Context, unit: Unit, approvals: list[str]) -> None:
     assert unit.failure is not None
     stage = unit.failure.stage
     unit.transition(RETRY_FROM[stage], ctx.clock())
     if unit.state is UnitState.FLASHED:
         unit.next_check_at = ctx.clock()
     record_transition(uow, ctx, unit, ACTOR, retry_of=stage, attempt=unit.attempts + 1)
+    if unit.state is UnitState.SCANNED:
+        approvals.append(unit.registration_id)
     _emit_next(uow, ctx, unit)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Self
 
+from pipeline.domain.approval import ApprovalDecision
 from pipeline.domain.model import Unit, UnitState
 
 
@@ -105,6 +106,16 @@ class StationRepository(abc.ABC):
     def list(self) -> list[StationRecord]: ...
 
 
+class ApprovalRepository(abc.ABC):
+    @abc.abstractmethod
+    def get(self, registration_id: str) -> ApprovalDecision | None:
+        """The MES's latest decision on the unit, if approval is in use."""
+
+    @abc.abstractmethod
+    def put(self, registration_id: str, decision: ApprovalDecision, at: datetime) -> None:
+        """Insert or replace the unit's decision (a rework asks again)."""
+
+
 class Outbox(abc.ABC):
     @abc.abstractmethod
     def add(self, event_id: str, topic: str, payload: bytes) -> None: ...
@@ -153,6 +164,7 @@ class UnitOfWork(abc.ABC):
     outbox: Outbox
     processed: ProcessedMessages
     audit: AuditLog
+    approvals: ApprovalRepository
 
     def __enter__(self) -> Self:
         return self
