@@ -137,6 +137,13 @@ def _filtered(
     return query
 
 
+def present_values(db: Database, column: str) -> list[str]:
+    """The distinct values of a unit's `line` or `station` in the database, sorted (for error messages)."""
+    attribute = {"line": UnitRow.line, "station": UnitRow.station}[column]
+    with db.session() as session:
+        return sorted(v for v in session.scalars(select(attribute).distinct()) if v is not None)
+
+
 def unit_timeline(db: Database, key: str) -> Timeline | None:
     """The unit whose registration ID, serial or MAC (any separator style) is `key`, with its records."""
     with db.session() as session:
