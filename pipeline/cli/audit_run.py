@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import IO, Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -29,6 +30,7 @@ from pipeline.db.session import Database
 STAGES = (("keyed", "k"), ("enrolled", "e"), ("config_issued", "c"), ("flashed", "f"), ("assigned", "a"))
 FAILURE_WIDTH = 28
 PIPE_WIDTH = 120  # a pipe or file gets 120-column rows (rich would otherwise assume 80)
+NARROW = 110
 
 
 @contextmanager
@@ -76,31 +78,38 @@ def units(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         audit.write_csv(found, sys.stdout)
     else:
-        _console().print(units_table(found))
+        console = _console()
+        console.print(units_table(found, console.width))
     return EXIT_OK
 
 
-def units_table(found: list[audit.UnitView]) -> Table:
-    """The compact view: who, where, how far, how long each stage took, why it failed (shortened)."""
+def units_table(found: list[audit.UnitView], width: int = PIPE_WIDTH) -> Table:
+    """The compact view: who, where, how far, how long each stage took, why it failed (shortened).
+
+    Narrower than NARROW columns, the serial column is left out when every registration ID already
+    contains the serial (the default template `sn-{serial}-mac-{mac}` does).
+    """
+    serial_column = width >= NARROW or any(u.serial.lower() not in u.registration_id for u in found)
     table = Table(
         title=f"{len(found)} unit(s)",
         caption="stages: seconds to k(eyed) e(nrolled) c(onfig issued) f(lashed) a(ssigned); "
         "every field: --format json|csv",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
     )
-    table.add_column("registration id", no_wrap=True, overflow="ellipsis", max_width=40)
-    table.add_column("serial", no_wrap=True, overflow="ellipsis", max_width=16)
+    # Identity and state never wrap; stage times and the (already shortened) reason give way first.
+    table.add_column("registration id", no_wrap=True)
+    if serial_column:
+        table.add_column("serial", no_wrap=True)
     table.add_column("state", no_wrap=True)
-    table.add_column("station", no_wrap=True, overflow="ellipsis", max_width=10)
-    table.add_column("stages", no_wrap=True)
-    table.add_column("failure", no_wrap=True, overflow="ellipsis", max_width=FAILURE_WIDTH)
+    table.add_column("station", no_wrap=True)
+    table.add_column("stages")
+    table.add_column("failure")
     for unit in found:
+        cells = [unit.registration_id, *([unit.serial] if serial_column else []), unit.state, unit.station]
         table.add_row(
-            unit.registration_id,
-            unit.serial,
-            unit.state,
-            unit.station,
-            stage_durations(unit.stage_times),
-            _shorten(unit.failure_reason or "", FAILURE_WIDTH),
+            *cells, stage_durations(unit.stage_times), _shorten(unit.failure_reason or "", FAILURE_WIDTH)
         )
     return table
 
