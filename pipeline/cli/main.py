@@ -47,14 +47,13 @@ EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `yes | head`
 
 MASTER_KEY_HINT = (
-    "cannot unseal a stored key: the database's keys were sealed with another master key; set "
-    "master_key (EDGELINE_MASTER_KEY) or master_key_file (EDGELINE_MASTER_KEY_FILE) to the key they "
-    "were sealed with"
+    "{exc}; check master_key (EDGELINE_MASTER_KEY) or master_key_file (EDGELINE_MASTER_KEY_FILE): it must "
+    "be the key the database's stored keys were sealed with"
 )
 
 # Known failures by (module, class name), checked in order; the module is looked up in sys.modules, so
 # this table imports nothing: an exception of a class whose module was never imported cannot occur.
-# The value is the exit code and the line to print (None: the exception's own message).
+# The value is the exit code and the line to print: a template with {exc}, or None for the message.
 KNOWN_ERRORS: tuple[tuple[str, str, int, str | None], ...] = (
     ("pipeline.config", "ConfigError", EXIT_USAGE, None),
     ("pipeline.crypto.sealing", "SealError", EXIT_FAILURE, MASTER_KEY_HINT),
@@ -132,7 +131,7 @@ def known_error(exc: BaseException) -> tuple[int, str] | None:
         module = sys.modules.get(module_name)
         kind = getattr(module, class_name, None) if module is not None else None
         if isinstance(kind, type) and isinstance(exc, kind):
-            return code, message or str(exc)
+            return code, message.format(exc=exc) if message else str(exc)
     return None
 
 
