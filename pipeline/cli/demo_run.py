@@ -69,11 +69,18 @@ def _print_where(report: DemoReport, console: Console) -> None:
     """Say where the units are recorded and how to look at them."""
     if report.database_url.startswith("sqlite:///"):
         where = report.database_url.removeprefix("sqlite:///")
-        console.print(f"units recorded in {where}; query them from this folder:", highlight=False)
+        console.print(
+            f"units recorded in {where}; query them from this folder:", highlight=False, soft_wrap=True
+        )
     else:
-        console.print("units recorded in the configured database (database_url); query them:")
+        console.print("units recorded in the configured database (database_url); query them:", soft_wrap=True)
     example = report.registration_ids[0] if report.registration_ids else "REGISTRATION_ID"
-    console.print(f"  edgeline audit units\n  edgeline audit unit {example}", highlight=False, markup=False)
+    console.print(
+        f"  edgeline audit units\n  edgeline audit unit {example}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def _progress_table(snap: Snapshot | None, units: int) -> Table:
