@@ -1,4 +1,4 @@
-"""Read-side audit queries (DESIGN §9 `edgeline audit`): units by filter, one unit's timeline, chain check.
+"""Read-side audit queries (architecture §9): units by filter, one unit's timeline, chain check.
 
 Responsible for: answering "what happened to unit X", "which units of line 2 never came online",
 exporting results as CSV/JSON, and verifying the hash chain. Results are plain frozen dataclasses.
