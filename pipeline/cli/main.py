@@ -139,7 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.log_level)
+    level = (args.log_level or "INFO").upper()
+    if level not in logging.getLevelNamesMapping():
+        print(f"edgeline: --log-level {args.log_level!r}: use DEBUG, INFO, WARNING or ERROR", file=sys.stderr)
+        return EXIT_USAGE
+    _configure_logging(level)
     try:
         code: int = resolve(args.func)(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
@@ -159,15 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return known[0]
 
 
-def _configure_logging(level: str | None) -> None:
-    try:
-        logging.basicConfig(
-            level=(level or "INFO").upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
-    except ValueError:
-        raise SystemExit(f"edgeline: --log-level {level!r}: use DEBUG, INFO, WARNING or ERROR") from None
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     for noisy in NOISY_LOGGERS:  # third-party INFO chatter drowns the operator's lines
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     # "skipped: max instances" is by design

@@ -96,3 +96,11 @@ def test_an_old_style_module_with_a_callable_func_still_works() -> None:
 def test_known_errors_become_one_line_and_unknown_ones_do_not() -> None:
     assert known_error(ConfigError("setting x is wrong")) == (2, "setting x is wrong")
     assert known_error(RuntimeError("a bug")) is None
+
+
+def test_a_bad_log_level_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["--log-level", "chatty", "keys", "derive", "--key", "A" * 43 + "=", "--registration-id", "x"])
+        == 2
+    )
+    assert "--log-level 'chatty'" in capsys.readouterr().err
