@@ -39,7 +39,7 @@ RUN pip install /tmp/dist/edgeline-*.whl \
     && rm -rf /tmp/dist \
     && chmod 0755 /usr/local/bin/edgeline-station-setup \
     && edgeline --version \
-    && python -c "import pathlib, pipeline.db.migrate as m; assert (m.MIGRATIONS_DIR / 'env.py').is_file()"
+    && python -c "import pipeline.db.migrate as m; assert (m.MIGRATIONS_DIR / 'env.py').is_file()"
 
 USER edgeline
 WORKDIR /var/lib/edgeline
