@@ -1,6 +1,20 @@
 # edgeline: one image for every edgeline process (workers, emulator, migrations, station agents).
 #   docker build -t edgeline .            (or: docker-compose build; see docs/deployment.md)
 #   docker run --rm edgeline --help
+#
+# Two stages: the first builds edgeline's wheel from the source tree; the second installs that wheel
+# (with its dependencies, and the migrations it carries) the way a user installs the package. No
+# source tree and no editable install end up in the image.
+
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY pipeline ./pipeline
+COPY stations ./stations
+COPY migrations ./migrations
+RUN pip wheel --no-deps --wheel-dir /dist .
+
 FROM python:3.11-slim
 
 # The runtime user's ids. Match them to the owner of host files the container must read with mode 0600
@@ -19,25 +33,13 @@ RUN groupadd --system --gid "${EDGELINE_GID}" edgeline \
         --no-create-home --shell /usr/sbin/nologin edgeline \
     && install -d -m 0700 -o edgeline -g edgeline /var/lib/edgeline
 
-WORKDIR /opt/edgeline
-
-# Dependencies first (cached until pyproject.toml changes), then the source. pyproject.toml names a
-# README.md as the long description; an empty one is enough for the build.
-COPY pyproject.toml ./
-RUN mkdir -p pipeline stations \
-    && touch README.md pipeline/__init__.py stations/__init__.py \
-    && pip install -e . \
-    && rm -rf pipeline stations
-
-COPY pipeline ./pipeline
-COPY stations ./stations
-# `edgeline db upgrade` finds migrations/ next to the pipeline package (pipeline/db/migrate.py), which a
-# plain `pip install .` would not carry into site-packages; hence the editable install from /opt/edgeline.
-COPY migrations ./migrations
+COPY --from=build /dist/ /tmp/dist/
 COPY deploy/station-setup.sh /usr/local/bin/edgeline-station-setup
-RUN pip install --no-deps -e . \
+RUN pip install /tmp/dist/edgeline-*.whl \
+    && rm -rf /tmp/dist \
     && chmod 0755 /usr/local/bin/edgeline-station-setup \
-    && edgeline --help > /dev/null
+    && edgeline --version \
+    && python -c "import pipeline.db.migrate as m; assert (m.MIGRATIONS_DIR / 'env.py').is_file()"
 
 USER edgeline
 WORKDIR /var/lib/edgeline

@@ -4,7 +4,7 @@ Runs a `SimulatedDevice` on a real pty, paced like a UART at --baud (10 bits per
 directions), and drives it through `PySerialLink` + `LineProtocolDriver` exactly as a station does.
 Prints one JSON object: {baud, config_bytes, raw_transfer_s, elapsed_s, overhead_ratio}, where
 raw_transfer_s is the time the config's own bytes take on the wire and overhead_ratio is
-elapsed / raw (the protocol's budget is <= 1.5). A figure, not a pass/fail test (DESIGN §10).
+elapsed / raw (the protocol's budget is <= 1.5). A figure, not a pass/fail test (architecture §10).
 """
 
 from __future__ import annotations

@@ -3,6 +3,11 @@
 Starts what is not configured (an embedded MQTT broker, a SQLite file, always the DPS + IoT Hub
 emulator), the central workers, K stations and N simulated devices on real pseudo-terminals, then
 watches the database until every unit is `assigned` (or the time is up).
+
+Without a configured database the demo writes the default one, `<state_dir>/edgeline.db`
+(`.edgeline/edgeline.db` in the current folder), so that `edgeline audit ...` run afterwards in the same
+folder shows its units. Each run replaces the previous demo's file (the master key is new per run), and
+refuses to touch a database file that a demo did not create (a marker file beside it tells them apart).
 Not responsible for: drawing progress (the CLI module does that from the snapshots this yields).
 """
 
@@ -36,6 +41,11 @@ from stations.results import PortResult
 from stations.runtime import StationProcess, start_station
 
 DEMO_HUBS = ("edgeline-hub-1.azure-devices.net", "edgeline-hub-2.azure-devices.net")
+DEMO_MARKER_SUFFIX = ".demo"  # `edgeline.db.demo` beside the database says a demo wrote it
+
+
+class DemoError(RuntimeError):
+    """The demo cannot start; the message says what to change."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +114,8 @@ def run_demo(base: Settings, options: DemoOptions, on_progress: Callable[[Snapsh
     """Run the simulated line to completion and report."""
     run_id = secrets.token_hex(3)
     started = time.monotonic()
+    if not base.database_url:
+        base = replace(base, database_url=fresh_demo_database(base.state_dir, run_id))
     with ExitStack() as stack:
         workdir = stack.enter_context(_workdir())
         broker_url, embedded = base.mqtt_url, not base.mqtt_url
@@ -146,6 +158,28 @@ def run_demo(base: Settings, options: DemoOptions, on_progress: Callable[[Snapsh
             registration_ids=registration_ids,
         )
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def fresh_demo_database(state_dir: Path, run_id: str) -> str:
+    """Replace the previous demo's SQLite file in `state_dir` by an empty one; return its URL.
+
+    Refuses (DemoError) if the file exists and was not written by a demo: it may hold a real line's units.
+    """
+    database = (state_dir / "edgeline.db").resolve()
+    marker = database.with_name(database.name + DEMO_MARKER_SUFFIX)
+    if database.exists() and not marker.exists():
+        raise DemoError(
+            f"{database} holds a database `edgeline demo` did not create; run the demo in another folder, "
+            "or point state_dir (EDGELINE_STATE_DIR) or database_url (EDGELINE_DATABASE_URL) elsewhere"
+        )
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"written by edgeline demo run {run_id}; replaced by the next demo run\n")
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            database.with_name(database.name + suffix).unlink(missing_ok=True)
+    except OSError as exc:
+        raise DemoError(f"cannot write the demo database in {database.parent}: {exc.strerror}") from None
+    return f"sqlite:///{database}"
 
 
 @contextmanager

@@ -5,7 +5,7 @@ rejecting anything else with a `ParseError` that says why (docs/device-protocol.
 Not responsible for: I/O, timeouts, retries or sequencing policy (see `stations.driver`), nor for
 what a device does with a request (see `stations.simulator`). Nothing here touches a port.
 
-Device input is untrusted (DESIGN §7): every parser bounds the line length, checks the character
+Device input is untrusted (architecture §7): every parser bounds the line length, checks the character
 set and the CRC before looking at fields, and raises only `ParseError`.
 """
 

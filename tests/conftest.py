@@ -51,7 +51,7 @@ class Mosquitto:
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
-            "max_queued_messages 0\n"  # the default 1000 silently drops QoS 1 messages (notes §9)
+            "max_queued_messages 0\n"  # the default 1000 silently drops QoS 1 messages (azure-notes §9)
             "persistence true\n"
             f"persistence_location {workdir}/\n"
             f"log_dest file {self.log}\n" + ("user root\n" if os.geteuid() == 0 else "")

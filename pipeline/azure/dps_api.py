@@ -2,7 +2,7 @@
 
 Responsible for: every service call carrying the cached SAS token and `api-version`, JSON decoding
 with AzureError on malformed answers, and the key comparison that makes replays idempotent
-(`POST .../attestationmechanism`, the only way to read keys back, notes §1.5).
+(`POST .../attestationmechanism`, the only way to read keys back, azure-notes §1.5).
 Not responsible for: retries and pacing (`pipeline.azure.http`) or which calls make up an operation
 (`pipeline.azure.dps_service`).
 """
@@ -21,7 +21,7 @@ from pipeline.azure.ports import AzureError, EnrollmentConflict, EnrollmentInfo
 from pipeline.domain.keys import SecretKey
 
 API_VERSION = "2021-10-01"
-ALREADY_EXISTS = 409201  # bulk `create` on an existing enrollment (notes §1.5)
+ALREADY_EXISTS = 409201  # bulk `create` on an existing enrollment (azure-notes §1.5)
 
 T = TypeVar("T")
 

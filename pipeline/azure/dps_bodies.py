@@ -1,4 +1,4 @@
-"""DPS JSON bodies (notes §1.4): building enrollments from specs and parsing what DPS returns. Pure.
+"""DPS JSON bodies (azure-notes §1.4): building enrollments from specs and parsing what DPS returns. Pure.
 
 Responsible for: exact field names and shapes of IndividualEnrollment, EnrollmentGroup,
 AttestationMechanism, DeviceRegistrationState and BulkEnrollmentOperationResult.
@@ -19,9 +19,9 @@ from pipeline.azure.ports import (
 )
 from pipeline.domain.keys import KeyFormatError, SecretKey
 
-# DPS echoes these on GET; they must not be sent back on PUT (readOnly in the spec, notes §1.4).
+# DPS echoes these on GET; they must not be sent back on PUT (readOnly in the spec, azure-notes §1.4).
 READ_ONLY_FIELDS = ("registrationState", "createdDateTimeUtc", "lastUpdatedDateTimeUtc", "etag")
-# Re-provision and migrate data: the portal's default for new enrollments (notes §2.7).
+# Re-provision and migrate data: the portal's default for new enrollments (azure-notes §2.7).
 REPROVISION_POLICY = {"updateHubAssignment": True, "migrateDeviceData": True}
 
 

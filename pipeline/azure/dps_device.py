@@ -1,11 +1,11 @@
 """`HttpDeviceRegistrar`: the DPS device registration API over HTTPS, as IoT Edge does it at first boot.
 
 Responsible for: `PUT {endpoint}/{scope}/registrations/{id}/register` with a device SAS token
-(sr `{scope}/registrations/{id}`, skn `registration`, notes §2.2), then polling
+(sr `{scope}/registrations/{id}`, skn `registration`, azure-notes §2.2), then polling
 `GET .../operations/{operationId}` honouring `Retry-After` until assigned, failed or disabled
-(notes §2.1, §4.3), retrying 429/5xx through `pipeline.azure.http`.
+(azure-notes §2.1, §4.3), retrying 429/5xx through `pipeline.azure.http`.
 Not responsible for: deriving group device keys (`pipeline.domain.keys`), talking to the assigned hub
-afterwards, or MQTT registration (notes §2.5).
+afterwards, or MQTT registration (azure-notes §2.5).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pipeline.azure.ports import AzureError, DeviceRegistrar, DeviceRegistration
 from pipeline.azure.tokens import CachedSasToken
 from pipeline.domain.keys import SecretKey
 
-DEVICE_API_VERSION = "2021-06-01"  # what aziot-identityd and the C SDK send (notes §2.1, §4.3)
+DEVICE_API_VERSION = "2021-06-01"  # what aziot-identityd and the C SDK send (azure-notes §2.1, §4.3)
 FINAL_STATUSES = frozenset({"assigned", "failed", "disabled"})
 PENDING_STATUSES = frozenset({"assigning", "unassigned"})
 
@@ -60,7 +60,7 @@ class HttpDeviceRegistrar(DeviceRegistrar):
     """Register devices with DPS over HTTP(S); one pooled client per global endpoint.
 
     `poll_interval` is the floor between polls (aziot uses 5 s; DPS allows 5 polls per 10 s per
-    device, notes §3); a longer `Retry-After` from DPS wins, up to `max_poll_interval` if set (the
+    device, azure-notes §3); a longer `Retry-After` from DPS wins, up to `max_poll_interval` if set (the
     emulator always says 3 s, as DPS does; tests cap it). Throttled (429) polls always honour it.
     """
 

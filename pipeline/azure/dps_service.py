@@ -1,6 +1,6 @@
 """`HttpDpsClient`: the DPS service API (enrollment management) over HTTPS, idempotent by design.
 
-Responsible for: the `DpsClient` port on the DPS REST API 2021-10-01 (notes §1): service SAS from a
+Responsible for: the `DpsClient` port on the DPS REST API 2021-10-01 (azure-notes §1): service SAS from a
 connection string, bulk creation (10 per call), idempotent replays (409201 → compare keys through
 `attestationmechanism`), ETag-guarded status changes, and paged registration queries.
 Not responsible for: pacing/retry mechanics and error mapping (`pipeline.azure.http`), auth and key
@@ -34,7 +34,7 @@ from pipeline.azure.sas import parse_connection_string
 from pipeline.azure.tokens import CachedSasToken
 from pipeline.domain.keys import SecretKey
 
-BULK_LIMIT = 10  # "maximum of 10 enrollments" per bulk operation (notes §1.2, §3)
+BULK_LIMIT = 10  # "maximum of 10 enrollments" per bulk operation (azure-notes §1.2, §3)
 ETAG_ATTEMPTS = 3
 STATUSES = ("enabled", "disabled")
 
@@ -77,7 +77,7 @@ class HttpDpsClient(DpsClient):
         """Build a client from `HostName=..;SharedAccessKeyName=..;SharedAccessKey=..`.
 
         A HostName with a scheme (`http://127.0.0.1:PORT`, the emulator) is used as the base URL as-is;
-        the SAS `sr` is the HostName exactly as given, as Microsoft's client does (notes §9).
+        the SAS `sr` is the HostName exactly as given, as Microsoft's client does (azure-notes §9).
         """
         cs = parse_connection_string(connection_string, what="DPS connection string")
         token = CachedSasToken(cs.host_name, cs.key, policy=cs.key_name, ttl=3600, clock=wall_clock)
@@ -111,7 +111,7 @@ class HttpDpsClient(DpsClient):
     def ensure_enrollment_group(self, spec: EnrollmentGroupSpec) -> None:
         """Create the group, or confirm an existing one has our keys.
 
-        GET first: a DPS PUT without If-Match replaces an existing group (create-or-update, notes §1.6),
+        GET first: a DPS PUT without If-Match replaces an existing group (create-or-update, azure-notes §1.6),
         which would silently swap the key of every device already flashed for it.
         """
         path = f"/enrollmentGroups/{_q(spec.group_id)}"

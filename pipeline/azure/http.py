@@ -2,7 +2,7 @@
 
 Responsible for: addressing (HostName → base URL), sending a request through a token bucket, retrying
 429/5xx/timeouts/connection errors with backoff honouring `Retry-After`, and turning every failure into
-`AzureError` with the DPS `errorCode` (notes §1.7).
+`AzureError` with the DPS `errorCode` (azure-notes §1.7).
 Not responsible for: authentication (callers pass the Authorization value) or the meaning of bodies.
 The only module besides the DPS adapters that imports httpx; no key ever reaches a message built here.
 """
@@ -31,7 +31,7 @@ def base_url_for_host(host_name: str) -> str:
     """Turn a connection string's HostName into a base URL.
 
     `mydps.azure-devices-provisioning.net` → `https://mydps...`; a HostName that already carries a
-    scheme (the emulator's `http://127.0.0.1:PORT`, notes §9) is used as-is, without a trailing `/`.
+    scheme (the emulator's `http://127.0.0.1:PORT`, azure-notes §9) is used as-is, without a trailing `/`.
     """
     host = host_name.strip()
     if not host:
@@ -42,7 +42,7 @@ def base_url_for_host(host_name: str) -> str:
 
 
 def is_retryable_status(status: int) -> bool:
-    """429 and 5xx are transient (as the C# service client decides, notes §1.7); 408 too."""
+    """429 and 5xx are transient (as the C# service client decides, azure-notes §1.7); 408 too."""
     return status in RETRYABLE_STATUSES or status >= 500
 
 

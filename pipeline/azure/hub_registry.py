@@ -6,7 +6,7 @@ msrest/requests exceptions to `AzureError` at this one boundary.
 Not responsible for: creating device identities (DPS does that on assignment) or device-side hub traffic.
 The only module importing `azure.iot.hub`; it does so lazily, inside the class, because that import
 (msrest, uamqp) costs about a second. The SDK always uses https; a private CA is trusted through
-`verify` (or `REQUESTS_CA_BUNDLE`, notes §9).
+`verify` (or `REQUESTS_CA_BUNDLE`, azure-notes §9).
 """
 
 from __future__ import annotations

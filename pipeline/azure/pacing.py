@@ -1,7 +1,7 @@
 """Client-side pacing and retry timing for Azure calls: pure arithmetic with an injectable clock.
 
 Responsible for: a token bucket that keeps a client below a service rate limit (DPS: 1,000 operations/min
-per unit, notes §3), capped exponential backoff with full jitter, and parsing `Retry-After`.
+per unit, azure-notes §3), capped exponential backoff with full jitter, and parsing `Retry-After`.
 Not responsible for: sending requests or deciding which failures are retryable (see `pipeline.azure.http`).
 """
 
@@ -22,7 +22,7 @@ Sleep = Callable[[float], None]
 class TokenBucket:
     """Allow `rate_per_minute` operations per minute on average, with bursts up to `burst`.
 
-    Rate limits are respected, not discovered (DESIGN §6): every HTTP attempt takes a token first.
+    Rate limits are respected, not discovered (architecture §6): every HTTP attempt takes a token first.
     Thread-safe; a caller that finds the bucket empty reserves a future slot and sleeps until it.
     """
 

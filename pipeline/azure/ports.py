@@ -178,7 +178,7 @@ class HubRegistry(abc.ABC):
 
     @abc.abstractmethod
     def set_device_status(self, hub_host: str, device_id: str, *, enabled: bool, reason: str = "") -> bool:
-        """Enable or disable a device identity (revocation, notes §2.7); False if the hub has no such device.
+        """Enable or disable a device identity (revocation, azure-notes §2.7); False if the hub lacks it.
 
         A disabled device can no longer connect to its hub, even with a valid key; its identity and
         twin are kept, so enabling restores it as it was.

@@ -1,4 +1,4 @@
-"""Shared Access Signature tokens for DPS and IoT Hub (notes §1.8, §2.2), pure functions.
+"""Shared Access Signature tokens for DPS and IoT Hub (azure-notes §1.8, §2.2), pure functions.
 
 Responsible for: building tokens as Microsoft's clients do, parsing tokens as a service must (fields in
 any order, URL-encoded), verifying signatures over `sr` exactly as sent, and parsing connection strings.

@@ -1,4 +1,4 @@
-"""CloudEvents 1.0 structured JSON envelopes around edgeline messages (DESIGN §5).
+"""CloudEvents 1.0 structured JSON envelopes around edgeline messages (architecture §5).
 
 Responsible for: encoding a Message into a CloudEvent and decoding untrusted bytes back, with every
 failure a `DecodeError` that says what was wrong (the consumer sends it to the dead-letter topic).

@@ -12,7 +12,7 @@ outbox or idempotency (the service layer). Payloads are never logged: they may c
 configs; only topics and sizes are.
 
 Delivery is at least once: a publish that timed out may still reach the broker later, and a message
-whose ack was lost is redelivered, so consumers must be idempotent (DESIGN §6).
+whose ack was lost is redelivered, so consumers must be idempotent (architecture §6).
 """
 
 from __future__ import annotations

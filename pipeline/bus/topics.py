@@ -1,4 +1,4 @@
-"""The topic tree (DESIGN §5): versioned, hierarchical, stations confined under their own prefix.
+"""The topic tree (architecture §5): versioned, hierarchical, stations confined under their own prefix.
 
     edgeline/v1/lines/{line}/stations/{station}/events/{name}     station -> pipeline
     edgeline/v1/lines/{line}/stations/{station}/commands/{name}   pipeline -> one station

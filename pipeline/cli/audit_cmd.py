@@ -1,56 +1,43 @@
 """`edgeline audit`: units by state/line/station/time, one unit's timeline, export, chain verification.
 
-Responsible for: argument parsing and presentation (rich table, JSON, CSV) of pipeline.db.audit results.
+Responsible for: the arguments (the runners, queries and presentation are in pipeline.cli.audit_run,
+imported on use).
 Not responsible for: the queries themselves (pipeline.db.audit) or writing audit records.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from rich.console import Console
-from rich.table import Table
+from pipeline.domain.model import UnitState
 
-from pipeline.cli.main import EXIT_FAILURE, EXIT_OK, CommandError
-from pipeline.config import load_settings
-from pipeline.db import audit
-from pipeline.db.errors import DatabaseUnavailable, SchemaMissing
-from pipeline.db.session import Database
-
-TABLE_COLUMNS = (
-    "registration_id",
-    "serial",
-    "mac",
-    "line",
-    "station",
-    "state",
-    "device_id",
-    "assigned_hub",
-    "failure_reason",
-    "updated_at",
-)
+RUN = "pipeline.cli.audit_run"
+STATES = tuple(state.value for state in UnitState)
 
 
 def register(sub: Any) -> None:
     """Add the `audit` command group."""
-    parser = sub.add_parser("audit", help="audit queries and hash-chain verification")
+    parser = sub.add_parser(
+        "audit",
+        help="audit queries and hash-chain verification",
+        description="Query what happened to units (by state, line, station, time, or one unit's trail), "
+        "export units or audit records, and verify the audit log's hash chain. Reads the database of "
+        "database_url (default: .edgeline/edgeline.db in the current folder, where `edgeline demo` "
+        "writes too).",
+    )
     audit_sub = parser.add_subparsers(dest="audit_command", metavar="SUBCOMMAND", required=True)
     units = audit_sub.add_parser(
         "units",
         help="list units by state, station, line and time",
-        description="List units; --since/--until bound the time of their last change.",
+        description="List units; --since/--until bound the time of their last change. The table is "
+        "compact (stage durations, failure reason shortened); --format json or csv gives every field.",
     )
     _add_filters(units)
     units.add_argument("--limit", type=int, default=None, help="at most this many units")
     _add_format(units, ("table", "json", "csv"), "table")
-    units.set_defaults(func=_units)
+    units.set_defaults(func=f"{RUN}:units")
     unit = audit_sub.add_parser(
         "unit",
         help="one unit and its audit trail",
@@ -58,21 +45,31 @@ def register(sub: Any) -> None:
     )
     unit.add_argument("key", metavar="REGISTRATION_ID|SERIAL|MAC")
     _add_format(unit, ("table", "json"), "table")
-    unit.set_defaults(func=_unit)
-    verify = audit_sub.add_parser("verify", help="verify the audit log's hash chain (exit 1 if broken)")
-    verify.set_defaults(func=_verify)
-    export = audit_sub.add_parser("export", help="export units or audit records as CSV or JSON")
+    unit.set_defaults(func=f"{RUN}:unit")
+    verify = audit_sub.add_parser(
+        "verify",
+        help="verify the audit log's hash chain (exit 1 if broken)",
+        description="Walk the whole audit log in order and check every record's hash and its link to the "
+        "previous one, and the stored chain head. Exit 0 if intact; exit 1 naming the first bad record.",
+    )
+    verify.set_defaults(func=f"{RUN}:verify")
+    export = audit_sub.add_parser(
+        "export",
+        help="export units or audit records as CSV or JSON",
+        description="Write every field of the selected units (or audit records, --what records) as CSV "
+        "or JSON to stdout or --output FILE, for spreadsheets and archiving.",
+    )
     export.add_argument("--what", choices=("units", "records"), default="units", help="what to export")
     _add_filters(export)
     _add_format(export, ("csv", "json"), "csv")
     export.add_argument("--output", metavar="FILE", help="write here instead of stdout")
-    export.set_defaults(func=_export)
+    export.set_defaults(func=f"{RUN}:export")
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state", help="e.g. assigned, failed, flashed")
-    parser.add_argument("--station", help="station name")
-    parser.add_argument("--line", help="line name")
+    parser.add_argument("--state", choices=STATES, metavar="STATE", help=f"one of: {', '.join(STATES)}")
+    parser.add_argument("--station", help="station name (must be one present in the database)")
+    parser.add_argument("--line", help="line name (must be one present in the database)")
     parser.add_argument("--since", type=_timestamp, help="ISO 8601 time (UTC if no zone), inclusive")
     parser.add_argument("--until", type=_timestamp, help="ISO 8601 time (UTC if no zone), exclusive")
 
@@ -88,109 +85,6 @@ def _timestamp(text: str) -> datetime:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time, e.g. 2026-11-30T08:00:00Z"
+            f"{text!r} is not an ISO 8601 time, e.g. 2026-11-30T08:00:00Z or 2026-11-30"
         ) from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-@contextmanager
-def _database(args: argparse.Namespace) -> Iterator[Database]:
-    settings = load_settings(Path(args.config) if args.config else None)
-    db = Database(settings.resolved_database_url())
-    try:
-        yield db
-    except (DatabaseUnavailable, SchemaMissing) as exc:
-        raise CommandError(str(exc)) from None
-    finally:
-        db.dispose()
-
-
-def _units(args: argparse.Namespace) -> int:
-    with _database(args) as db:
-        units = audit.units_query(
-            db,
-            state=args.state,
-            station=args.station,
-            line=args.line,
-            since=args.since,
-            until=args.until,
-            limit=args.limit,
-        )
-    if args.format == "json":
-        audit.write_json(units, sys.stdout)
-    elif args.format == "csv":
-        audit.write_csv(units, sys.stdout)
-    else:
-        _print_table(f"{len(units)} unit(s)", TABLE_COLUMNS, [u.to_dict() for u in units])
-    return EXIT_OK
-
-
-def _unit(args: argparse.Namespace) -> int:
-    with _database(args) as db:
-        timeline = audit.unit_timeline(db, args.key)
-    if timeline is None:
-        raise CommandError(f"no unit with registration ID, serial or MAC {args.key!r}")
-    unit, records = timeline.unit.to_dict(), [r.to_dict() for r in timeline.records]
-    if args.format == "json":
-        json.dump({"unit": unit, "records": records}, sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
-        return EXIT_OK
-    _print_table(
-        f"unit {unit['registration_id']}",
-        ("field", "value"),
-        [{"field": k, "value": v} for k, v in unit.items()],
-    )
-    _print_table(f"{len(records)} audit record(s)", ("id", "at", "kind", "actor", "detail"), records)
-    return EXIT_OK
-
-
-def _verify(args: argparse.Namespace) -> int:
-    with _database(args) as db:
-        report = audit.verify_chain(db)
-    if report.ok:
-        print(f"audit chain ok: {report.checked} record(s) verified")
-        return EXIT_OK
-    print(
-        f"audit chain BROKEN at record {report.first_bad_id}: {report.reason} "
-        f"({report.checked} record(s) verified before it)",
-        file=sys.stderr,
-    )
-    return EXIT_FAILURE
-
-
-def _export(args: argparse.Namespace) -> int:
-    with _database(args) as db:
-        items: list[Any]
-        if args.what == "records":
-            items = audit.audit_records(db, since=args.since, until=args.until)
-        else:
-            items = audit.units_query(
-                db, state=args.state, station=args.station, line=args.line, since=args.since, until=args.until
-            )
-    with _output(args.output) as stream:
-        (audit.write_json if args.format == "json" else audit.write_csv)(items, stream)
-    if args.output:
-        print(f"exported {len(items)} {args.what} to {args.output}", file=sys.stderr)
-    return EXIT_OK
-
-
-@contextmanager
-def _output(path: str | None) -> Iterator[IO[str]]:
-    if path is None:
-        yield sys.stdout
-        return
-    try:
-        with open(path, "w", encoding="utf-8", newline="") as stream:
-            yield stream
-    except OSError as exc:
-        raise CommandError(f"--output {path}: {exc.strerror}") from None
-
-
-def _print_table(title: str, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    # A pipe gets whole rows, not 80-column wraps.
-    Console(width=None if sys.stdout.isatty() else 250).print(table)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.cli.main import CommandError
-from stations.drivers import DriverFactory, UnknownDriver, load_driver_factory
-from stations.fleet import DeviceFactory
+
+if TYPE_CHECKING:  # the station modules load only when `station run` runs (see pipeline.cli.main)
+    from stations.drivers import DriverFactory
+    from stations.fleet import DeviceFactory
 
 __all__ = ["add_driver_arguments", "driver_factory", "sim_device_factory"]
 
@@ -83,6 +85,8 @@ def _console_password(args: argparse.Namespace) -> str:
 
 def driver_factory(args: argparse.Namespace) -> DriverFactory:
     """The port -> driver factory the options ask for."""
+    from stations.drivers import UnknownDriver, load_driver_factory
+
     name = _driver_name(args)
     options: dict[str, Any] = {"baudrate": args.baud}
     if name == "linux-console":

@@ -1,19 +1,15 @@
 """`edgeline group create|show|rotate-key`: the product's symmetric-key enrollment group.
 
-Responsible for: arguments, help texts that state the consequences, and printing results (key
-fingerprints only, never keys).
+Responsible for: arguments and help texts that state the consequences (printing results, key
+fingerprints only, never keys: pipeline.cli.group_run, imported on use).
 Not responsible for: the operations themselves (pipeline.service.groups) or wiring (pipeline.bootstrap).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from typing import Any
 
-from pipeline.cli.admin import admin_session
-from pipeline.cli.main import EXIT_OK
-from pipeline.service.groups import GroupView, create_group, rotate_group_key, show_group
+RUN = "pipeline.cli.group_run"
 
 ROTATE_HELP = (
     "Rotate the group key without breaking flashed devices. DPS accepts a device key derived from either "
@@ -46,14 +42,14 @@ def register(sub: Any) -> None:
         "already has the group with other keys, nothing is changed and the command fails: an operator "
         "must decide which keys are right (devices may be flashed with either).",
     )
-    create.set_defaults(func=_create)
+    create.set_defaults(func=f"{RUN}:create")
     show = group_sub.add_parser(
         "show",
         help="show the group in DPS and the database (key fingerprints only)",
         description="Print the group's provisioning status, ETag, IoT Edge flag, allocation policy and "
         "hubs from DPS, and the fingerprints (sha256 prefix) of the stored keys. Never prints a key.",
     )
-    show.set_defaults(func=_show)
+    show.set_defaults(func=f"{RUN}:show")
     rotate = group_sub.add_parser(
         "rotate-key", help="rotate the group key (old primary becomes secondary)", description=ROTATE_HELP
     )
@@ -62,54 +58,4 @@ def register(sub: Any) -> None:
         action="store_true",
         help="drop the key of units flashed before the previous rotation (they get 401 from DPS)",
     )
-    rotate.set_defaults(func=_rotate)
-
-
-def _create(args: argparse.Namespace) -> int:
-    with admin_session(args) as session:
-        view = create_group(session.ctx, session.group_history)
-    print(f"enrollment group {view.group_id} is in DPS with the stored keys")
-    _print_view(view)
-    return EXIT_OK
-
-
-def _show(args: argparse.Namespace) -> int:
-    with admin_session(args) as session:
-        view = show_group(session.ctx, session.group_history)
-    _print_view(view)
-    return EXIT_OK
-
-
-def _rotate(args: argparse.Namespace) -> int:
-    with admin_session(args) as session:
-        rotation = rotate_group_key(session.ctx, session.group_history, force=args.force)
-    if rotation.units_on_dropped_key:
-        print(
-            f"warning: {rotation.units_on_dropped_key} unit(s) were configured with the dropped key "
-            f"sha256:{rotation.dropped_fingerprint}; they cannot provision until re-flashed",
-            file=sys.stderr,
-        )
-    print(f"rotated the key of enrollment group {rotation.group_id}")
-    print(f"  primary:   sha256:{rotation.primary_fingerprint} (new; units configured from now on)")
-    print(f"  secondary: sha256:{rotation.secondary_fingerprint} (previous primary; flashed units)")
-    print(f"  dropped:   sha256:{rotation.dropped_fingerprint}")
-    return EXIT_OK
-
-
-def _print_view(view: GroupView) -> None:
-    dps = view.dps
-    rows = [
-        ("group", view.group_id),
-        ("product", view.product),
-        ("in DPS", "yes" if dps else "no (run `edgeline group create`)"),
-        ("provisioning status", (dps.provisioning_status or "enabled") if dps else "-"),
-        ("etag", (dps.etag or "-") if dps else "-"),
-        ("iot edge", ("yes" if dps.iot_edge else "no") if dps else "-"),
-        ("allocation policy", view.allocation_policy or "(the DPS default)"),
-        ("iot hubs", ", ".join(view.iot_hubs) or "(all linked hubs)"),
-        ("primary key", f"sha256:{view.primary_fingerprint}"),
-        ("secondary key", f"sha256:{view.secondary_fingerprint}"),
-        ("last rotated", view.last_rotated_at.isoformat() if view.last_rotated_at else "never"),
-    ]
-    for name, value in rows:
-        print(f"{name + ':':21}{value}")
+    rotate.set_defaults(func=f"{RUN}:rotate")

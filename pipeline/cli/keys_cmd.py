@@ -1,4 +1,7 @@
-"""`edgeline keys derive`: the article's openssl step, as one command."""
+"""`edgeline keys derive`: the article's openssl step, as one command.
+
+Its runner stays in this module: it needs only the pure domain modules, which are cheap to import.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +15,18 @@ from pipeline.domain.keys import KeyFormatError, SecretKey, derive_device_key
 
 def register(sub: Any) -> None:
     """Add the `keys` command group."""
-    keys = sub.add_parser("keys", help="symmetric key tools")
+    keys = sub.add_parser(
+        "keys",
+        help="symmetric key tools",
+        description="Symmetric-key tools that need no database, broker or DPS.",
+    )
     keys_sub = keys.add_subparsers(dest="keys_command", metavar="SUBCOMMAND", required=True)
     derive = keys_sub.add_parser(
         "derive",
         help="print a group member's device key",
         description="Print base64(HMAC-SHA256(base64-decode(KEY), REGISTRATION_ID)): the device key of a "
         "unit "
-        "in a symmetric-key enrollment group (notes §2.3). Only the key is printed on stdout.",
+        "in a symmetric-key enrollment group (docs/azure-notes.md). Only the key is printed on stdout.",
     )
     derive.add_argument(
         "--key", required=True, help="the enrollment group's primary or secondary key (base64)"

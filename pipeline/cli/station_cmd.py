@@ -1,41 +1,27 @@
-"""`edgeline station init|add|run`: a station's identity, its registration, and the station process."""
+"""`edgeline station init|add|run`: a station's identity, its registration, and the station process.
+
+Responsible for: the arguments (the runners are in pipeline.cli.station_run, imported on use).
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import secrets
-import sys
-import threading
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.bus.ports import BusError
-from pipeline.bus.topics import TopicError, check_segment
-from pipeline.cli.common import settings_from, stop_event_on_signals
-from pipeline.cli.driver_options import add_driver_arguments, driver_factory, sim_device_factory
-from pipeline.cli.main import EXIT_FAILURE, EXIT_OK, CommandError
-from pipeline.cli.station_labels import start_labels
-from pipeline.cli.station_output import StationOutput
-from pipeline.crypto.station_key import StationKeyError, StationKeyPair, public_key_from_text
-from pipeline.service.unit_of_work import StationRecord
-from stations.config import StationConfig
-from stations.errors import LinkError
-from stations.fleet import SimulatedFleet, make_devices
-from stations.runtime import StationProcess
-from stations.spool import SpoolError
-from stations.usb_ports import UsbMatch, UsbSpecError
+from pipeline.cli.driver_options import add_driver_arguments
 
-log = logging.getLogger(__name__)
-# A malformed broker URL (EDGELINE_MQTT_URL). An unreachable broker is no error: the station serves its
-# ports and spools events until the broker is back (a station PC often boots before the broker).
-EXIT_BAD_BROKER_URL = 3
+RUN = "pipeline.cli.station_run"
 
 
 def register(sub: Any) -> None:
     """Add the `station` command group."""
-    station = sub.add_parser("station", help="test-station commands (init, add, run)")
+    station = sub.add_parser(
+        "station",
+        help="test-station commands (init, add, run)",
+        description="A test station's key pair (init), its registration with the pipeline (add), and the "
+        "station process that reads devices on serial ports and flashes their configs (run).",
+    )
     cmds = station.add_subparsers(dest="station_command", metavar="SUBCOMMAND", required=True)
 
     init = cmds.add_parser(
@@ -51,7 +37,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="overwrite an existing key file (old configs in flight can then no longer be opened)",
     )
-    init.set_defaults(func=_init)
+    init.set_defaults(func=f"{RUN}:init")
 
     add = cmds.add_parser(
         "add",
@@ -62,7 +48,7 @@ def register(sub: Any) -> None:
     add.add_argument("name", help="station name, as in its topics (letters, digits, '-', '_', '.')")
     add.add_argument("--line", help="production line (default: setting `line`)")
     add.add_argument("--public-key", required=True, help="the text `edgeline station init` printed")
-    add.set_defaults(func=_add)
+    add.set_defaults(func=f"{RUN}:add")
 
     run = cmds.add_parser(
         "run",
@@ -81,7 +67,7 @@ def register(sub: Any) -> None:
         "--port that does not exist or is in use), 3 the MQTT broker URL is malformed.",
     )
     _add_run_arguments(run)
-    run.set_defaults(func=_run)
+    run.set_defaults(func=f"{RUN}:run")
 
 
 def _add_run_arguments(run: argparse.ArgumentParser) -> None:
@@ -131,189 +117,3 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
         "--serial-prefix", default="", help="with --simulate: prefix of simulated serial numbers"
     )
     add_driver_arguments(run)
-
-
-def _init(args: argparse.Namespace) -> int:
-    if args.key_file.exists() and not args.force:
-        raise CommandError(f"{args.key_file} exists; use --force to replace it", exit_code=2)
-    keypair = StationKeyPair.generate()
-    try:
-        args.key_file.parent.mkdir(parents=True, exist_ok=True)
-        keypair.save(args.key_file, overwrite=args.force)
-    except (OSError, StationKeyError) as exc:
-        raise CommandError(f"cannot write {args.key_file}: {exc}") from None
-    print(keypair.public_text())
-    return EXIT_OK
-
-
-def _add(args: argparse.Namespace) -> int:
-    from pipeline.db.session import Database
-
-    settings = settings_from(args)
-    line = args.line or settings.line
-    try:
-        check_segment("station", args.name)
-        check_segment("line", line)
-        public = public_key_from_text(args.public_key)
-    except (TopicError, StationKeyError) as exc:
-        raise CommandError(str(exc), exit_code=2) from None
-    db = Database(settings.resolved_database_url())
-    try:
-        with db.uow() as uow:
-            uow.stations.put(
-                StationRecord(name=args.name, line=line, public_key=public, created_at=datetime.now(UTC))
-            )
-            uow.audit.append(
-                at=datetime.now(UTC),
-                kind="station.added",
-                actor="cli",
-                registration_id=None,
-                detail={"station": args.name, "line": line},
-            )
-            uow.commit()
-    finally:
-        db.dispose()
-    print(f"station {args.name} (line {line}) registered")
-    return EXIT_OK
-
-
-def _run(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    if not settings.mqtt_url:
-        raise CommandError("mqtt_url (EDGELINE_MQTT_URL) is not set, e.g. mqtt://127.0.0.1:1883", exit_code=2)
-    if not args.port and not args.watch_dir and not args.usb:
-        raise CommandError("give at least one --port, --usb or a --watch-dir", exit_code=2)
-    usb = _usb_matches(args.usb)
-    config = StationConfig(
-        name=args.name,
-        line=args.line or settings.line,
-        key_file=args.key_file,
-        product=settings.product,
-        batch=args.batch,
-        baudrate=args.baud,
-        registration_id_template=settings.registration_id_template,
-        topic_root=settings.topic_root,
-        flash_timeout_seconds=args.flash_timeout,
-        spool_dir=args.spool_dir,
-        mac_policy=settings.mac_policy(),
-    )
-    _check_ports(args.port)
-    fleet = _make_fleet(args) if args.simulate else None
-    stop = stop_event_on_signals()
-    output = StationOutput(args.name, jsonl=args.jsonl)
-    if fleet is not None:
-        output.extra.append(fleet.on_result)
-    labels = start_labels(settings, config, output)
-    try:
-        with output:
-            return _serve(args, config, settings.mqtt_url, usb, output, fleet, stop)
-    finally:
-        if labels is not None:
-            labels.stop()
-
-
-def _serve(
-    args: argparse.Namespace,
-    config: StationConfig,
-    mqtt_url: str,
-    usb: list[UsbMatch],
-    output: StationOutput,
-    fleet: SimulatedFleet | None,
-    stop: threading.Event,
-) -> int:
-    from stations.runtime import start_station
-
-    try:
-        station = start_station(
-            config,
-            mqtt_url,
-            ports=args.port,
-            watch_dir=args.watch_dir,
-            on_result=output.on_result,
-            usb=usb,
-            on_stage=output.on_stage,
-            open_driver=driver_factory(args),
-        )
-    except BusError as exc:  # only a malformed URL: an unreachable broker is waited for
-        raise CommandError(str(exc), exit_code=EXIT_BAD_BROKER_URL) from None
-    except (StationKeyError, SpoolError, OSError) as exc:
-        raise CommandError(str(exc)) from None
-    if station.broker_unreachable is not None:
-        print(_offline_notice(station, mqtt_url), file=sys.stderr, flush=True)
-    try:
-        if fleet is None:
-            stop.wait()
-            return EXIT_OK
-        fleet.start()
-        return _wait_for_fleet(args, station, fleet, stop)
-    finally:
-        if fleet is not None:
-            fleet.stop()
-        station.stop()
-
-
-def _offline_notice(station: StationProcess, mqtt_url: str) -> str:
-    """The one line saying the station runs without the broker for now, and where events wait."""
-    from pipeline.bus.url import parse_mqtt_url
-
-    return (
-        f"edgeline station: MQTT broker at {parse_mqtt_url(mqtt_url).url} is unreachable "
-        f"({station.broker_unreachable}): serving the ports anyway, spooling events in "
-        f"{station.agent.spool.folder} and sending them when it is back"
-    )
-
-
-def _check_ports(ports: list[str]) -> None:
-    """Fail fast, in one line, on a port that does not exist or is in use."""
-    from stations.link import PySerialLink
-
-    for port in ports:
-        try:
-            PySerialLink(port).close()
-        except LinkError as exc:
-            raise CommandError(str(exc), exit_code=2) from None
-
-
-def _usb_matches(specs: list[str]) -> list[UsbMatch]:
-    from stations.usb_ports import parse_usb_spec
-
-    try:
-        return [parse_usb_spec(spec) for spec in specs]
-    except UsbSpecError as exc:
-        raise CommandError(str(exc), exit_code=2) from None
-
-
-def _make_fleet(args: argparse.Namespace) -> SimulatedFleet:
-    from pipeline.azure.dps_device import HttpDeviceRegistrar
-
-    if args.watch_dir is None:
-        raise CommandError(
-            "--simulate needs --watch-dir (simulated devices are plugged in there)", exit_code=2
-        )
-    prefix = args.serial_prefix or secrets.token_hex(3).upper()
-    devices = make_devices(args.simulate, prefix, secrets.token_bytes(2))
-    return SimulatedFleet(
-        devices,
-        args.watch_dir,
-        args.devices_dir or args.watch_dir.parent / "devices",
-        HttpDeviceRegistrar(),
-        fixtures=args.fixtures,
-        device_factory=sim_device_factory(args),
-    )
-
-
-def _wait_for_fleet(
-    args: argparse.Namespace, station: StationProcess, fleet: SimulatedFleet, stop: threading.Event
-) -> int:
-    while not stop.wait(0.5):
-        if len(station.results) >= args.simulate:
-            break
-    failed = [r for r in station.results if r.outcome != "PASS"]
-    print(f"station {args.name}: {len(station.results) - len(failed)} passed, {len(failed)} failed")
-    still_booting = fleet.wait_for_boots(timeout=120.0)
-    if still_booting:
-        print(
-            f"station {args.name}: {still_booting} simulated device(s) still registering with DPS",
-            file=sys.stderr,
-        )
-    return EXIT_FAILURE if failed else EXIT_OK

@@ -2,7 +2,8 @@
 
 Responsible for: choosing the live table (stdout is a terminal) or one plain line per result (stdout is
 a pipe or file), and appending one JSON object per PortResult to `--jsonl FILE` (flushed per line, so
-a line-integration reader tailing it sees results as they happen).
+a line-integration reader tailing it sees results as they happen). While the live table is shown,
+log records are printed above it on the same console (pipeline.cli.live_logs).
 Not responsible for: the station itself (`stations.runtime`) or what a stage means (`stations.stages`).
 """
 
@@ -16,6 +17,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from rich.console import Console
+
+from pipeline.cli.live_logs import logs_above
 from pipeline.cli.main import CommandError
 from stations.operator_view import Board, OperatorView
 from stations.results import PortResult
@@ -45,7 +49,9 @@ class StationOutput:
             except OSError as exc:
                 raise CommandError(f"cannot write --jsonl {self._jsonl_path}: {exc.strerror}", 2) from None
         if self._live:
-            self._stack.enter_context(OperatorView(self.board))
+            console = Console()
+            self._stack.enter_context(OperatorView(self.board, console))
+            self._stack.enter_context(logs_above(console))  # log lines go above the table, not into it
         return self
 
     def __exit__(

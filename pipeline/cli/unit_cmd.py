@@ -7,16 +7,11 @@ Not responsible for: the rules (pipeline.service.admission) or the release itsel
 from __future__ import annotations
 
 import argparse
-import getpass
-import socket
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.cli.common import settings_from
+from pipeline.cli.common import operator_name, settings_from
 from pipeline.cli.main import EXIT_OK, CommandError
-from pipeline.db.errors import DatabaseUnavailable, SchemaMissing
-from pipeline.db.session import Database
-from pipeline.service.release import ReleaseError, release_for_rework
 
 RELEASE_HELP = (
     "Allow the next scan of the unit, at any station or line, to rework it (new config flashed, same "
@@ -29,7 +24,12 @@ RELEASE_HELP = (
 
 def register(sub: Any) -> None:
     """Add the `unit` command group."""
-    parser = sub.add_parser("unit", help="operator actions on one unit")
+    parser = sub.add_parser(
+        "unit",
+        help="operator actions on one unit",
+        description="Operator decisions about one unit that the line will not take by itself, each recorded "
+        "in the audit log with the operator's user and host.",
+    )
     unit_sub = parser.add_subparsers(dest="unit_command", metavar="SUBCOMMAND", required=True)
     release = unit_sub.add_parser("release", help="release a unit for rework", description=RELEASE_HELP)
     release.add_argument("key", metavar="REGISTRATION_ID|SERIAL|MAC")
@@ -37,16 +37,11 @@ def register(sub: Any) -> None:
     release.set_defaults(func=_release)
 
 
-def operator_name() -> str:
-    """The OS user and host running the command, e.g. `alice@line2-pc`."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (some containers)
-        user = "unknown-user"
-    return f"{user}@{socket.gethostname()}"
-
-
 def _release(args: argparse.Namespace) -> int:
+    from pipeline.db.errors import DatabaseUnavailable, SchemaMissing
+    from pipeline.db.session import Database
+    from pipeline.service.release import ReleaseError, release_for_rework
+
     settings = settings_from(args)
     db = Database(settings.resolved_database_url())
     try:

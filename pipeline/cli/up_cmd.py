@@ -1,18 +1,11 @@
-"""`edgeline up`: the central workers and scheduler against the configured broker, database and DPS."""
+"""`edgeline up`: the central workers and scheduler against the configured broker, database and DPS.
+
+Responsible for: the arguments (the runner is pipeline.cli.up_run, imported on use).
+"""
 
 from __future__ import annotations
 
-import argparse
-import logging
 from typing import Any
-
-from pipeline.bootstrap import build_pipeline
-from pipeline.bus.ports import BusError
-from pipeline.cli.common import settings_from, stop_event_on_signals
-from pipeline.cli.main import EXIT_OK, CommandError
-from pipeline.db.errors import DatabaseUnavailable, SchemaMissing
-
-log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
@@ -31,25 +24,4 @@ def register(sub: Any) -> None:
         help="MQTT client id (default: edgeline-worker-<hostname>); keep it stable "
         "across restarts so messages queued while down are delivered",
     )
-    parser.set_defaults(func=_up)
-
-
-def _up(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    pipeline = build_pipeline(settings, client_id=args.client_id)
-    stop = stop_event_on_signals()
-    try:
-        pipeline.db.ping()
-        pipeline.start()
-    except (BusError, DatabaseUnavailable, SchemaMissing) as exc:
-        pipeline.stop()
-        raise CommandError(str(exc)) from None
-    log.info(
-        "edgeline up: workers running (mode %s, line %s); Ctrl-C to stop",
-        settings.enrollment_mode,
-        settings.line,
-    )
-    stop.wait()
-    log.info("edgeline up: stopping")
-    pipeline.stop()
-    return EXIT_OK
+    parser.set_defaults(func="pipeline.cli.up_run:up")

@@ -1,4 +1,4 @@
-"""Encrypt a rendered config so that only the target station can read it, for one unit (DESIGN §3).
+"""Encrypt a rendered config so that only the target station can read it, for one unit (architecture §3).
 
 Responsible for: the envelope format, sealing a config to a station's X25519 public key, and opening
 it on the station with checks that it is addressed to this station and this unit.

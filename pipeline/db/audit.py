@@ -1,4 +1,4 @@
-"""Read-side audit queries (DESIGN §9 `edgeline audit`): units by filter, one unit's timeline, chain check.
+"""Read-side audit queries (architecture §9): units by filter, one unit's timeline, chain check.
 
 Responsible for: answering "what happened to unit X", "which units of line 2 never came online",
 exporting results as CSV/JSON, and verifying the hash chain. Results are plain frozen dataclasses.
@@ -135,6 +135,13 @@ def _filtered(
     if until is not None:
         query = query.where(UnitRow.updated_at < until)
     return query
+
+
+def present_values(db: Database, column: str) -> list[str]:
+    """The distinct values of a unit's `line` or `station` in the database, sorted (for error messages)."""
+    attribute = {"line": UnitRow.line, "station": UnitRow.station}[column]
+    with db.session() as session:
+        return sorted(v for v in session.scalars(select(attribute).distinct()) if v is not None)
 
 
 def unit_timeline(db: Database, key: str) -> Timeline | None:

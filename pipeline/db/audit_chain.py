@@ -1,4 +1,4 @@
-"""The hash-chained audit log (DESIGN §7): appending and verifying.
+"""The hash-chained audit log (architecture §7): appending and verifying.
 
 Each record's hash is SHA-256 over the previous record's hash followed by the canonical JSON of the
 record (id, at in UTC ISO 8601, kind, actor, registration_id, detail). Ids are assigned as

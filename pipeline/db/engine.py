@@ -17,15 +17,19 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from pipeline.db.errors import DatabaseUnavailable, SchemaMissing
+from pipeline.db.errors import DatabaseUnavailable, DatabaseUrlInvalid, SchemaMissing
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 
 
 def normalise_url(url: str) -> URL:
     """Parse a database URL, choosing psycopg 3 for plain `postgresql://` URLs."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseUrlInvalid("not of the form dialect://user@host/database") from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
@@ -33,17 +37,23 @@ def normalise_url(url: str) -> URL:
 
 def mask_url(url: str | URL) -> str:
     """The URL with its password replaced by `***`, safe for logs and error messages."""
-    parsed = url if isinstance(url, URL) else make_url(url)
+    try:
+        parsed = url if isinstance(url, URL) else make_url(url)
+    except ArgumentError:
+        raise DatabaseUrlInvalid("not of the form dialect://user@host/database") from None
     return parsed.render_as_string(hide_password=True)
 
 
 def create_engine_for(url: str, **kwargs: Any) -> Engine:
     """Create an engine for `url` (PostgreSQL or SQLite) with edgeline's connection settings."""
     parsed = normalise_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        engine = _sqlite_engine(parsed, **kwargs)
-    else:
-        engine = create_engine(parsed, pool_pre_ping=True, **kwargs)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            engine = _sqlite_engine(parsed, **kwargs)
+        else:
+            engine = create_engine(parsed, pool_pre_ping=True, **kwargs)
+    except NoSuchModuleError:
+        raise DatabaseUrlInvalid(f"no database driver for {parsed.drivername!r}") from None
     _translate_connect_errors(engine, mask_url(parsed))
     return engine
 

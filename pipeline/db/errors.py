@@ -27,3 +27,14 @@ class SchemaMissing(RuntimeError):
     def __init__(self, masked_url: str, cause: str) -> None:
         super().__init__(f"database {masked_url} has no edgeline schema ({cause}): run `edgeline db upgrade`")
         self.masked_url = masked_url
+
+
+class DatabaseUrlInvalid(ValueError):
+    """The database URL cannot be parsed or names a database edgeline has no driver for."""
+
+    def __init__(self, cause: str) -> None:
+        # The URL itself is not repeated: it may hold a password.
+        super().__init__(
+            f"database_url (EDGELINE_DATABASE_URL) is not a usable database URL ({cause}); e.g. "
+            "postgresql://user@host:5432/edgeline or sqlite:///path/to/edgeline.db"
+        )

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2.x declarative models of edgeline's tables (DESIGN §2, §6, §7).
+"""SQLAlchemy 2.x declarative models of edgeline's tables (architecture §2, §6, §7).
 
 Responsible for: column types, constraints and indexes, UTC-aware timestamps on every backend.
 Not responsible for: creating the schema (Alembic migrations do; the app never calls `create_all`),

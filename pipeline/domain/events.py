@@ -1,4 +1,4 @@
-"""Wire-level events and commands of the line, as frozen dataclasses (DESIGN §2, §5).
+"""Wire-level events and commands of the line, as frozen dataclasses (architecture §2, §5).
 
 Responsible for: the name, version and fields of every message, and strict checking of incoming data
 (types, required fields, bounded sizes) before any handler sees it.

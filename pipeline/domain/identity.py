@@ -1,7 +1,7 @@
 """Device identity: parse what a device reports and build its DPS registration ID.
 
 Responsible for: strict parsing of serial numbers and MAC addresses read from a device, and turning
-them into a registration ID by a configurable template (DESIGN §3).
+them into a registration ID by a configurable template (architecture §3).
 Not responsible for: talking to devices, or deciding whether an identity conflicts with a known unit
 (that is the keyer's job, against the database).
 

@@ -1,7 +1,7 @@
 """Symmetric keys as values that cannot leak, and the DPS group-key derivation.
 
 Responsible for: the `SecretKey` type (its repr/str never show key material), base64 parsing with
-DPS's size rules, key generation, and the enrollment-group derivation of notes §2.3.
+DPS's size rules, key generation, and the enrollment-group derivation of azure-notes §2.3.
 Not responsible for: storing keys (`pipeline.crypto.sealing`) or sending them (`pipeline.crypto.envelope`).
 """
 
@@ -15,7 +15,7 @@ import secrets
 
 MIN_KEY_BYTES = 16
 MAX_KEY_BYTES = 64
-GENERATED_KEY_BYTES = 64  # what DPS itself generates (notes §1.5)
+GENERATED_KEY_BYTES = 64  # what DPS itself generates (azure-notes §1.5)
 
 
 class KeyFormatError(ValueError):

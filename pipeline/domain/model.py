@@ -1,4 +1,4 @@
-"""The unit and its state machine (DESIGN §2), enforced on every transition.
+"""The unit and its state machine (architecture §2), enforced on every transition.
 
 Responsible for: which states exist, which transitions are legal, and recording failures with stage,
 reason, retryability and attempt count.

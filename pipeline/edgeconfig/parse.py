@@ -3,7 +3,7 @@
 Responsible for: what a (simulated) device does at boot — parse `/etc/aziot/config.toml` or
 `/etc/iotedge/config.yaml` with a real TOML/YAML parser and return its DPS endpoint, ID scope,
 registration ID and key. Accepts Microsoft's own files as they are, including an inline key without
-"=" padding (notes §4.2).
+"=" padding (azure-notes §4.2).
 Not responsible for: rendering (`pipeline.edgeconfig.render`), registering with DPS, or any
 provisioning source other than DPS with an inline symmetric key (those fail with a clear error).
 

@@ -1,4 +1,4 @@
-"""Render the IoT Edge provisioning config that a station flashes onto a device (DESIGN §4).
+"""Render the IoT Edge provisioning config that a station flashes onto a device (architecture §4).
 
 Responsible for: turning a validated `ProvisioningConfig` into the exact bytes of
 `/etc/aziot/config.toml` (IoT Edge 1.2+) or `/etc/iotedge/config.yaml` (IoT Edge 1.1), shaped like

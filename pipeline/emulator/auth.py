@@ -1,6 +1,6 @@
 """SAS checks for the emulator's three audiences: DPS service, DPS device, IoT hub registry.
 
-Responsible for: the acceptance rules of notes §1.8 and §2.2 (and §9 for the hub): `sr` is compared
+Responsible for: the acceptance rules of azure-notes §1.8 and §2.2 (and §9 for the hub): `sr` is compared
 URL-decoded and case-insensitively, the signature is verified over `sr` exactly as sent, `skn` and
 expiry are checked. Parsing and HMAC come from `pipeline.azure.sas` (one implementation for the team).
 Not responsible for: choosing which enrollment's keys to try (provisioning does that).
@@ -59,7 +59,7 @@ def check_service_token(
 
 
 def check_device_token_scope(token: ParsedToken, id_scope: str, registration_id: str) -> None:
-    """Accept the resource and skn of a device token (notes §2.2); the signature is checked by the caller."""
+    """Accept the resource and skn of a device token (azure-notes §2.2); the caller checks the signature."""
     if token.skn not in (None, DEVICE_POLICY):
         raise unauthorized("skn must be absent or 'registration'")
     expected = f"{id_scope}/registrations/{registration_id}".lower()

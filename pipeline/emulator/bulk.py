@@ -1,7 +1,7 @@
 """Bulk enrollment operations: `POST /enrollments` and `POST /enrollmentGroups` (at most 10 items).
 
 Responsible for: modes create / update / updateIfMatchETag / delete with per-item errors in a 200
-answer, as recorded from the real service (notes §1.5, checklist §7.4). Faithful to the recording, mode
+answer, as recorded from the real service (azure-notes §1.5, §7). Faithful to the recording, mode
 `update` on an existing item reports 409201 "Enrollment already exists." (an upsert must use PUT).
 Not responsible for: single-record routes (service_api) or record validation (records).
 """
@@ -21,7 +21,7 @@ MODES = ("create", "update", "updateIfMatchETag", "delete")
 
 
 class BulkApi:
-    """Route handlers for the two bulk endpoints (with and without trailing slash, notes §1.2)."""
+    """Route handlers for the two bulk endpoints (with and without trailing slash, azure-notes §1.2)."""
 
     def __init__(self, state: DpsState, guard: Callable[[Request], None]) -> None:
         self.state = state

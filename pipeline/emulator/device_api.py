@@ -2,8 +2,8 @@
 
 Responsible for: `PUT /{idScope}/registrations/{id}/register` (always 202 + operationId, `Retry-After`,
 `Location`), `GET .../operations/{operationId}` (202 assigning with registrationState.registrationId,
-or 200 final), `POST /{idScope}/registrations/{id}` (status lookup), device SAS as notes §2.2, and the
-registrations-per-minute and polls-per-device quotas (§3). Shapes follow notes §2.1 and §2.6.
+or 200 final), `POST /{idScope}/registrations/{id}` (status lookup), device SAS as azure-notes §2.2, and the
+registrations-per-minute and polls-per-device quotas (§3). Shapes follow azure-notes §2.1 and §2.6.
 Not responsible for: which enrollment or hub (provisioning) and framing (http).
 """
 
@@ -21,7 +21,7 @@ from pipeline.emulator.store import DpsState, Operation
 from pipeline.emulator.wire import ApiError, bad_request, not_found
 
 DEVICE_API_VERSIONS = ("2018-11-01", "2019-03-31", "2021-06-01", "2021-10-01")
-RETRY_AFTER_SECONDS = "3"  # observed value (notes §2.1)
+RETRY_AFTER_SECONDS = "3"  # observed value (azure-notes §2.1)
 BASE = r"/(?P<scope>[^/]+)/registrations/(?P<rid>[^/]+)"
 
 

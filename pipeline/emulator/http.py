@@ -25,7 +25,7 @@ from pipeline.emulator.wire import ApiError, bad_request
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 256 * 1024  # DPS caps messages at 96 KB (notes §3); leave room, but stay bounded
+MAX_BODY_BYTES = 256 * 1024  # DPS caps messages at 96 KB (azure-notes §3); leave room, but stay bounded
 
 
 @dataclass(frozen=True, slots=True)

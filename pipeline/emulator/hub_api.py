@@ -1,6 +1,6 @@
 """The IoT Hub registry API of one emulated hub: `/devices/{id}` and `/twins/{id}` (api-version 2021-04-12).
 
-Responsible for: the routes `azure-iot-hub`'s IoTHubRegistryManager calls (notes §9), hub service SAS
+Responsible for: the routes `azure-iot-hub`'s IoTHubRegistryManager calls (azure-notes §9), hub service SAS
 (sr = host as addressed including the port, or the hub's virtual host name; skn = the hub policy),
 and IoT Hub's error body shape (`{"Message": "ErrorCode:...;...", "ExceptionMessage": ...}`).
 Not responsible for: the registry data (hub_registry) or TLS and ports (server).

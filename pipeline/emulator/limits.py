@@ -1,8 +1,8 @@
 """Quotas and fault injection: the parts of the emulator that make clients cope with a hostile DPS.
 
-Responsible for: sliding-window rate limits answering 429 + `Retry-After` (DPS limits, notes §3:
+Responsible for: sliding-window rate limits answering 429 + `Retry-After` (DPS limits, azure-notes §3:
 1,000 operations/min, 1,000 registrations/min, 5 polls per 10 s per device), and runtime-switchable
-faults (latency, 5xx, forced 429, dropped connections) for reliability tests (DESIGN §8, §10).
+faults (latency, 5xx, forced 429, dropped connections) for reliability tests (architecture §8, §10).
 Not responsible for: deciding which requests count as what (the API modules call `take`).
 """
 

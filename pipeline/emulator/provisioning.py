@@ -1,7 +1,7 @@
 """Device attestation, hub allocation and registration outcomes: the core of DPS's device side.
 
 Responsible for: individual-before-group precedence with the right keys (an individual enrollment's
-own keys only; a group's keys derived per registration id, notes §2.3), hub choice (static, hashed;
+own keys only; a group's keys derived per registration id, azure-notes §2.3), hub choice (static, hashed;
 sticky re-registration per reprovision policy, §2.4, §2.7), the final registrationState (assigned /
 failed 400208 / disabled), and, once an operation is due, writing the record and the hub identity.
 Not responsible for: HTTP and token parsing (device_api, auth).
@@ -39,7 +39,7 @@ def stable_index(registration_id: str, count: int) -> int:
 
 
 def candidate_hubs(enrollment: JsonObject, linked: tuple[str, ...]) -> list[str]:
-    """The enrollment's hubs that are linked, else all linked hubs (notes §2.4)."""
+    """The enrollment's hubs that are linked, else all linked hubs (azure-notes §2.4)."""
     listed = enrollment.get("iotHubs") or (
         [enrollment["iotHubHostName"]] if enrollment.get("iotHubHostName") else []
     )

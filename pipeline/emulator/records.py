@@ -1,6 +1,6 @@
 """Enrollment records: validate what clients PUT, fill in what DPS fills in, shape what DPS returns.
 
-Responsible for: the IndividualEnrollment / EnrollmentGroup schemas of notes §1.4 (exact field names),
+Responsible for: the IndividualEnrollment / EnrollmentGroup schemas of azure-notes §1.4 (exact field names),
 64-byte key generation when keys are null or absent, timestamps and a new ETag on every write,
 omitting null fields except `provisioningStatus`, and stripping keys from GET and query answers (§1.5).
 Not responsible for: storage or preconditions (store) and HTTP (service_api).
@@ -35,7 +35,7 @@ GROUP_FIELDS = ("enrollmentGroupId", *COMMON_FIELDS)
 
 
 def check_id(value: Any, what: str) -> str:
-    """Validate an enrollment / registration id (notes §2.4); 400 naming the field otherwise."""
+    """Validate an enrollment / registration id (azure-notes §2.4); 400 naming the field otherwise."""
     if not isinstance(value, str) or not ID_PATTERN.match(value):
         raise bad_request(
             f"{what} must be 1-128 characters: letters, digits and '-', '.', '_', ':' "
@@ -79,7 +79,7 @@ def normalize_attestation(value: Any) -> JsonObject:
     return attestation
 
 
-# IoT Hub device IDs (notes §2.4): case-sensitive, at most 128 ASCII characters, letters, digits and
+# IoT Hub device IDs (azure-notes §2.4): case-sensitive, at most 128 ASCII characters, letters, digits and
 # - . % _ * ? ! ( ) , : = @ $ ' ; '+' and '#' are not supported.
 DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9\-.%_*?!(),:=@$']{1,128}")
 
@@ -129,7 +129,7 @@ def build_record(body: Any, id_field: str, path_id: str, existing: JsonObject | 
 
 
 def without_keys(record: JsonObject) -> JsonObject:
-    """A copy safe for GET and query answers: symmetric keys removed (notes §1.5)."""
+    """A copy safe for GET and query answers: symmetric keys removed (azure-notes §1.5)."""
     shown = dict(record)
     attestation = dict(shown.get("attestation") or {})
     attestation.pop("symmetricKey", None)
@@ -143,7 +143,7 @@ def attestation_with_keys(record: JsonObject) -> JsonObject:
 
 
 def is_enabled(record: JsonObject) -> bool:
-    """Null or absent provisioningStatus counts as enabled (spec default; notes §1.5)."""
+    """Null or absent provisioningStatus counts as enabled (spec default; azure-notes §1.5)."""
     return record.get("provisioningStatus") in (None, "enabled")
 
 

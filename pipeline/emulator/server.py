@@ -55,7 +55,7 @@ class EmulatorConfig:
 
 
 def render_dps_error(error: ApiError) -> Response:
-    """ProvisioningServiceErrorDetails + `x-ms-error-code` (notes §1.2, §1.7)."""
+    """ProvisioningServiceErrorDetails + `x-ms-error-code` (azure-notes §1.2, §1.7)."""
     return Response(
         error.status, error_body(error.error_code, error.message), {"x-ms-error-code": str(error.error_code)}
     )
@@ -100,7 +100,7 @@ class RunningEmulator:
 
     @property
     def service_connection_string(self) -> str:
-        """DPS service connection string; plain-HTTP endpoints carry the scheme (notes §9)."""
+        """DPS service connection string; plain-HTTP endpoints carry the scheme (azure-notes §9)."""
         host = self.host_name if self.config.tls else f"http://{self.host_name}"
         return (
             f"HostName={host};SharedAccessKeyName={self.config.service_policy_name};"

@@ -1,6 +1,6 @@
 """The DPS service API (enrollment management), as `/enrollments`, `/enrollmentGroups`, `/registrations`.
 
-Responsible for: the 15 operations of notes §1.2 with the observed behaviour of §1.5-§1.7 (PUT 200 with
+Responsible for: the 15 operations of azure-notes §1.2 with the observed behaviour of §1.5-§1.7 (PUT 200 with
 keys, GET/query without keys, attestationmechanism with keys, DELETE 204, If-Match 412, paging headers),
 plus the per-request guard every service call passes: api-version, service SAS, operations quota.
 Not responsible for: bulk operations (bulk), device registration (device_api), record shapes (records).
@@ -27,7 +27,7 @@ def public(record: JsonObject) -> JsonObject:
 
 
 def check_api_version(request: Request, accepted: tuple[str, ...]) -> None:
-    """Every DPS operation requires `api-version` (notes §1.1)."""
+    """Every DPS operation requires `api-version` (azure-notes §1.1)."""
     version = request.query.get("api-version")
     if not version:
         raise bad_request("The api-version query parameter is required.")
@@ -36,7 +36,7 @@ def check_api_version(request: Request, accepted: tuple[str, ...]) -> None:
 
 
 def page(request: Request, items: list[JsonObject], item_type: str) -> Response:
-    """Answer a query with one page and the paging headers of notes §1.3."""
+    """Answer a query with one page and the paging headers of azure-notes §1.3."""
     try:
         size = int(request.header("x-ms-max-item-count") or DEFAULT_PAGE_SIZE)
         start = int(request.header("x-ms-continuation") or 0)
@@ -55,7 +55,7 @@ def page(request: Request, items: list[JsonObject], item_type: str) -> Response:
 
 
 def check_query(request: Request) -> None:
-    """Only `SELECT *` is known to be used by clients (notes §1.3)."""
+    """Only `SELECT *` is known to be used by clients (azure-notes §1.3)."""
     body = request.json()
     query = body.get("query") if isinstance(body, dict) else None
     if not isinstance(query, str):

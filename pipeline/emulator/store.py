@@ -1,7 +1,7 @@
 """The emulator's in-memory state: enrollments, groups, registration records and operations.
 
 Responsible for: keeping records (as wire-shaped dicts, keys included) keyed case-insensitively as DPS
-ids are (notes §2.4), ETag preconditions (If-Match, notes §1.6), paging order, one lock for it all,
+ids are (azure-notes §2.4), ETag preconditions (If-Match, §1.6), paging order, one lock for it all,
 and a JSON snapshot for `--state-file` and the control API.
 Not responsible for: validating request bodies (records), authentication (auth), HTTP (http).
 """

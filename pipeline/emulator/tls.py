@@ -2,7 +2,7 @@
 
 Responsible for: generating (with `cryptography`) a CA and a server certificate valid for 127.0.0.1,
 localhost and the emulated host names, writing `ca.pem` (what clients trust via REQUESTS_CA_BUNDLE,
-notes §9) plus the server's cert and key (mode 0600), and building the server's ssl.SSLContext.
+azure-notes §9) plus the server's cert and key (mode 0600), and building the server's ssl.SSLContext.
 Not responsible for: serving (http, server). These certificates are for tests and demos only.
 """
 

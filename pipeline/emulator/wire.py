@@ -1,6 +1,6 @@
 """Wire-format details shared by the emulator's APIs: timestamps, ETags, ids and error bodies.
 
-Responsible for: the exact shapes DPS puts on the wire (notes §1.5, §1.7, §2.1): 7-digit fractional UTC
+Responsible for: the exact shapes DPS puts on the wire (azure-notes §1.5, §1.7, §2.1): 7-digit fractional UTC
 timestamps, ETags that are base64 of a quoted Cosmos-style id, operation ids `<digit>.<16 hex>.<uuid>`,
 and `ProvisioningServiceErrorDetails` bodies raised as `ApiError`.
 Not responsible for: routing or HTTP framing (see `pipeline.emulator.http`).
@@ -16,7 +16,7 @@ from typing import Any
 
 JsonObject = dict[str, Any]
 
-# Six-digit DPS error codes (notes §1.7). 412xxx/429xxx follow the observed pattern but are UNVERIFIED.
+# Six-digit DPS error codes (azure-notes §1.7). 412xxx/429xxx follow the observed pattern but are UNVERIFIED.
 BAD_REQUEST = 400004
 NO_HUB = 400208
 UNAUTHORIZED = 401002
@@ -47,7 +47,7 @@ def utc_timestamp(moment: datetime | None = None) -> str:
 
 
 def new_etag() -> str:
-    """Return a fresh ETag: base64 of a double-quoted Cosmos-style id (notes §1.5)."""
+    """Return a fresh ETag: base64 of a double-quoted Cosmos-style id (azure-notes §1.5)."""
     raw = secrets.token_hex(16)
     cosmos_id = f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
     return base64.b64encode(f'"{cosmos_id}"'.encode("ascii")).decode("ascii")
@@ -87,5 +87,5 @@ def bad_request(message: str) -> ApiError:
 
 
 def drop_nulls(record: JsonObject, keep: tuple[str, ...] = ("provisioningStatus",)) -> JsonObject:
-    """Omit top-level null fields, as DPS does, except those in `keep` (notes §1.5)."""
+    """Omit top-level null fields, as DPS does, except those in `keep` (azure-notes §1.5)."""
     return {name: value for name, value in record.items() if value is not None or name in keep}

@@ -1,4 +1,4 @@
-"""Configurer: renders the unit's IoT Edge config and sends it, encrypted, to its station (DESIGN §3, §4).
+"""Configurer: renders a unit's IoT Edge config, sends it encrypted to its station (architecture §3, §4).
 
 The rendered config holds the device key, so it exists in clear only in this function's memory: it is
 encrypted to the station's X25519 public key before it enters the outbox, and only its SHA-256 is stored.

@@ -3,7 +3,7 @@
 A device may first boot days after it was flashed, so each unit is checked on its own backoff
 (`confirm_backoff_initial_seconds`, doubling up to `confirm_backoff_max_seconds`) until
 `confirm_window_hours` have passed, then it is failed as stale. In group mode, when many units are due,
-the group's registration query (one operation per page) replaces one GET per unit (DESIGN §6).
+the group's registration query (one operation per page) replaces one GET per unit (architecture §6).
 Not responsible for: the device's own registration (the device does that with its key).
 """
 

@@ -1,4 +1,4 @@
-"""Enroller: makes DPS hold an enrollment that accepts the unit's key (DESIGN §3, §6).
+"""Enroller: makes DPS hold an enrollment that accepts the unit's key (architecture §3, §6).
 
 Group mode: the product's enrollment group exists already (`ensure_group` at start-up), so a unit is
 enrolled as soon as it is keyed. Individual mode: one enrollment per unit, created in bulk (up to 10
@@ -24,7 +24,7 @@ from pipeline.service.context import Context
 from pipeline.service.unit_of_work import GroupRecord, UnitOfWork
 
 ACTOR = "enroller"
-BULK_LIMIT = 10  # DPS bulk operations take at most 10 enrollments (notes §1.2)
+BULK_LIMIT = 10  # DPS bulk operations take at most 10 enrollments (azure-notes §1.2)
 FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
 log = logging.getLogger(__name__)
 

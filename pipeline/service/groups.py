@@ -1,4 +1,6 @@
-"""Enrollment-group administration: create, show and rotate the group key (DESIGN §3, notes §1.6, §2.3).
+"""Enrollment-group administration: create, show and rotate the group key.
+
+See architecture §3 and azure-notes §1.6, §2.3.
 
 Rotation keeps every flashed device working. DPS accepts a device key derived from *either* of a group's
 two keys, and edgeline derives device keys from the primary only. So a rotation moves the current

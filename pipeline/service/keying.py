@@ -1,4 +1,4 @@
-"""Keyer: turns a scan into a unit with a key (DESIGN §2, §3).
+"""Keyer: turns a scan into a unit with a key (architecture §2, §3).
 
 Responsible for: creating or restarting (rework) the unit, detecting identity conflicts (quarantine),
 generating and sealing individual keys. Scans it will not act on (invalid identity, MAC rules, a

@@ -1,4 +1,4 @@
-"""Outbox relay: publishes committed outbox rows to the bus, then marks them published (DESIGN §6).
+"""Outbox relay: publishes committed outbox rows to the bus, then marks them published (architecture §6).
 
 A crash between publish and mark only causes a duplicate, which consumers drop by event id; a crash
 before publish only delays the message. Several relays (one per `edgeline up` process) may share a

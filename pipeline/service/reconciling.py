@@ -1,4 +1,4 @@
-"""Reconciler (scheduler job): re-drives units stuck between stages (DESIGN §6).
+"""Reconciler (scheduler job): re-drives units stuck between stages (architecture §6).
 
 Messages can be lost (a broker dropping QoS 1 messages for a slow subscriber, a station that was away),
 so the database, not the bus, decides what is pending: a unit that sat in a transient state longer than

@@ -1,16 +1,16 @@
-"""Revoking and restoring one unit's DPS enrollment (DESIGN §2 `revoked`, notes §2.3, §2.7).
+"""Revoking and restoring one unit's DPS enrollment (architecture §2 `revoked`, azure-notes §2.3, §2.7).
 
 Individual mode: disable = the enrollment's provisioningStatus set `disabled` (keys kept, so enabling
 restores the same device key); delete = the enrollment removed (permanent). Group mode: a device cannot
 be disabled inside its group, so edgeline creates a *disabled individual enrollment* for its
-registration ID, which takes precedence over the group (notes §2.3). Its keys are fresh random ones,
+registration ID, which takes precedence over the group (azure-notes §2.3). Its keys are fresh random ones,
 never the derived device key: the enrollment exists only to say no, and the device's token (signed with
 the derived key) is then refused with 401 instead of `disabled`. Deleting that enrollment would let the
 device re-enroll through the group, so `delete` is refused in group mode and `enable` removes it.
 
 Unit states: disable and delete move the unit to `revoked`. Enable is the human release the state
 machine asks for: `revoked -> scanned`, after which the unit must be rescanned at a station (rework) to
-go through the line again. DPS is changed first, then the unit's IoT Hub device identity (notes §2.7:
+go through the line again. DPS is changed first, then the unit's IoT Hub device identity (azure-notes §2.7:
 disabled by disable/delete, enabled by enable; only for a unit DPS assigned, and only when a hub
 registry is configured), then the database, with one audit record saying what happened in each. A hub
 failure does not undo the DPS change (which is what stops re-provisioning); it is audited and reported

@@ -1,6 +1,6 @@
 """HttpDpsClient and HttpDeviceRegistrar against the DPS emulator over real HTTP (no mocks).
 
-The emulator validates SAS tokens exactly as notes §1.8/§2.2 describe, so these tests also prove our
+The emulator validates SAS tokens exactly as azure-notes §1.8/§2.2 describe, so these tests also prove our
 tokens are right.
 """
 

@@ -22,7 +22,7 @@ API = {"api-version": "2021-10-01"}
 
 
 def _observed_nulls_removed(instance: Any) -> Any:
-    """The real service echoes `"provisioningStatus": null` (notes §1.5), which the swagger cannot express."""
+    """The real service echoes `"provisioningStatus": null` (azure-notes §1.5); the swagger cannot say so."""
     if isinstance(instance, list):
         return [_observed_nulls_removed(item) for item in instance]
     if isinstance(instance, dict) and instance.get("provisioningStatus", "") is None:

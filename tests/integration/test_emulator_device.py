@@ -16,7 +16,7 @@ from pipeline.azure.sas import generate_token, parse_connection_string, sign
 from pipeline.domain.keys import SecretKey, derive_device_key
 from pipeline.emulator.server import EmulatorConfig, RunningEmulator, start_emulator
 
-SCOPE = "0ne00AB12CD"  # mixed case: aziot lower-cases it (notes §2.2)
+SCOPE = "0ne00AB12CD"  # mixed case: aziot lower-cases it (azure-notes §2.2)
 HUBS = ("edgeline-hub-1.azure-devices.net", "edgeline-hub-2.azure-devices.net")
 DEVICE_API = {"api-version": "2021-06-01"}
 PLAIN = ssl.create_default_context()  # built once: httpx builds one per client otherwise (slow)

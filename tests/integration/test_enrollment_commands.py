@@ -3,7 +3,7 @@
 No mocks: EDGELINE_* settings in the environment, real service handlers, and a real device registration
 (HttpDeviceRegistrar) with the key the pipeline flashed. In group mode the revoked device gets 401, not
 `disabled`: the overriding individual enrollment has random keys, and DPS checks an individual
-enrollment's own keys before its status (notes §2.3; the emulator does the same).
+enrollment's own keys before its status (azure-notes §2.3; the emulator does the same).
 """
 
 from __future__ import annotations

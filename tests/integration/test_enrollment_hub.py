@@ -2,7 +2,7 @@
 
 Real pieces only: the database (both backends), the DPS emulator, a device that really registered (so the
 emulated hub holds its identity), the confirmer that records the assignment, and azure-iot-hub's
-IoTHubRegistryManager (AzureHubRegistry) talking HTTPS to the emulated hub with its CA (notes §2.7, §9).
+IoTHubRegistryManager (AzureHubRegistry) talking HTTPS to the emulated hub with its CA (azure-notes §2.7, §9).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A broker outage in the middle of a line run loses and duplicates nothing (DESIGN §6, issue #4).
+"""A broker outage in the middle of a line run loses and duplicates nothing (architecture §6, issue #4).
 
 A station with 8 simulated devices on real pseudo-terminals, the real pipeline (workers, SQLite by
 migrations, the DPS + IoT Hub emulator over HTTP) and a real Mosquitto, which is stopped for a few

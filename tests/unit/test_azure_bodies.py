@@ -1,4 +1,4 @@
-"""DPS JSON bodies: built from specs with notes §1.4 field names, parsed from recorded responses."""
+"""DPS JSON bodies: built from specs with azure-notes §1.4 field names, parsed from recorded responses."""
 
 from __future__ import annotations
 

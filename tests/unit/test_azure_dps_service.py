@@ -1,5 +1,5 @@
 """HttpDpsClient wire behaviour against a real scripted HTTP server: what it sends and how it reads
-DPS's answers (recorded shapes, notes §1.5). The full behaviour is also tested against the emulator."""
+DPS's answers (recorded shapes, azure-notes §1.5). The full behaviour is also tested against the emulator."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Settings: TOML file + EDGELINE_* environment (the environment wins), and the master key (DESIGN §7, §9)."""
+"""Settings: TOML file + EDGELINE_* environment (environment wins), the master key (architecture §7, §9)."""
 
 from __future__ import annotations
 

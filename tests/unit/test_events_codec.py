@@ -1,4 +1,4 @@
-"""Events and their CloudEvents envelope (DESIGN §5): round trips and strict decoding of untrusted bytes."""
+"""Events and their CloudEvents envelope (architecture §5): round trips, strict decoding of bad input."""
 
 from __future__ import annotations
 

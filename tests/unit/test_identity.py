@@ -1,4 +1,4 @@
-"""Device identity: serial/MAC parsing and registration IDs (DESIGN §3). Pure, no I/O."""
+"""Device identity: serial/MAC parsing and registration IDs (architecture §3). Pure, no I/O."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pipeline.domain.identity import (
 )
 
 # ---------------------------------------------------------------------------------------------------------
-# The DESIGN §3 example
+# The architecture §3 example
 # ---------------------------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""SecretKey and the DPS group-key derivation, against the golden vectors (DESIGN §3)."""
+"""SecretKey and the DPS group-key derivation, against the golden vectors (architecture §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SAS tokens and connection strings (notes §1.8, §2.2), against the golden vectors."""
+"""SAS tokens and connection strings (azure-notes §1.8, §2.2), against the golden vectors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The unit state machine (DESIGN §2): every transition goes through TRANSITIONS."""
+"""The unit state machine (architecture §2): every transition goes through TRANSITIONS."""
 
 from __future__ import annotations
 

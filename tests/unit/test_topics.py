@@ -1,4 +1,4 @@
-"""The topic tree (DESIGN §5) and the consumer's topic/sender check."""
+"""The topic tree (architecture §5) and the consumer's topic/sender check."""
 
 from __future__ import annotations
 

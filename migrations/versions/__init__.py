@@ -1,0 +1,1 @@
+"""Migration scripts (Alembic loads every file here except this one)."""
