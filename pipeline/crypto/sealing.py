@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -47,7 +49,7 @@ def key_id_of(master_key: SecretKey) -> bytes:
     return hashlib.sha256(master_key.reveal()).digest()[:KEY_ID_BYTES]
 
 
-def _check_context(context: str) -> bytes:
+def check_context(context: str) -> bytes:
     if not isinstance(context, str) or not context:
         raise SealError("seal context is empty: pass what the secret belongs to, e.g. 'device-key:<id>'")
     if len(context) > MAX_CONTEXT_CHARS:
@@ -57,22 +59,49 @@ def _check_context(context: str) -> bytes:
     return context.encode("utf-8")
 
 
+class KeySealer(Protocol):
+    """What stores sealed secrets need: `Sealer` in process, `Pkcs11Sealer` with the key in an HSM."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    def seal(self, plaintext: bytes, *, context: str) -> bytes: ...
+
+    def unseal(self, blob: bytes, *, context: str) -> bytes: ...
+
+    def seal_key(self, key: SecretKey, *, context: str) -> bytes: ...
+
+    def unseal_key(self, blob: bytes, *, context: str) -> SecretKey: ...
+
+    def sealed_with_current_key(self, blob: bytes) -> bool: ...
+
+
+def _aead_for(master_key: SecretKey) -> AESGCM:
+    if not isinstance(master_key, SecretKey):
+        raise SealError("master key must be a SecretKey")
+    size = len(master_key.reveal())
+    if size != MASTER_KEY_BYTES:
+        raise SealError(
+            f"master key is {size} bytes; AES-256-GCM needs exactly {MASTER_KEY_BYTES} "
+            "(generate one with: openssl rand -base64 32)"
+        )
+    return AESGCM(master_key.reveal())
+
+
 class Sealer:
-    """Seals and unseals secrets under one 32-byte master key."""
+    """Seals under one 32-byte master key; unseals under it or any key in `also_unseal` (by key id).
 
-    __slots__ = ("_aead", "_key_id")
+    `also_unseal` carries the previous master key during a rotation (`edgeline keys rotate-master`), so
+    workers keep reading blobs sealed under either key while they are re-sealed: no downtime.
+    """
 
-    def __init__(self, master_key: SecretKey) -> None:
-        if not isinstance(master_key, SecretKey):
-            raise SealError("master key must be a SecretKey")
-        size = len(master_key.reveal())
-        if size != MASTER_KEY_BYTES:
-            raise SealError(
-                f"master key is {size} bytes; AES-256-GCM needs exactly {MASTER_KEY_BYTES} "
-                "(generate one with: openssl rand -base64 32)"
-            )
-        self._aead = AESGCM(master_key.reveal())
+    __slots__ = ("_aead", "_key_id", "_ring")
+
+    def __init__(self, master_key: SecretKey, *, also_unseal: Sequence[SecretKey] = ()) -> None:
+        self._aead = _aead_for(master_key)
         self._key_id = key_id_of(master_key)
+        self._ring = {key_id_of(k): _aead_for(k) for k in also_unseal}
+        self._ring[self._key_id] = self._aead
 
     @property
     def key_id(self) -> str:
@@ -84,7 +113,7 @@ class Sealer:
 
     def seal(self, plaintext: bytes, *, context: str) -> bytes:
         """Encrypt `plaintext` for storage in the row named by `context`."""
-        aad_context = _check_context(context)
+        aad_context = check_context(context)
         if len(plaintext) > MAX_PLAINTEXT_BYTES:
             raise SealError(f"secret is {len(plaintext)} bytes; at most {MAX_PLAINTEXT_BYTES} can be sealed")
         header = bytes([BLOB_VERSION]) + self._key_id
@@ -94,12 +123,12 @@ class Sealer:
 
     def unseal(self, blob: bytes, *, context: str) -> bytes:
         """Decrypt a blob made by `seal` with the same master key and the same `context`."""
-        aad_context = _check_context(context)
+        aad_context = check_context(context)
         self._check_header(blob, context)
-        header = blob[: 1 + KEY_ID_BYTES]
+        header = bytes(blob[: 1 + KEY_ID_BYTES])
         nonce = blob[1 + KEY_ID_BYTES : HEADER_BYTES]
         try:
-            return self._aead.decrypt(nonce, blob[HEADER_BYTES:], header + aad_context)
+            return self._ring[header[1:]].decrypt(nonce, blob[HEADER_BYTES:], header + aad_context)
         except InvalidTag:
             raise SealError(
                 f"sealed secret for {context!r} failed authentication: it was sealed for another "
@@ -115,11 +144,16 @@ class Sealer:
         if blob[0] != BLOB_VERSION:
             raise SealError(f"sealed secret for {context!r} has unsupported format version {blob[0]}")
         blob_key_id = bytes(blob[1 : 1 + KEY_ID_BYTES])
-        if blob_key_id != self._key_id:
+        if blob_key_id not in self._ring:
             raise SealError(
                 f"sealed secret for {context!r} was sealed with a different master key "
-                f"(blob key id {blob_key_id.hex()}, current master key id {self.key_id})"
+                f"(blob key id {blob_key_id.hex()}, current master key id {self.key_id}): set master_key or "
+                "master_key_file (EDGELINE_MASTER_KEY / _FILE) to the key it was sealed with"
             )
+
+    def sealed_with_current_key(self, blob: bytes) -> bool:
+        """Whether `blob` is already sealed under the current master key (rotation skips it)."""
+        return bytes(blob[1 : 1 + KEY_ID_BYTES]) == self._key_id
 
     def seal_key(self, key: SecretKey, *, context: str) -> bytes:
         """Seal a `SecretKey` (its raw bytes) for the row named by `context`."""
