@@ -46,6 +46,13 @@ def register(sub: Any) -> None:
         "already has the group with other keys, nothing is changed and the command fails: an operator "
         "must decide which keys are right (devices may be flashed with either).",
     )
+    create.add_argument(
+        "--key-store",
+        choices=["database", "pkcs11"],
+        help="where the new group's keys live (default: setting key_store). pkcs11: generated inside the "
+        "HSM, read once to register them with DPS, then made non-extractable; device keys are derived in "
+        "the HSM from then on (needs pkcs11_module, pkcs11_token_label and the PIN)",
+    )
     create.set_defaults(func=_create)
     show = group_sub.add_parser(
         "show",
@@ -66,9 +73,10 @@ def register(sub: Any) -> None:
 
 
 def _create(args: argparse.Namespace) -> int:
-    with admin_session(args) as session:
+    with admin_session(args, key_store=args.key_store) as session:
         view = create_group(session.ctx, session.group_history)
-    print(f"enrollment group {view.group_id} is in DPS with the stored keys")
+        store = session.ctx.group_key_store().name
+    print(f"enrollment group {view.group_id} is in DPS with the keys in the {store} key store")
     _print_view(view)
     return EXIT_OK
 

@@ -89,19 +89,13 @@ def _aead_for(master_key: SecretKey) -> AESGCM:
 
 
 class Sealer:
-    """Seals under one 32-byte master key; unseals under it or any key in `also_unseal` (by key id).
+    """Seals and unseals secrets under one 32-byte master key."""
 
-    `also_unseal` carries the previous master key during a rotation (`edgeline keys rotate-master`), so
-    workers keep reading blobs sealed under either key while they are re-sealed: no downtime.
-    """
+    __slots__ = ("_aead", "_key_id")
 
-    __slots__ = ("_aead", "_key_id", "_ring")
-
-    def __init__(self, master_key: SecretKey, *, also_unseal: Sequence[SecretKey] = ()) -> None:
+    def __init__(self, master_key: SecretKey) -> None:
         self._aead = _aead_for(master_key)
         self._key_id = key_id_of(master_key)
-        self._ring = {key_id_of(k): _aead_for(k) for k in also_unseal}
-        self._ring[self._key_id] = self._aead
 
     @property
     def key_id(self) -> str:
@@ -128,7 +122,7 @@ class Sealer:
         header = bytes(blob[: 1 + KEY_ID_BYTES])
         nonce = blob[1 + KEY_ID_BYTES : HEADER_BYTES]
         try:
-            return self._ring[header[1:]].decrypt(nonce, blob[HEADER_BYTES:], header + aad_context)
+            return self._aead.decrypt(nonce, blob[HEADER_BYTES:], header + aad_context)
         except InvalidTag:
             raise SealError(
                 f"sealed secret for {context!r} failed authentication: it was sealed for another "
@@ -144,7 +138,7 @@ class Sealer:
         if blob[0] != BLOB_VERSION:
             raise SealError(f"sealed secret for {context!r} has unsupported format version {blob[0]}")
         blob_key_id = bytes(blob[1 : 1 + KEY_ID_BYTES])
-        if blob_key_id not in self._ring:
+        if blob_key_id != self._key_id:
             raise SealError(
                 f"sealed secret for {context!r} was sealed with a different master key "
                 f"(blob key id {blob_key_id.hex()}, current master key id {self.key_id}): set master_key or "
@@ -166,3 +160,40 @@ class Sealer:
             return SecretKey(raw)
         except KeyFormatError as exc:
             raise SealError(f"sealed secret for {context!r} is not a key: {exc}") from None
+
+
+class RingSealer:
+    """Seals under `current`; unseals with whichever of `current` and `previous` sealed the blob.
+
+    Used during a master-key rotation (`edgeline keys rotate-master`): workers that also know the old key
+    keep reading blobs sealed under either key while they are re-sealed, so nothing stops.
+    """
+
+    def __init__(self, current: KeySealer, previous: Sequence[KeySealer]) -> None:
+        self.current = current
+        self._all = [current, *previous]
+
+    @property
+    def key_id(self) -> str:
+        return self.current.key_id
+
+    def __repr__(self) -> str:
+        return f"RingSealer(current {self.current!r}, {len(self._all) - 1} previous)"
+
+    def _for(self, blob: bytes) -> KeySealer:
+        return next((s for s in self._all if s.sealed_with_current_key(blob)), self.current)
+
+    def seal(self, plaintext: bytes, *, context: str) -> bytes:
+        return self.current.seal(plaintext, context=context)
+
+    def unseal(self, blob: bytes, *, context: str) -> bytes:
+        return self._for(blob).unseal(blob, context=context)
+
+    def seal_key(self, key: SecretKey, *, context: str) -> bytes:
+        return self.current.seal_key(key, context=context)
+
+    def unseal_key(self, blob: bytes, *, context: str) -> SecretKey:
+        return self._for(blob).unseal_key(blob, context=context)
+
+    def sealed_with_current_key(self, blob: bytes) -> bool:
+        return self.current.sealed_with_current_key(blob)

@@ -38,7 +38,8 @@ from pipeline.domain.keys import KeyFormatError, SecretKey
 from pipeline.keystore.ports import GroupKeyStore, KeyStoreError
 
 HANDLE_PREFIX = b"pkcs11:"
-GROUP_LABEL = "edgeline-group/{group_id}/{slot}/{fingerprint}"
+GROUP_LABEL = "edgeline-group/{group_id}/{fingerprint}"
+GROUP_KEY_BITS = 512  # 64 bytes, as DPS generates
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,21 @@ class Pkcs11Token:
             self._session.close()
 
 
+_SECRET_TEMPLATE: dict[Any, Any] = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: True,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: False,
+    Attribute.SIGN: True,
+    Attribute.VERIFY: True,
+    Attribute.ENCRYPT: False,
+    Attribute.DECRYPT: False,
+    Attribute.WRAP: False,
+    Attribute.UNWRAP: False,
+    Attribute.DERIVE: False,
+}
+
+
 class Pkcs11GroupKeyStore(GroupKeyStore):
     """Group keys as non-extractable CKK_GENERIC_SECRET objects; handles name them by label."""
 
@@ -107,28 +123,33 @@ class Pkcs11GroupKeyStore(GroupKeyStore):
     def __init__(self, token: Pkcs11Token) -> None:
         self._token = token
 
+    def generate(self, group_id: str, slot: str) -> bytes:
+        """Generate the key inside the token, readable once (for DPS) until `lock`."""
+        with self._token.session() as session:
+            key = session.generate_key(
+                KeyType.GENERIC_SECRET,
+                GROUP_KEY_BITS,
+                store=True,
+                template={**_SECRET_TEMPLATE, Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True},
+            )
+            fingerprint = SecretKey(bytes(key[Attribute.VALUE])).fingerprint
+            label = GROUP_LABEL.format(group_id=group_id, fingerprint=fingerprint)
+            key[Attribute.LABEL] = label
+        return HANDLE_PREFIX + label.encode()
+
     def store(self, group_id: str, slot: str, key: SecretKey) -> bytes:
-        label = GROUP_LABEL.format(group_id=group_id, slot=slot, fingerprint=key.fingerprint)
+        """Import a key the process holds, non-extractable at once."""
+        label = GROUP_LABEL.format(group_id=group_id, fingerprint=key.fingerprint)
         with self._token.session() as session:
             for old in session.get_objects({Attribute.LABEL: label, Attribute.CLASS: ObjectClass.SECRET_KEY}):
                 old.destroy()  # the same key stored again (a retried rotation): keep one object
             session.create_object(
                 {
+                    **_SECRET_TEMPLATE,
                     Attribute.CLASS: ObjectClass.SECRET_KEY,
                     Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
                     Attribute.VALUE: key.reveal(),
                     Attribute.LABEL: label,
-                    Attribute.TOKEN: True,
-                    Attribute.PRIVATE: True,
-                    Attribute.SENSITIVE: True,
-                    Attribute.EXTRACTABLE: False,
-                    Attribute.SIGN: True,
-                    Attribute.VERIFY: True,
-                    Attribute.ENCRYPT: False,
-                    Attribute.DECRYPT: False,
-                    Attribute.WRAP: False,
-                    Attribute.UNWRAP: False,
-                    Attribute.DERIVE: False,
                 }
             )
             try:  # some tokens refuse HMAC keys shorter than the hash (SoftHSM2: < 32 bytes): find out now
@@ -141,6 +162,17 @@ class Pkcs11GroupKeyStore(GroupKeyStore):
                 ) from None
         return HANDLE_PREFIX + label.encode()
 
+    def move(self, handle: bytes, group_id: str, from_slot: str, to_slot: str) -> bytes:
+        return handle  # the object is the same; slots are the database row's business
+
+    def lock(self, handle: bytes) -> None:
+        """CKA_SENSITIVE on, CKA_EXTRACTABLE off: one-way switches (PKCS#11 forbids turning them back)."""
+        with self._token.session() as session:
+            key = _find(session, _label(handle), KeyType.GENERIC_SECRET)
+            if key[Attribute.EXTRACTABLE]:
+                key[Attribute.SENSITIVE] = True
+                key[Attribute.EXTRACTABLE] = False
+
     def derive(self, handle: bytes, group_id: str, slot: str, registration_id: str) -> SecretKey:
         label = _label(handle)
         with self._token.session() as session:
@@ -151,8 +183,12 @@ class Pkcs11GroupKeyStore(GroupKeyStore):
     def fingerprint(self, handle: bytes, group_id: str, slot: str) -> str:
         return _label(handle).rsplit("/", 1)[-1]
 
-    def reveal(self, handle: bytes, group_id: str, slot: str) -> None:
-        return None  # non-extractable by design
+    def reveal(self, handle: bytes, group_id: str, slot: str) -> SecretKey | None:
+        with self._token.session() as session:
+            key = _find(session, _label(handle), KeyType.GENERIC_SECRET)
+            if not key[Attribute.EXTRACTABLE] or key[Attribute.SENSITIVE]:
+                return None  # locked: the value never leaves the token again
+            return SecretKey(bytes(key[Attribute.VALUE]))
 
     def discard(self, handle: bytes) -> None:
         with self._token.session() as session:

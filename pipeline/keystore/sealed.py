@@ -20,8 +20,14 @@ class SealedGroupKeyStore(GroupKeyStore):
     def __init__(self, sealer: KeySealer) -> None:
         self._sealer = sealer
 
+    def generate(self, group_id: str, slot: str) -> bytes:
+        return self.store(group_id, slot, SecretKey.generate())
+
     def store(self, group_id: str, slot: str, key: SecretKey) -> bytes:
         return self._sealer.seal_key(key, context=group_key_context(group_id, slot))
+
+    def move(self, handle: bytes, group_id: str, from_slot: str, to_slot: str) -> bytes:
+        return self.store(group_id, to_slot, self.reveal(handle, group_id, from_slot))
 
     def reveal(self, handle: bytes, group_id: str, slot: str) -> SecretKey:
         return self._sealer.unseal_key(handle, context=group_key_context(group_id, slot))
