@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pipeline.cli.keys_custody_cmd import register_custody
 from pipeline.cli.main import EXIT_OK, CommandError
 from pipeline.domain.identity import IdentityError, validate_registration_id
 from pipeline.domain.keys import KeyFormatError, SecretKey, derive_device_key
@@ -12,7 +13,12 @@ from pipeline.domain.keys import KeyFormatError, SecretKey, derive_device_key
 
 def register(sub: Any) -> None:
     """Add the `keys` command group."""
-    keys = sub.add_parser("keys", help="symmetric key tools")
+    keys = sub.add_parser(
+        "keys",
+        help="symmetric key tools: derive, key ledger, master-key rotation",
+        description="Derive a device key; list the units derived from a group key (blast radius); follow a "
+        "group-key rollover; re-seal stored keys under a new master key.",
+    )
     keys_sub = keys.add_subparsers(dest="keys_command", metavar="SUBCOMMAND", required=True)
     derive = keys_sub.add_parser(
         "derive",
@@ -31,6 +37,7 @@ def register(sub: Any) -> None:
         help="skip edgeline's registration-ID rule (lowercase letters, digits, '-')",
     )
     derive.set_defaults(func=_derive)
+    register_custody(keys_sub)
 
 
 def _derive(args: argparse.Namespace) -> int:

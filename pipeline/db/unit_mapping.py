@@ -28,6 +28,9 @@ _PLAIN_FIELDS = (
     "rework_count",
     "next_check_at",
     "checks",
+    "key_store",
+    "key_source",
+    "key_fingerprint",
 )
 
 
