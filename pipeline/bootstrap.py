@@ -18,10 +18,10 @@ from pipeline.bus.paho import PahoBus
 from pipeline.bus.ports import Bus
 from pipeline.bus.topics import Topics
 from pipeline.config import ConfigError, Settings
-from pipeline.crypto.sealing import Sealer
 from pipeline.db.group_history import SqlGroupKeyHistory
 from pipeline.db.session import Database
 from pipeline.db.transient import is_transient_db_error, is_write_conflict
+from pipeline.keystore.custody import KeyCustody, open_key_custody
 from pipeline.mes.command import CommandApprover
 from pipeline.mes.ports import Approver
 from pipeline.mes.webhook import WebhookApprover
@@ -103,6 +103,7 @@ class Pipeline:
     consumer: Consumer
     scheduler: PipelineScheduler
     approvals: ApprovalRunner | None = None
+    custody: KeyCustody | None = None
     started: bool = field(default=False)
 
     def start(self) -> None:
@@ -126,6 +127,8 @@ class Pipeline:
         self.bus.close()
         self.ctx.dps.close()
         self.db.dispose()
+        if self.custody is not None:
+            self.custody.close()
 
 
 def build_pipeline(
@@ -148,10 +151,12 @@ def build_pipeline(
     )
     relay = OutboxRelay(db.uow, bus, utcnow, is_transient_db_error)
     approvals = make_approval_runner(settings)
+    custody = open_key_custody(settings)
     ctx = Context(
         settings=settings,
         uow_factory=db.uow,
-        sealer=Sealer(settings.load_master_key()),
+        sealer=custody.sealer,
+        group_keys=custody.group_keys,
         dps=dps or make_dps_client(settings),
         hub=hub or make_hub_registry(settings),
         topics=Topics(settings.topic_root),
@@ -171,7 +176,7 @@ def build_pipeline(
         is_conflict=is_write_conflict,
     )
     scheduler = PipelineScheduler(ctx)
-    return Pipeline(ctx, bus, db, relay, consumer, scheduler, approvals=approvals)
+    return Pipeline(ctx, bus, db, relay, consumer, scheduler, approvals=approvals, custody=custody)
 
 
 @dataclass
@@ -181,25 +186,29 @@ class AdminSession:
     ctx: Context
     db: Database
     group_history: GroupKeyHistory
+    custody: KeyCustody | None = None
 
     def close(self) -> None:
-        """Close the DPS client and the database engine."""
+        """Close the DPS client, the database engine and the key store."""
         self.ctx.dps.close()
         self.db.dispose()
+        if self.custody is not None:
+            self.custody.close()
 
 
 def open_admin(settings: Settings) -> AdminSession:
     """Wire a Context on the configured database, DPS and (if configured) IoT hubs, for revocation."""
-    sealer = Sealer(settings.load_master_key())
     hub = make_hub_registry(settings)
     dps = make_dps_client(settings)
+    custody = open_key_custody(settings)
     db = Database(settings.resolved_database_url())
     ctx = Context(
         settings=settings,
         uow_factory=db.uow,
-        sealer=sealer,
+        sealer=custody.sealer,
+        group_keys=custody.group_keys,
         dps=dps,
         hub=hub,
         topics=Topics(settings.topic_root),
     )
-    return AdminSession(ctx=ctx, db=db, group_history=SqlGroupKeyHistory(db))
+    return AdminSession(ctx=ctx, db=db, group_history=SqlGroupKeyHistory(db), custody=custody)

@@ -84,6 +84,14 @@ class Settings:
     approval_retries: int = 2  # more attempts when the MES is unreachable or answers 5xx/429
     approval_fail_mode: str = "closed"  # closed: the unit waits (failed, retried); open: it is keyed
     approval_concurrency: int = 8  # MES requests in flight at once per `edgeline up`
+    # --- keys: key custody (PKCS#11 HSM, master-key rotation) ---
+    key_store: str = "database"  # database: group keys sealed in the DB | pkcs11: in an HSM token
+    pkcs11_module: str = ""  # the HSM's PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so
+    pkcs11_token_label: str = ""
+    pkcs11_pin_file: str = ""  # a 0600 file holding the user PIN (or EDGELINE_PKCS11_PIN)
+    pkcs11_pin: str = ""  # from the environment (EDGELINE_PKCS11_PIN); never a command-line option
+    pkcs11_master_key_label: str = ""  # set: the master sealing key is this AES key in the token
+    master_key_previous_file: str = ""  # during a master-key rotation: the old key, to unseal only
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state directory."""
@@ -109,17 +117,40 @@ class Settings:
                 "no master key: set EDGELINE_MASTER_KEY (base64 of 32 random bytes) or "
                 "EDGELINE_MASTER_KEY_FILE (a file with mode 0600); e.g. `head -c32 /dev/urandom | base64`"
             )
-        path = Path(self.master_key_file)
-        try:
-            mode = path.stat().st_mode
-        except OSError as exc:
-            raise ConfigError(f"master_key_file {path}: {exc.strerror}") from None
-        if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(f"master_key_file {path} is readable by others: run `chmod 600 {path}`")
-        try:
-            return SecretKey.from_base64(path.read_text(), what=f"master_key_file {path}")
-        except KeyFormatError as exc:
-            raise ConfigError(str(exc)) from None
+        return read_key_file(self.master_key_file, "master_key_file")
+
+    def load_pkcs11_pin(self) -> str:
+        """The token's user PIN, from EDGELINE_PKCS11_PIN or a 0600 file (never a command-line option)."""
+        if self.pkcs11_pin:
+            return self.pkcs11_pin
+        if not self.pkcs11_pin_file:
+            raise ConfigError(
+                "no PKCS#11 PIN: set EDGELINE_PKCS11_PIN or pkcs11_pin_file (a file with mode 0600)"
+            )
+        return read_secret_file(self.pkcs11_pin_file, "pkcs11_pin_file").strip()
+
+
+def read_secret_file(name: str, setting: str) -> str:
+    """Read a secret from a file that only its owner may read; errors name the setting."""
+    path = Path(name)
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(f"{setting} {path}: {exc.strerror}") from None
+    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{setting} {path} is readable by others: run `chmod 600 {path}`")
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{setting} {path}: cannot read it ({exc})") from None
+
+
+def read_key_file(name: str, setting: str) -> SecretKey:
+    """Read a base64 key from a 0600 file."""
+    try:
+        return SecretKey.from_base64(read_secret_file(name, setting), what=f"{setting} {name}")
+    except KeyFormatError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
@@ -214,6 +245,10 @@ def _validate(s: Settings) -> None:
         )
     if s.approval_url and s.approval_command:
         raise ConfigError("set approval_url or approval_command, not both (EDGELINE_APPROVAL_URL / _COMMAND)")
+    if s.key_store not in ("database", "pkcs11"):
+        raise ConfigError(
+            f"key_store (EDGELINE_KEY_STORE) must be 'database' or 'pkcs11', not {s.key_store!r}"
+        )
     if s.allocation_policy not in ("hashed", "static"):
         raise ConfigError(
             f"allocation_policy (EDGELINE_ALLOCATION_POLICY) must be 'hashed' or 'static', "

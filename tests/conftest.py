@@ -328,3 +328,37 @@ def restartable_mosquitto(tmp_path: Path) -> Iterator[RestartableMosquitto]:
 # ======================================================================================================
 # (end of restartable Mosquitto fixtures)
 # ======================================================================================================
+
+
+# ======================================================================================================
+# PKCS#11 — a real SoftHSM2 token (Debian's softhsm2), fresh per test session
+# ======================================================================================================
+
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A new SoftHSM2 token for this session: {'module', 'token_label', 'pin'}; SOFTHSM2_CONF is set."""
+    if not Path(SOFTHSM_MODULE).exists():
+        pytest.fail(f"{SOFTHSM_MODULE} is missing: apt-get install softhsm2 (.ci/run does)")
+    folder = tmp_path_factory.mktemp("softhsm")
+    (folder / "tokens").mkdir()
+    conf = folder / "softhsm2.conf"
+    conf.write_text(
+        f"directories.tokendir = {folder / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n"
+    )
+    previous = os.environ.get("SOFTHSM2_CONF")
+    os.environ["SOFTHSM2_CONF"] = str(conf)  # subprocesses (the CLI under test) inherit it
+    label, pin = f"edgeline-{uuid.uuid4().hex[:8]}", "4321"
+    subprocess.run(
+        ["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", "87654321"],
+        check=True,
+        capture_output=True,
+    )
+    yield {"module": SOFTHSM_MODULE, "token_label": label, "pin": pin}
+    if previous is None:
+        os.environ.pop("SOFTHSM2_CONF", None)
+    else:
+        os.environ["SOFTHSM2_CONF"] = previous
+    shutil.rmtree(folder, ignore_errors=True)

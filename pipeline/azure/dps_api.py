@@ -92,6 +92,18 @@ class DpsServiceApi:
                 error_code=ALREADY_EXISTS,
             )
 
+    def read_keys(self, path: str, *, what: str) -> tuple[SecretKey, SecretKey] | None:
+        """An enrollment's symmetric keys (attestationmechanism); None on 404 or another attestation."""
+        response = self.call(
+            "POST", f"{path}/attestationmechanism", what=f"{what}: read keys", empty_body=True, allow=(404,)
+        )
+        if response.status_code == 404:
+            return None
+        keys = self.parsed(bodies.parse_symmetric_keys, self.json(response, what=what), what=what)
+        if keys is None or keys.primary is None or keys.secondary is None:
+            return None
+        return keys.primary, keys.secondary
+
     def get_info(self, path: str, *, id_field: str, what: str) -> EnrollmentInfo | None:
         """GET an enrollment or group; None on 404."""
         response = self.call("GET", path, what=what, allow=(404,))

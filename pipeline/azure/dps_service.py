@@ -129,6 +129,12 @@ class HttpDpsClient(DpsClient):
             what=f"enrollment group {group_id!r}",
         )
 
+    def get_enrollment_group_keys(self, group_id: str) -> tuple[SecretKey, SecretKey] | None:
+        """POST attestationmechanism: the only call that returns a group's keys (GET strips them)."""
+        path = f"/enrollmentGroups/{_q(group_id)}"
+        what = f"enrollment group {group_id!r}"
+        return self._api.read_keys(path, what=what)
+
     def replace_enrollment_group_keys(
         self, group_id: str, primary: SecretKey, secondary: SecretKey, *, etag: str
     ) -> None:

@@ -107,6 +107,10 @@ class DpsClient(abc.ABC):
     def get_enrollment_group(self, group_id: str) -> EnrollmentInfo | None: ...
 
     @abc.abstractmethod
+    def get_enrollment_group_keys(self, group_id: str) -> tuple[SecretKey, SecretKey] | None:
+        """The group's (primary, secondary) keys as DPS holds them; None if there is no such group."""
+
+    @abc.abstractmethod
     def replace_enrollment_group_keys(
         self, group_id: str, primary: SecretKey, secondary: SecretKey, *, etag: str
     ) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from pipeline.azure.ports import AzureError
 from pipeline.bootstrap import AdminSession, open_admin
@@ -19,17 +20,27 @@ from pipeline.cli.common import settings_from
 from pipeline.cli.main import EXIT_FAILURE, CommandError
 from pipeline.crypto.sealing import SealError
 from pipeline.db.errors import DatabaseUnavailable, SchemaMissing
+from pipeline.keystore.ports import KeyStoreError
 from pipeline.service.common import KeyUnavailable
+from pipeline.service.group_keys import GroupKeyMismatch
 from pipeline.service.groups import GroupError
 from pipeline.service.revocation import RevocationError
 
-EXPECTED = (DatabaseUnavailable, SchemaMissing, KeyUnavailable, GroupError, RevocationError)
+EXPECTED = (
+    DatabaseUnavailable,
+    SchemaMissing,
+    KeyUnavailable,
+    GroupError,
+    RevocationError,
+    KeyStoreError,
+    GroupKeyMismatch,
+)
 
 
 @contextmanager
-def admin_session(args: argparse.Namespace) -> Iterator[AdminSession]:
-    """Yield an AdminSession from --config and EDGELINE_*; map expected failures to CommandError."""
-    session = open_admin(settings_from(args))
+def admin_session(args: argparse.Namespace, **overrides: Any) -> Iterator[AdminSession]:
+    """Yield an AdminSession from --config, EDGELINE_* and `overrides`; expected failures: CommandError."""
+    session = open_admin(settings_from(args, **overrides))
     try:
         yield session
     except AzureError as exc:

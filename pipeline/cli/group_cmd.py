@@ -42,6 +42,13 @@ def register(sub: Any) -> None:
         "already has the group with other keys, nothing is changed and the command fails: an operator "
         "must decide which keys are right (devices may be flashed with either).",
     )
+    create.add_argument(
+        "--key-store",
+        choices=["database", "pkcs11"],
+        help="where the new group's keys live (default: setting key_store). pkcs11: generated inside the "
+        "HSM, read once to register them with DPS, then made non-extractable; device keys are derived in "
+        "the HSM from then on (needs pkcs11_module, pkcs11_token_label and the PIN)",
+    )
     create.set_defaults(func=f"{RUN}:create")
     show = group_sub.add_parser(
         "show",

@@ -15,9 +15,10 @@ from pipeline.service.groups import GroupView, create_group, rotate_group_key, s
 
 def create(args: argparse.Namespace) -> int:
     """Create the group keys and the DPS group (idempotent)."""
-    with admin_session(args) as session:
+    with admin_session(args, key_store=args.key_store) as session:
         view = create_group(session.ctx, session.group_history)
-    print(f"enrollment group {view.group_id} is in DPS with the stored keys")
+        store = session.ctx.group_key_store().name
+    print(f"enrollment group {view.group_id} is in DPS with the keys in the {store} key store")
     _print_view(view)
     return EXIT_OK
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pipeline.cli.keys_custody_cmd import register_custody
 from pipeline.cli.main import EXIT_OK, CommandError
 from pipeline.domain.identity import IdentityError, validate_registration_id
 from pipeline.domain.keys import KeyFormatError, SecretKey, derive_device_key
@@ -17,8 +18,9 @@ def register(sub: Any) -> None:
     """Add the `keys` command group."""
     keys = sub.add_parser(
         "keys",
-        help="symmetric key tools",
-        description="Symmetric-key tools that need no database, broker or DPS.",
+        help="symmetric key tools: derive, key ledger, master-key rotation",
+        description="Derive a device key (needs nothing else); list the units derived from a group key "
+        "(blast radius); follow a group-key rollover; re-seal stored keys under a new master key.",
     )
     keys_sub = keys.add_subparsers(dest="keys_command", metavar="SUBCOMMAND", required=True)
     derive = keys_sub.add_parser(
@@ -38,6 +40,7 @@ def register(sub: Any) -> None:
         help="skip edgeline's registration-ID rule (lowercase letters, digits, '-')",
     )
     derive.set_defaults(func=_derive)
+    register_custody(keys_sub)
 
 
 def _derive(args: argparse.Namespace) -> int:

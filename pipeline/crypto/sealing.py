@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -47,7 +49,7 @@ def key_id_of(master_key: SecretKey) -> bytes:
     return hashlib.sha256(master_key.reveal()).digest()[:KEY_ID_BYTES]
 
 
-def _check_context(context: str) -> bytes:
+def check_context(context: str) -> bytes:
     if not isinstance(context, str) or not context:
         raise SealError("seal context is empty: pass what the secret belongs to, e.g. 'device-key:<id>'")
     if len(context) > MAX_CONTEXT_CHARS:
@@ -57,21 +59,42 @@ def _check_context(context: str) -> bytes:
     return context.encode("utf-8")
 
 
+class KeySealer(Protocol):
+    """What stores sealed secrets need: `Sealer` in process, `Pkcs11Sealer` with the key in an HSM."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    def seal(self, plaintext: bytes, *, context: str) -> bytes: ...
+
+    def unseal(self, blob: bytes, *, context: str) -> bytes: ...
+
+    def seal_key(self, key: SecretKey, *, context: str) -> bytes: ...
+
+    def unseal_key(self, blob: bytes, *, context: str) -> SecretKey: ...
+
+    def sealed_with_current_key(self, blob: bytes) -> bool: ...
+
+
+def _aead_for(master_key: SecretKey) -> AESGCM:
+    if not isinstance(master_key, SecretKey):
+        raise SealError("master key must be a SecretKey")
+    size = len(master_key.reveal())
+    if size != MASTER_KEY_BYTES:
+        raise SealError(
+            f"master key is {size} bytes; AES-256-GCM needs exactly {MASTER_KEY_BYTES} "
+            "(generate one with: openssl rand -base64 32)"
+        )
+    return AESGCM(master_key.reveal())
+
+
 class Sealer:
     """Seals and unseals secrets under one 32-byte master key."""
 
     __slots__ = ("_aead", "_key_id")
 
     def __init__(self, master_key: SecretKey) -> None:
-        if not isinstance(master_key, SecretKey):
-            raise SealError("master key must be a SecretKey")
-        size = len(master_key.reveal())
-        if size != MASTER_KEY_BYTES:
-            raise SealError(
-                f"master key is {size} bytes; AES-256-GCM needs exactly {MASTER_KEY_BYTES} "
-                "(generate one with: openssl rand -base64 32)"
-            )
-        self._aead = AESGCM(master_key.reveal())
+        self._aead = _aead_for(master_key)
         self._key_id = key_id_of(master_key)
 
     @property
@@ -84,7 +107,7 @@ class Sealer:
 
     def seal(self, plaintext: bytes, *, context: str) -> bytes:
         """Encrypt `plaintext` for storage in the row named by `context`."""
-        aad_context = _check_context(context)
+        aad_context = check_context(context)
         if len(plaintext) > MAX_PLAINTEXT_BYTES:
             raise SealError(f"secret is {len(plaintext)} bytes; at most {MAX_PLAINTEXT_BYTES} can be sealed")
         header = bytes([BLOB_VERSION]) + self._key_id
@@ -94,9 +117,9 @@ class Sealer:
 
     def unseal(self, blob: bytes, *, context: str) -> bytes:
         """Decrypt a blob made by `seal` with the same master key and the same `context`."""
-        aad_context = _check_context(context)
+        aad_context = check_context(context)
         self._check_header(blob, context)
-        header = blob[: 1 + KEY_ID_BYTES]
+        header = bytes(blob[: 1 + KEY_ID_BYTES])
         nonce = blob[1 + KEY_ID_BYTES : HEADER_BYTES]
         try:
             return self._aead.decrypt(nonce, blob[HEADER_BYTES:], header + aad_context)
@@ -118,8 +141,13 @@ class Sealer:
         if blob_key_id != self._key_id:
             raise SealError(
                 f"sealed secret for {context!r} was sealed with a different master key "
-                f"(blob key id {blob_key_id.hex()}, current master key id {self.key_id})"
+                f"(blob key id {blob_key_id.hex()}, current master key id {self.key_id}): set master_key or "
+                "master_key_file (EDGELINE_MASTER_KEY / _FILE) to the key it was sealed with"
             )
+
+    def sealed_with_current_key(self, blob: bytes) -> bool:
+        """Whether `blob` is already sealed under the current master key (rotation skips it)."""
+        return bytes(blob[1 : 1 + KEY_ID_BYTES]) == self._key_id
 
     def seal_key(self, key: SecretKey, *, context: str) -> bytes:
         """Seal a `SecretKey` (its raw bytes) for the row named by `context`."""
@@ -132,3 +160,40 @@ class Sealer:
             return SecretKey(raw)
         except KeyFormatError as exc:
             raise SealError(f"sealed secret for {context!r} is not a key: {exc}") from None
+
+
+class RingSealer:
+    """Seals under `current`; unseals with whichever of `current` and `previous` sealed the blob.
+
+    Used during a master-key rotation (`edgeline keys rotate-master`): workers that also know the old key
+    keep reading blobs sealed under either key while they are re-sealed, so nothing stops.
+    """
+
+    def __init__(self, current: KeySealer, previous: Sequence[KeySealer]) -> None:
+        self.current = current
+        self._all = [current, *previous]
+
+    @property
+    def key_id(self) -> str:
+        return self.current.key_id
+
+    def __repr__(self) -> str:
+        return f"RingSealer(current {self.current!r}, {len(self._all) - 1} previous)"
+
+    def _for(self, blob: bytes) -> KeySealer:
+        return next((s for s in self._all if s.sealed_with_current_key(blob)), self.current)
+
+    def seal(self, plaintext: bytes, *, context: str) -> bytes:
+        return self.current.seal(plaintext, context=context)
+
+    def unseal(self, blob: bytes, *, context: str) -> bytes:
+        return self._for(blob).unseal(blob, context=context)
+
+    def seal_key(self, key: SecretKey, *, context: str) -> bytes:
+        return self.current.seal_key(key, context=context)
+
+    def unseal_key(self, blob: bytes, *, context: str) -> SecretKey:
+        return self._for(blob).unseal_key(blob, context=context)
+
+    def sealed_with_current_key(self, blob: bytes) -> bool:
+        return self.current.sealed_with_current_key(blob)

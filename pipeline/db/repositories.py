@@ -104,6 +104,13 @@ class SqlKeyRepository(ports.KeyRepository):
             row.sealed_key = sealed_key
         self._session.flush()
 
+    def page(self, after: str | None, limit: int) -> list[tuple[str, bytes]]:
+        query = select(t.DeviceKeyRow.registration_id, t.DeviceKeyRow.sealed_key)
+        if after is not None:
+            query = query.where(t.DeviceKeyRow.registration_id > after)
+        rows = self._session.execute(query.order_by(t.DeviceKeyRow.registration_id).limit(limit))
+        return [(rid, bytes(blob)) for rid, blob in rows.tuples()]
+
 
 class SqlGroupRepository(ports.GroupRepository):
     """Enrollment groups with sealed keys; put() inserts or replaces (key rotation)."""
@@ -129,6 +136,15 @@ class SqlGroupRepository(ports.GroupRepository):
         row.sealed_secondary_key = record.sealed_secondary_key
         row.updated_at = _now()
         self._session.flush()
+
+    def list(self) -> list[ports.GroupRecord]:
+        rows = self._session.scalars(select(t.EnrollmentGroupRow).order_by(t.EnrollmentGroupRow.group_id))
+        return [
+            ports.GroupRecord(
+                r.group_id, r.product, r.sealed_primary_key, r.sealed_secondary_key, r.created_at
+            )
+            for r in rows
+        ]
 
 
 class SqlStationRepository(ports.StationRepository):

@@ -84,6 +84,7 @@ class UnitRow(Base):
     """One physical device and where it is on its way to `assigned`."""
 
     __tablename__ = "units"
+    __table_args__ = (Index("ix_units_key_ledger", "key_source", "key_fingerprint"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     registration_id: Mapped[str] = mapped_column(String(128), unique=True)
@@ -117,6 +118,9 @@ class UnitRow(Base):
     failed_at: Mapped[datetime | None]
     quarantined_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    key_store: Mapped[str | None] = mapped_column(String(16))
+    key_source: Mapped[str | None] = mapped_column(String(160))
+    key_fingerprint: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime] = mapped_column(index=True)
 

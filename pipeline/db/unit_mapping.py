@@ -29,6 +29,9 @@ _PLAIN_FIELDS = (
     "rework_released",
     "next_check_at",
     "checks",
+    "key_store",
+    "key_source",
+    "key_fingerprint",
 )
 
 

@@ -90,6 +90,10 @@ class Unit:
     rework_released: bool = False  # an operator released it: the next scan, from any station, reworks it
     next_check_at: datetime | None = None  # confirmer: when to ask DPS again
     checks: int = 0  # confirmer: how many times DPS was asked since flashing
+    # Key ledger: which key the flashed device key came from (set when its config is issued).
+    key_store: str | None = None  # "database" | "pkcs11"
+    key_source: str | None = None  # "group:<group id>" | "individual"
+    key_fingerprint: str | None = None  # of that group key (its version), or of the individual key
     stage_times: dict[str, datetime] = field(default_factory=dict)
     updated_at: datetime | None = None
 

@@ -5,16 +5,20 @@ Not responsible for: deciding what a handler does (see the stage modules).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.bus.cloudevents import Envelope
 from pipeline.domain.events import UnitFailed
-from pipeline.domain.keys import SecretKey, derive_device_key
+from pipeline.domain.keys import SecretKey
 from pipeline.domain.model import EnrollmentMode, Failure, Unit
+from pipeline.keystore.ports import KeyStoreError
+from pipeline.keystore.sealed import group_key_context
 from pipeline.service.context import Context
-from pipeline.service.unit_of_work import UnitOfWork
+from pipeline.service.unit_of_work import GroupRecord, UnitOfWork
 
 MAX_REASON = 900
+__all__ = ["group_key_context"]  # re-exported: tests and tools seal group keys with it
 
 
 class Rejected(ValueError):
@@ -28,11 +32,6 @@ class KeyUnavailable(RuntimeError):
 def device_key_context(registration_id: str) -> str:
     """Associated data binding a sealed device key to its unit."""
     return f"device-key:{registration_id}"
-
-
-def group_key_context(group_id: str, which: str) -> str:
-    """Associated data binding a sealed group key to its group and slot (primary/secondary)."""
-    return f"group-key:{group_id}:{which}"
 
 
 def audit(uow: UnitOfWork, ctx: Context, unit: Unit | None, kind: str, actor: str, **detail: Any) -> None:
@@ -71,27 +70,48 @@ def fail_unit(
     )
 
 
-def group_key(uow: UnitOfWork, ctx: Context, group_id: str) -> SecretKey:
-    """Unseal the primary key of an enrollment group edgeline manages."""
+@dataclass(frozen=True, slots=True)
+class KeyOrigin:
+    """Where a unit's device key came from: the key ledger entry recorded with its config."""
+
+    store: str  # "database" or "pkcs11" (group keys); "database" for sealed individual keys
+    source: str  # "group:<group id>" or "individual"
+    fingerprint: str  # of the group key it was derived from, or of the individual key itself
+
+
+def group_record(uow: UnitOfWork, group_id: str) -> GroupRecord:
+    """The group edgeline manages, or KeyUnavailable saying how to create it."""
     record = uow.groups.get(group_id)
     if record is None:
         raise KeyUnavailable(
             f"enrollment group {group_id!r} has no key in the database: run `edgeline up` "
             "once to create it, or `edgeline group create`"
         )
-    return ctx.sealer.unseal_key(record.sealed_primary_key, context=group_key_context(group_id, "primary"))
+    return record
+
+
+def device_key_with_origin(uow: UnitOfWork, ctx: Context, unit: Unit) -> tuple[SecretKey, KeyOrigin]:
+    """The key the device signs with, and where it came from (for the key ledger)."""
+    if unit.mode is EnrollmentMode.GROUP:
+        group_id = unit.group_id or ctx.settings.group_id()
+        record = group_record(uow, group_id)
+        store = ctx.group_key_store()
+        try:
+            key = store.derive(record.sealed_primary_key, group_id, "primary", unit.registration_id)
+            fingerprint = store.fingerprint(record.sealed_primary_key, group_id, "primary")
+        except KeyStoreError as exc:
+            raise KeyUnavailable(f"unit {unit.registration_id}: {exc}") from None
+        return key, KeyOrigin(store.name, f"group:{group_id}", fingerprint)
+    sealed = uow.keys.get(unit.registration_id)
+    if sealed is None:
+        raise KeyUnavailable(f"unit {unit.registration_id}: no individual key stored; rescan the unit")
+    key = ctx.sealer.unseal_key(sealed, context=device_key_context(unit.registration_id))
+    return key, KeyOrigin("database", "individual", key.fingerprint)
 
 
 def device_key(uow: UnitOfWork, ctx: Context, unit: Unit) -> SecretKey:
     """The key the device signs with: derived from its group, or its own individual enrollment key."""
-    if unit.mode is EnrollmentMode.GROUP:
-        return derive_device_key(
-            group_key(uow, ctx, unit.group_id or ctx.settings.group_id()), unit.registration_id
-        )
-    sealed = uow.keys.get(unit.registration_id)
-    if sealed is None:
-        raise KeyUnavailable(f"unit {unit.registration_id}: no individual key stored; rescan the unit")
-    return ctx.sealer.unseal_key(sealed, context=device_key_context(unit.registration_id))
+    return device_key_with_origin(uow, ctx, unit)[0]
 
 
 def finish(uow: UnitOfWork, ctx: Context, envelope: Envelope, actor: str) -> None:

@@ -13,7 +13,13 @@ from pipeline.domain.events import FlashConfig, UnitEnrolled
 from pipeline.domain.model import Unit, UnitState
 from pipeline.edgeconfig.model import EdgeConfigError
 from pipeline.edgeconfig.render import ProvisioningConfig, render
-from pipeline.service.common import KeyUnavailable, device_key, fail_unit, finish, record_transition
+from pipeline.service.common import (
+    KeyUnavailable,
+    device_key_with_origin,
+    fail_unit,
+    finish,
+    record_transition,
+)
 from pipeline.service.context import Context
 from pipeline.service.unit_of_work import UnitOfWork
 
@@ -50,7 +56,7 @@ def issue_config(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:
         )
         return
     try:
-        key = device_key(uow, ctx, unit)
+        key, origin = device_key_with_origin(uow, ctx, unit)
     except KeyUnavailable as exc:
         fail_unit(uow, ctx, unit, stage="config", reason=str(exc), retryable=False, actor=ACTOR)
         return
@@ -86,8 +92,17 @@ def issue_config(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:
         )
         return
     unit.config_sha256 = rendered.sha256
+    unit.key_store, unit.key_source, unit.key_fingerprint = origin.store, origin.source, origin.fingerprint
     unit.transition(UnitState.CONFIG_ISSUED, ctx.clock())
-    record_transition(uow, ctx, unit, ACTOR, config_sha256=rendered.sha256, path=rendered.path)
+    record_transition(
+        uow,
+        ctx,
+        unit,
+        ACTOR,
+        config_sha256=rendered.sha256,
+        path=rendered.path,
+        key_origin={"store": origin.store, "source": origin.source, "fingerprint": origin.fingerprint},
+    )
     command = FlashConfig(
         registration_id=unit.registration_id,
         station=station.name,

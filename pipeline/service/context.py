@@ -10,8 +10,10 @@ from pipeline.azure.ports import DpsClient, HubRegistry
 from pipeline.bus.cloudevents import encode
 from pipeline.bus.topics import Topics
 from pipeline.config import Settings
-from pipeline.crypto.sealing import Sealer
+from pipeline.crypto.sealing import KeySealer
 from pipeline.domain.events import Message
+from pipeline.keystore.ports import GroupKeyStore
+from pipeline.keystore.sealed import SealedGroupKeyStore
 from pipeline.service.unit_of_work import UnitOfWork
 
 SOURCE = "edgeline/pipeline"
@@ -32,13 +34,18 @@ class Context:
 
     settings: Settings
     uow_factory: Callable[[], UnitOfWork]
-    sealer: Sealer
+    sealer: KeySealer
     dps: DpsClient
     hub: HubRegistry | None
     topics: Topics
     clock: Callable[[], datetime] = utcnow
     notify_outbox: Callable[[], None] = lambda: None
     request_approval: Callable[[str], None] = no_approval  # hand a scanned unit to the MES approval runner
+    group_keys: GroupKeyStore | None = None  # None: group keys sealed in the database under `sealer`
+
+    def group_key_store(self) -> GroupKeyStore:
+        """Where enrollment-group keys live (the database, sealed, unless a key store was configured)."""
+        return self.group_keys or SealedGroupKeyStore(self.sealer)
 
     def emit(self, uow: UnitOfWork, message: Message, topic: str) -> str:
         """Queue `message` in the outbox of `uow` (published after commit); return its event id."""

@@ -19,7 +19,7 @@ from pipeline.domain.approval import ApprovalDecision
 from pipeline.domain.events import UnitEnrolled, UnitKeyed
 from pipeline.domain.keys import SecretKey
 from pipeline.domain.model import EnrollmentMode, Unit, UnitState
-from pipeline.service.common import device_key, fail_unit, finish, group_key_context, record_transition
+from pipeline.service.common import device_key, fail_unit, finish, record_transition
 from pipeline.service.context import Context
 from pipeline.service.unit_of_work import GroupRecord, UnitOfWork
 
@@ -140,38 +140,37 @@ def _mark_enrolled(uow: UnitOfWork, ctx: Context, unit: Unit, enrollment_id: str
 
 
 def ensure_group(ctx: Context) -> str:
-    """Create the product's enrollment group keys (sealed) if new, and make DPS hold the group."""
+    """Create the product's enrollment group keys if new (in the key store), and make DPS hold the group.
+
+    A new key can be read once, for DPS; after DPS holds the group the store locks it (PKCS#11: the key
+    becomes non-extractable), so from then on it only derives device keys.
+    """
+    from pipeline.service.group_keys import group_key_values
+
     group_id = ctx.settings.group_id()
+    store = ctx.group_key_store()
     with ctx.uow_factory() as uow:
         record = uow.groups.get(group_id)
         if record is None:
-            primary, secondary = SecretKey.generate(), SecretKey.generate()
             record = GroupRecord(
                 group_id=group_id,
                 product=ctx.settings.product,
                 created_at=ctx.clock(),
-                sealed_primary_key=ctx.sealer.seal_key(
-                    primary, context=group_key_context(group_id, "primary")
-                ),
-                sealed_secondary_key=ctx.sealer.seal_key(
-                    secondary, context=group_key_context(group_id, "secondary")
-                ),
+                sealed_primary_key=store.generate(group_id, "primary"),
+                sealed_secondary_key=store.generate(group_id, "secondary"),
             )
             uow.groups.put(record)
+            detail = {
+                "group_id": group_id,
+                "key_store": store.name,
+                "primary": store.fingerprint(record.sealed_primary_key, group_id, "primary"),
+                "secondary": store.fingerprint(record.sealed_secondary_key, group_id, "secondary"),
+            }
             uow.audit.append(
-                at=ctx.clock(),
-                kind="group.created",
-                actor=ACTOR,
-                registration_id=None,
-                detail={"group_id": group_id},
+                at=ctx.clock(), kind="group.created", actor=ACTOR, registration_id=None, detail=detail
             )
             uow.commit()
-        primary = ctx.sealer.unseal_key(
-            record.sealed_primary_key, context=group_key_context(group_id, "primary")
-        )
-        secondary = ctx.sealer.unseal_key(
-            record.sealed_secondary_key, context=group_key_context(group_id, "secondary")
-        )
+    primary, secondary = group_key_values(ctx, record)
     ctx.dps.ensure_enrollment_group(
         EnrollmentGroupSpec(
             group_id=group_id,
@@ -181,4 +180,6 @@ def ensure_group(ctx: Context) -> str:
             allocation_policy=ctx.settings.allocation_policy if ctx.settings.iot_hubs else None,
         )
     )
+    store.lock(record.sealed_primary_key)
+    store.lock(record.sealed_secondary_key)
     return group_id

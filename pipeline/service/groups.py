@@ -27,9 +27,10 @@ from datetime import datetime
 
 from pipeline.azure.ports import AzureError, EnrollmentGroupSpec, EnrollmentInfo
 from pipeline.domain.keys import SecretKey
-from pipeline.service.common import KeyUnavailable, group_key_context
+from pipeline.service.common import KeyUnavailable
 from pipeline.service.context import Context
 from pipeline.service.enrolling import ensure_group
+from pipeline.service.group_keys import GroupKeyMismatch, group_key_values
 from pipeline.service.unit_of_work import GroupRecord
 
 ACTOR = "operator"
@@ -110,12 +111,13 @@ def create_group(ctx: Context, history: GroupKeyHistory) -> GroupView:
 def show_group(ctx: Context, history: GroupKeyHistory) -> GroupView:
     """The group as the database and DPS know it."""
     group_id = ctx.settings.group_id()
-    keys = _current_keys(ctx, group_id)
+    record = _record(ctx, group_id)
+    store = ctx.group_key_store()
     return GroupView(
         group_id=group_id,
-        product=keys.record.product,
-        primary_fingerprint=keys.primary.fingerprint,
-        secondary_fingerprint=keys.secondary.fingerprint,
+        product=record.product,
+        primary_fingerprint=store.fingerprint(record.sealed_primary_key, group_id, "primary"),
+        secondary_fingerprint=store.fingerprint(record.sealed_secondary_key, group_id, "secondary"),
         last_rotated_at=history.last_rotation(group_id),
         dps=ctx.dps.get_enrollment_group(group_id),
     )
@@ -130,16 +132,23 @@ def rotate_group_key(ctx: Context, history: GroupKeyHistory, *, force: bool = Fa
     if info is None or not info.etag:
         raise GroupError(f"enrollment group {group_id!r} is not in DPS: run `edgeline group create` first")
     ctx.dps.ensure_enrollment_group(_spec(ctx, group_id, keys.primary, keys.secondary))  # ours, or conflict
-    new_primary = SecretKey.generate()
+    store = ctx.group_key_store()
+    new_handle = store.generate(group_id, "primary")
+    new_primary = store.reveal(new_handle, group_id, "primary")
+    assert new_primary is not None, "a key just generated is readable until it is locked"
     ctx.dps.replace_enrollment_group_keys(group_id, new_primary, keys.primary, etag=info.etag)
     rotation = Rotation(
         group_id, new_primary.fingerprint, keys.primary.fingerprint, keys.secondary.fingerprint, at_risk
     )
+    secondary_handle = store.move(keys.record.sealed_primary_key, group_id, "primary", "secondary")
     try:
-        _store_rotation(ctx, keys.record, new_primary, keys.primary, rotation, forced=force)
+        _store_rotation(ctx, keys.record, new_handle, secondary_handle, rotation, forced=force)
     except Exception:
         _restore_dps(ctx, group_id, keys)
+        store.discard(new_handle)
         raise
+    store.lock(new_handle)
+    store.discard(keys.record.sealed_secondary_key)  # the dropped key: no enrollment accepts it any more
     return rotation
 
 
@@ -161,8 +170,8 @@ def _check_dropped_key(group_id: str, history: GroupKeyHistory, *, force: bool) 
 def _store_rotation(
     ctx: Context,
     record: GroupRecord,
-    primary: SecretKey,
-    secondary: SecretKey,
+    primary_handle: bytes,
+    secondary_handle: bytes,
     rotation: Rotation,
     *,
     forced: bool,
@@ -174,10 +183,8 @@ def _store_rotation(
                 group_id=gid,
                 product=record.product,
                 created_at=record.created_at,
-                sealed_primary_key=ctx.sealer.seal_key(primary, context=group_key_context(gid, "primary")),
-                sealed_secondary_key=ctx.sealer.seal_key(
-                    secondary, context=group_key_context(gid, "secondary")
-                ),
+                sealed_primary_key=primary_handle,
+                sealed_secondary_key=secondary_handle,
             )
         )
         detail = {
@@ -207,17 +214,22 @@ def _restore_dps(ctx: Context, group_id: str, keys: _Keys) -> None:
         )
 
 
-def _current_keys(ctx: Context, group_id: str) -> _Keys:
+def _record(ctx: Context, group_id: str) -> GroupRecord:
     with ctx.uow_factory() as uow:
         record = uow.groups.get(group_id)
     if record is None:
         raise KeyUnavailable(
             f"enrollment group {group_id!r} has no key in the database: run `edgeline group create`"
         )
-    primary = ctx.sealer.unseal_key(record.sealed_primary_key, context=group_key_context(group_id, "primary"))
-    secondary = ctx.sealer.unseal_key(
-        record.sealed_secondary_key, context=group_key_context(group_id, "secondary")
-    )
+    return record
+
+
+def _current_keys(ctx: Context, group_id: str) -> _Keys:
+    record = _record(ctx, group_id)
+    try:
+        primary, secondary = group_key_values(ctx, record)
+    except GroupKeyMismatch as exc:
+        raise GroupError(str(exc)) from None
     return _Keys(record, primary, secondary)
 
 

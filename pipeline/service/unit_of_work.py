@@ -18,7 +18,8 @@ from pipeline.domain.model import Unit, UnitState
 
 @dataclass(frozen=True, slots=True)
 class GroupRecord:
-    """An enrollment group edgeline manages: its keys only sealed."""
+    """An enrollment group edgeline manages. Its keys are handles of the key store: sealed blobs (the
+    database store), or names of non-extractable objects in a PKCS#11 token."""
 
     group_id: str
     product: str
@@ -85,6 +86,10 @@ class KeyRepository(abc.ABC):
     @abc.abstractmethod
     def put(self, registration_id: str, sealed_key: bytes) -> None: ...
 
+    @abc.abstractmethod
+    def page(self, after: str | None, limit: int) -> list[tuple[str, bytes]]:
+        """(registration ID, sealed key) ordered by registration ID, those after `after` (for re-sealing)."""
+
 
 class GroupRepository(abc.ABC):
     @abc.abstractmethod
@@ -93,6 +98,9 @@ class GroupRepository(abc.ABC):
     @abc.abstractmethod
     def put(self, record: GroupRecord) -> None:
         """Insert or replace (key rotation)."""
+
+    @abc.abstractmethod
+    def list(self) -> list[GroupRecord]: ...
 
 
 class StationRepository(abc.ABC):
