@@ -49,9 +49,8 @@ def key_use(db: Database, source: str, fingerprint: str) -> KeyUse:
     """Count, lines and date range of the units whose device key came from `source`/`fingerprint`."""
     where = (UnitRow.key_source == source, UnitRow.key_fingerprint == fingerprint)
     with db.session() as session:
-        lines = dict(
-            session.execute(select(UnitRow.line, func.count()).where(*where).group_by(UnitRow.line)).tuples()
-        )
+        counts = session.execute(select(UnitRow.line, func.count()).where(*where).group_by(UnitRow.line))
+        lines = {line: int(n) for line, n in counts.tuples()}
         first, last, store = session.execute(
             select(
                 func.min(UnitRow.config_issued_at),

@@ -72,6 +72,8 @@ class Pkcs11Token:
             ) from None
         try:
             self._session = token.open(user_pin=settings.pin, rw=True)
+        except p11.UserAlreadyLoggedIn:  # login is per process: another part of this process logged in
+            self._session = token.open(rw=True)
         except p11.PinIncorrect:
             raise KeyStoreError(
                 f"PKCS#11 token {settings.token_label!r} refused the PIN: fix pkcs11_pin_file or "
