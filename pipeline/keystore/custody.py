@@ -92,3 +92,20 @@ def open_key_custody(settings: Settings) -> KeyCustody:
         if token is not None:
             token.close()
         raise
+
+
+def key_custody_problem(settings: Settings) -> str | None:
+    """What is wrong with the key custody settings (module, token, PIN, key objects), or None (doctor)."""
+    try:
+        custody = open_key_custody(settings)
+    except ConfigError as exc:
+        return str(exc)
+    try:
+        if settings.pkcs11_master_key_label:  # prove the master key object works: seal and unseal once
+            blob = custody.sealer.seal(b"edgeline doctor probe", context="doctor")
+            custody.sealer.unseal(blob, context="doctor")
+    except (KeyStoreError, SealError) as exc:
+        return str(exc)
+    finally:
+        custody.close()
+    return None

@@ -140,3 +140,28 @@ def test_setup_errors_are_one_line_and_name_the_setting(
     with pytest.raises(KeyStoreError, match=message) as caught:
         Pkcs11Token(TokenSettings(**{**softhsm, **change}))
     assert "\n" not in str(caught.value) and softhsm["pin"] not in str(caught.value)
+
+
+def test_custody_problems_are_named_for_doctor(softhsm: dict[str, str]) -> None:
+    from pipeline.config import Settings
+    from pipeline.keystore.custody import key_custody_problem
+
+    base = Settings(
+        key_store="pkcs11",
+        pkcs11_module=softhsm["module"],
+        pkcs11_token_label=softhsm["token_label"],
+        pkcs11_pin=softhsm["pin"],
+        master_key="A" * 43 + "=",
+    )
+    assert key_custody_problem(base) is None
+    assert "pkcs11_module" in (key_custody_problem(Settings(key_store="pkcs11")) or "")
+    wrong_pin = key_custody_problem(Settings(**{**_fields(base), "pkcs11_pin": "0000"}))
+    assert wrong_pin is not None and "refused the PIN" in wrong_pin
+    missing = key_custody_problem(Settings(**{**_fields(base), "pkcs11_master_key_label": "no-such-key"}))
+    assert missing is not None and "missing from the PKCS#11 token" in missing
+
+
+def _fields(settings: object) -> dict[str, object]:
+    import dataclasses
+
+    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}  # type: ignore[arg-type]
