@@ -15,8 +15,8 @@ import os
 from typing import Any
 
 from pipeline.cli.main import CommandError
-from stations.drivers import DriverFactory, UnknownDriver, load_driver_factory
-from stations.fleet import DeviceFactory
+from stations.drivers.registry import DriverFactory, UnknownDriver, load_driver_factory
+from stations.simulation.fleet import DeviceFactory
 
 __all__ = ["add_driver_arguments", "driver_factory", "sim_device_factory"]
 
@@ -103,11 +103,11 @@ def driver_factory(args: argparse.Namespace) -> DriverFactory:
 def sim_device_factory(args: argparse.Namespace) -> DeviceFactory:
     """The simulator `--simulate` plugs in, accepting the credentials the driver will use."""
     if args.sim_driver != "linux-console":
-        from stations.simulator import SimulatedDevice
+        from stations.drivers.line_protocol.simulator import SimulatedDevice
 
         return SimulatedDevice
-    from stations.console_session import ConsoleCredentials
-    from stations.console_simulator import SimulatedConsole
+    from stations.drivers.linux_console.session import ConsoleCredentials
+    from stations.drivers.linux_console.simulator import SimulatedConsole
 
     credentials = ConsoleCredentials(args.console_user, _console_password(args))
     return functools.partial(SimulatedConsole, credentials=credentials)

@@ -19,13 +19,18 @@ from pathlib import Path
 import pytest
 
 from pipeline.domain.identity import DeviceIdentity
-from stations.driver import DeviceInfo, FlashError, LineProtocolDriver, NoResponse
+from stations.drivers.line_protocol.driver import DeviceInfo, FlashError, LineProtocolDriver, NoResponse
+from stations.drivers.line_protocol.framing import LineBuffer
+from stations.drivers.line_protocol.protocol import (
+    IdentifyRequest,
+    IdentityReply,
+    encode_reply,
+    encode_request,
+)
+from stations.drivers.line_protocol.simulated_firmware import SimulatedFirmware
+from stations.drivers.line_protocol.simulator import Faults, SimulatedDevice
 from stations.errors import LinkError, PortVanished
-from stations.framing import LineBuffer
 from stations.link import PySerialLink
-from stations.protocol import IdentifyRequest, IdentityReply, encode_reply, encode_request
-from stations.sim_firmware import SimulatedFirmware
-from stations.simulator import Faults, SimulatedDevice
 
 pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="simulated devices need POSIX pseudo-terminals"),
@@ -269,7 +274,7 @@ def test_simulator_refuses_to_start_on_windows_but_imports() -> None:
     code = (
         "import sys; sys.platform = 'win32'\n"
         "from pathlib import Path\n"
-        "from stations.simulator import SimulatedDevice, SimulatorUnavailable\n"
+        "from stations.drivers.line_protocol.simulator import SimulatedDevice, SimulatorUnavailable\n"
         "try:\n"
         "    SimulatedDevice('S', '02:00:00:00:00:01', 'M', '1', Path('.')).start()\n"
         "except SimulatorUnavailable as exc:\n"

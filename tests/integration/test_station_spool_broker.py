@@ -21,9 +21,9 @@ from pipeline.bus.ports import InboundMessage
 from pipeline.bus.topics import Topics
 from pipeline.crypto.station_key import StationKeyPair
 from pipeline.domain.events import ConfigFlashed, UnitScanned
-from stations.agent import StationAgent, status_message
-from stations.config import StationConfig
-from stations.spool import Spool
+from stations.runtime.agent import StationAgent, status_message
+from stations.runtime.config import StationConfig
+from stations.runtime.spool import Spool
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -24,9 +24,9 @@ from pipeline.bus.ports import InboundMessage
 from pipeline.bus.topics import Topics
 from pipeline.crypto.station_key import StationKeyPair
 from pipeline.domain.events import StationStatus
-from stations.config import StationConfig
-from stations.runtime import start_station
-from stations.simulator import SimulatedDevice
+from stations.drivers.line_protocol.simulator import SimulatedDevice
+from stations.runtime.config import StationConfig
+from stations.runtime.process import start_station
 
 pytestmark = [
     pytest.mark.timeout(60),

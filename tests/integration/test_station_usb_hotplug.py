@@ -2,7 +2,7 @@
 
 The enumeration is the only stand-in: `list_usb` returns `ListPortInfo` records built here, as
 pyserial's `comports()` would for USB adapters, whose `.device` is the pseudo-terminal of a running
-`SimulatedDevice`; matching (`stations.usb_ports.matching_ports`), workers, the serial link and the
+`SimulatedDevice`; matching (`stations.runtime.usb_ports.matching_ports`), workers, the serial link and the
 broker (a private Mosquitto) are the production ones.
 """
 
@@ -20,11 +20,11 @@ from event_recorder import EventRecorder
 from serial.tools.list_ports_common import ListPortInfo
 
 from pipeline.crypto.station_key import StationKeyPair
-from stations.config import StationConfig
-from stations.runtime import start_station
-from stations.simulator import SimulatedDevice
-from stations.stages import Stage, StageDetail
-from stations.usb_ports import UsbMatch, matching_ports
+from stations.drivers.line_protocol.simulator import SimulatedDevice
+from stations.runtime.config import StationConfig
+from stations.runtime.process import start_station
+from stations.runtime.stages import Stage, StageDetail
+from stations.runtime.usb_ports import UsbMatch, matching_ports
 
 pytestmark = [
     pytest.mark.timeout(60),

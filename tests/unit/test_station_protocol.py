@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stations.framing import (
+from stations.drivers.line_protocol.framing import (
     MAX_CHUNK_BYTES,
     MAX_LINE_BYTES,
     ErrorCode,
@@ -21,7 +21,7 @@ from stations.framing import (
     parse_frame,
     unescape,
 )
-from stations.protocol import (
+from stations.drivers.line_protocol.protocol import (
     AckReply,
     BeginRequest,
     CommitRequest,

@@ -5,8 +5,8 @@ device they are for, and publishing scans and results through the offline spool:
 writes the encoded event to disk and returns at once (a port worker never waits for the broker); the
 spool sender delivers it, in order, when the broker is reachable — so an outage or a station restart
 delays events but never loses or duplicates them. Also relays port stage changes to the operator view.
-Not responsible for: the device command set (`stations.driver`), the database (stations never see it),
-how the spool stores or sends (`stations.spool`, `stations.spool_sender`).
+Not responsible for: the device command set (`stations.drivers.line_protocol.driver`), the database (stations
+never see it), how the spool stores or sends (`stations.runtime.spool`, `stations.runtime.spool_sender`).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from pipeline.bus.ports import Bus, BusError, InboundMessage, Will
 from pipeline.bus.topics import Topics
 from pipeline.crypto.station_key import StationKeyPair
 from pipeline.domain.events import ConfigFlashed, FlashConfig, FlashFailed, Message, StationStatus
-from stations.config import StationConfig
-from stations.results import PortResult
-from stations.spool import Spool, SpoolError
-from stations.spool_sender import SpoolSender
-from stations.stages import Stage, StageDetail, StageHook
+from stations.runtime.config import StationConfig
+from stations.runtime.results import PortResult
+from stations.runtime.spool import Spool, SpoolError
+from stations.runtime.spool_sender import SpoolSender
+from stations.runtime.stages import Stage, StageDetail, StageHook
 
 log = logging.getLogger(__name__)
 ResultSink = Callable[[PortResult], None]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
-from stations.driver import DeviceDriver
+from stations.drivers.line_protocol.driver import DeviceDriver
 
 __all__ = ["GROUP", "DriverFactory", "UnknownDriver", "available_drivers", "load_driver_factory"]
 

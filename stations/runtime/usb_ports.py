@@ -4,7 +4,7 @@ Responsible for: parsing match specs, the pure matching of enumerated ports agai
 listing the currently matching ports with pyserial's `serial.tools.list_ports.comports()` (the one
 place besides `stations.link` that imports pyserial: enumeration, not I/O). Works the same on Linux
 (`/dev/ttyUSB*`, `/dev/ttyACM*`), macOS and Windows (`COM*`).
-Not responsible for: polling or starting workers (`stations.supervisor`), or opening ports
+Not responsible for: polling or starting workers (`stations.runtime.supervisor`), or opening ports
 (`stations.link`).
 """
 

@@ -4,8 +4,9 @@ Responsible for: a pty pair (the station opens `.port`, e.g. /dev/pts/N, with `P
 simulator holds the other end), reader/writer threads, UART pacing at a chosen baud rate (a pty
 has none), line-level faults (noise, drops, duplicates, corrupted replies, latency, garbage,
 vanishing mid-flash) and calling `on_boot` after a reboot with a committed config.
-Not responsible for: what a request does (see `stations.sim_firmware`) or DPS registration (the
-`on_boot` callback's job). POSIX only: importing works everywhere, `start()` refuses on Windows.
+Not responsible for: what a request does (see `stations.drivers.line_protocol.simulated_firmware`) or DPS
+registration (the `on_boot` callback's job). POSIX only: importing works everywhere, `start()` refuses on
+Windows.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from stations.framing import LineBuffer
-from stations.protocol import IdentityReply, Reply, encode_reply
-from stations.sim_firmware import TMP_PREFIX, Faults, SimulatedFirmware
-from stations.sim_pty import SimulatorUnavailable, open_raw_pty, pump_outbox
-from stations.sim_pty import Uart as _Uart
+from stations.drivers.line_protocol.framing import LineBuffer
+from stations.drivers.line_protocol.protocol import IdentityReply, Reply, encode_reply
+from stations.drivers.line_protocol.simulated_firmware import TMP_PREFIX, Faults, SimulatedFirmware
+from stations.simulation.pseudo_terminal import SimulatorUnavailable, open_raw_pty, pump_outbox
+from stations.simulation.pseudo_terminal import Uart as _Uart
 
 __all__ = ["Faults", "SimulatedDevice", "SimulatorUnavailable"]
 

@@ -3,7 +3,7 @@
 Devices are "plugged" into a station's watched port folder a few at a time (one per fixture), each on
 its own real pseudo-terminal; when the station reports the device's result it is "unplugged", and a
 flashed device "boots" and registers with DPS using the key in its flashed config.
-Not responsible for: the device protocol (`stations.simulator`) or the station logic.
+Not responsible for: the device protocol (`stations.drivers.line_protocol.simulator`) or the station logic.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pipeline.azure.ports import DeviceRegistrar, DeviceRegistrationResult
-from stations.boot import BootError, boot
-from stations.results import PortResult
-from stations.simulator import SimulatedDevice
+from stations.drivers.line_protocol.simulator import SimulatedDevice
+from stations.runtime.results import PortResult
+from stations.simulation.boot import BootError, boot
 
 log = logging.getLogger(__name__)
 REBOOT_WAIT_SECONDS = 10.0  # how long the simulated operator waits for a passed device to start rebooting

@@ -5,8 +5,8 @@ Responsible for: what a getty + shell look like from the serial side: a banner a
 CR/LF handling, Ctrl-C; line-level faults (noise, dropped or duplicated output lines, a slow
 device, vanishing mid-flash, logins that need a retry); and calling `on_boot(config path)` after
 `reboot` or `iotedge system restart`, like `SimulatedDevice`.
-Not responsible for: what commands do (`stations.sim_console_shell`) or pty plumbing
-(`stations.sim_pty`). Importing works everywhere; `start()` refuses on Windows.
+Not responsible for: what commands do (`stations.drivers.linux_console.simulated_shell`) or pty plumbing
+(`stations.simulation.pseudo_terminal`). Importing works everywhere; `start()` refuses on Windows.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from stations.console_session import ConsoleCredentials
-from stations.sim_console_shell import SimulatedShell
-from stations.sim_pty import SimulatorUnavailable, Uart, open_raw_pty, pump_outbox
+from stations.drivers.linux_console.session import ConsoleCredentials
+from stations.drivers.linux_console.simulated_shell import SimulatedShell
+from stations.simulation.pseudo_terminal import SimulatorUnavailable, Uart, open_raw_pty, pump_outbox
 
 __all__ = ["DEFAULT_CREDENTIALS", "ConsoleFaults", "SimulatedConsole", "SimulatorUnavailable"]
 

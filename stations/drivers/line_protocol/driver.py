@@ -4,7 +4,8 @@ Responsible for: `DeviceDriver` (the port the station agent uses) and `LineProto
 identifies a device, writes a config in pipelined chunks and proves it by reading back the stored
 file's SHA-256, and reboots it. One command at a time (a lock), bounded retries, typed errors.
 Not responsible for: parsing identities into registration IDs (`pipeline.domain.identity`), bytes on
-the wire (`stations.protocol`), or seq/timeout/resync mechanics (`stations.connection`).
+the wire (`stations.drivers.line_protocol.protocol`), or seq/timeout/resync mechanics
+(`stations.drivers.line_protocol.connection`).
 
 Invariant: `write_config` returns only a read-back hash reported by the device for the stored file
 that equals the SHA-256 of the content it was asked to write. Anything else is a `FlashError`.
@@ -18,18 +19,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TypeVar
 
-from stations.connection import Connection
-from stations.errors import (
-    ErrorResponse,
-    FlashError,
-    FlashInterrupted,
-    NoResponse,
-    PortVanished,
-    StationError,
-)
-from stations.framing import WINDOW, ErrorCode, split_data
-from stations.link import SerialLink
-from stations.protocol import (
+from stations.drivers.line_protocol.connection import Connection
+from stations.drivers.line_protocol.framing import WINDOW, ErrorCode, split_data
+from stations.drivers.line_protocol.protocol import (
     AckReply,
     BeginRequest,
     CommitRequest,
@@ -41,6 +33,15 @@ from stations.protocol import (
     Reply,
     Request,
 )
+from stations.errors import (
+    ErrorResponse,
+    FlashError,
+    FlashInterrupted,
+    NoResponse,
+    PortVanished,
+    StationError,
+)
+from stations.link import SerialLink
 
 _R = TypeVar("_R", AckReply, IdentityReply, HashReply)
 

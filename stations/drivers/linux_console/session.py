@@ -3,10 +3,10 @@
 Responsible for: waking the console (CR), answering `login:` / `Password:` with the configured
 credentials (bounded retries on `Login incorrect`), putting the shell into a known state (a unique
 marker prompt, no echo, umask 077, C locale) and running commands framed by
-`stations.console_parsing.frame_command` with a per-command timeout.
-Not responsible for: which commands to run or what their output means (`stations.console_driver`),
-retrying commands (the driver decides what is idempotent), or the serial port itself
-(`stations.link`). Portable: no POSIX-only imports.
+`stations.drivers.linux_console.parsing.frame_command` with a per-command timeout.
+Not responsible for: which commands to run or what their output means
+(`stations.drivers.linux_console.driver`), retrying commands (the driver decides what is idempotent), or the
+serial port itself (`stations.link`). Portable: no POSIX-only imports.
 """
 
 from __future__ import annotations
@@ -15,7 +15,13 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from stations.console_parsing import CommandResult, ConsoleState, frame_command, parse_framed, prompt_state
+from stations.drivers.linux_console.parsing import (
+    CommandResult,
+    ConsoleState,
+    frame_command,
+    parse_framed,
+    prompt_state,
+)
 from stations.errors import NoResponse, StationError
 from stations.link import SerialLink
 

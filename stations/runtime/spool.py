@@ -6,7 +6,7 @@ listing the pending ones in the order they were spooled, bounding the spool's si
 both journals when they can be. A crash at any point loses nothing: a torn last line (the process died
 mid-write) is ignored and cut off, and an event whose `sent` mark did not reach the disk is simply sent
 again, byte for byte the same payload, so the pipeline drops it by its CloudEvent id.
-Not responsible for: talking to the broker (`stations.spool_sender`), encoding events (the agent), or
+Not responsible for: talking to the broker (`stations.runtime.spool_sender`), encoding events (the agent), or
 guarding against two station processes sharing one spool folder (give each station its own).
 """
 

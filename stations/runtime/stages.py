@@ -1,7 +1,8 @@
 """Where each port is in a device's visit, as the operator sees it (the `on_stage` hook).
 
 Responsible for: the stage names and the detail that goes with a stage change.
-Not responsible for: drawing anything (`stations.operator_view`) or deciding stages (`stations.port_worker`).
+Not responsible for: drawing anything (`stations.runtime.operator_view`) or deciding stages
+(`stations.runtime.port_worker`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Responsible for: keeping the latest stage of every port (fed by the agent's `on_stage` hook and its
 result sink) and drawing it as a rich table: port, device serial, MAC, stage, elapsed time, and the
 outcome with its reason in plain words.
-Not responsible for: deciding stages (`stations.port_worker`), log lines or JSON-lines output (the CLI
+Not responsible for: deciding stages (`stations.runtime.port_worker`), log lines or JSON-lines output (the CLI
 chooses this view only when stdout is a terminal), or anything on the bus.
 """
 
@@ -19,8 +19,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from stations.results import PortResult
-from stations.stages import Stage, StageDetail
+from stations.runtime.results import PortResult
+from stations.runtime.stages import Stage, StageDetail
 
 STYLES: dict[Stage, str] = {
     "waiting": "dim",

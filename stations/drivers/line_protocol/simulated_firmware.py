@@ -3,8 +3,9 @@
 Responsible for: the device side of docs/device-protocol.md as a state machine over one "flash"
 directory (files stored under it mirroring device paths, written atomically with mode 0600), and
 the storage-level faults (corrupted write, wrong read-back hash). Production code, used by
-`stations.simulator`, demos and tests.
-Not responsible for: the serial line, timing, or line-level faults (see `stations.simulator`).
+`stations.drivers.line_protocol.simulator`, demos and tests.
+Not responsible for: the serial line, timing, or line-level faults (see
+`stations.drivers.line_protocol.simulator`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from stations.framing import ErrorCode, ParseError
-from stations.protocol import (
+from stations.drivers.line_protocol.framing import ErrorCode, ParseError
+from stations.drivers.line_protocol.protocol import (
     AckReply,
     BeginRequest,
     CommitRequest,

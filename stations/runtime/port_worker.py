@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pipeline.crypto.envelope import EnvelopeError, open_from_pipeline
 from pipeline.domain.events import ConfigFlashed, FlashConfig, FlashFailed, ScanRejected, UnitScanned
 from pipeline.domain.identity import DeviceIdentity, IdentityError
-from stations.agent import StationAgent
-from stations.driver import DeviceDriver
+from stations.drivers.line_protocol.driver import DeviceDriver
 from stations.errors import LinkError, StationError
-from stations.results import PortResult
-from stations.spool import SpoolError
-from stations.stages import StageDetail
+from stations.runtime.agent import StationAgent
+from stations.runtime.results import PortResult
+from stations.runtime.spool import SpoolError
+from stations.runtime.stages import StageDetail
 
 log = logging.getLogger(__name__)
 DriverFactory = Callable[[str], DeviceDriver]

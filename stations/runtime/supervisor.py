@@ -2,9 +2,9 @@
 
 A pseudo-terminal does not enumerate as a USB device, so tests and the demo "plug" a device by putting
 a link to its tty into the watched folder and "unplug" it by removing the link. Real lines list ports
-(`/dev/ttyUSB0`, `COM3`, `socket://…`) or match USB VID:PID[:serial glob] (`stations.usb_ports`),
+(`/dev/ttyUSB0`, `COM3`, `socket://…`) or match USB VID:PID[:serial glob] (`stations.runtime.usb_ports`),
 enumerated every second: a new matching port gets a worker, a vanished one ends its worker.
-Not responsible for: what happens on a port (`stations.port_worker`).
+Not responsible for: what happens on a port (`stations.runtime.port_worker`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from stations.agent import StationAgent
-from stations.port_worker import DriverFactory, PortWorker
-from stations.usb_ports import UsbMatch
+from stations.runtime.agent import StationAgent
+from stations.runtime.port_worker import DriverFactory, PortWorker
+from stations.runtime.usb_ports import UsbMatch
 
 UsbLister = Callable[[Sequence[UsbMatch]], list[str]]
 
@@ -96,7 +96,7 @@ class StationSupervisor:
 
     def _watch_usb(self) -> None:
         if self._list_usb is None:
-            from stations.usb_ports import present_usb_ports
+            from stations.runtime.usb_ports import present_usb_ports
 
             self._list_usb = present_usb_ports
         known: set[str] = set()

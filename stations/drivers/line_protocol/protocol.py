@@ -2,8 +2,9 @@
 
 Responsible for: turning typed requests and replies into checksummed ASCII lines and back, and
 rejecting anything else with a `ParseError` that says why (docs/device-protocol.md is the spec).
-Not responsible for: I/O, timeouts, retries or sequencing policy (see `stations.driver`), nor for
-what a device does with a request (see `stations.simulator`). Nothing here touches a port.
+Not responsible for: I/O, timeouts, retries or sequencing policy (see
+`stations.drivers.line_protocol.driver`), nor for what a device does with a request (see
+`stations.drivers.line_protocol.simulator`). Nothing here touches a port.
 
 Device input is untrusted (DESIGN §7): every parser bounds the line length, checks the character
 set and the CRC before looking at fields, and raises only `ParseError`.
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from stations.framing import (
+from stations.drivers.line_protocol.framing import (
     MAX_CHUNK_BYTES,
     NAME_RE,
     SEQ_RE,

@@ -3,7 +3,8 @@
 Responsible for: `<payload>*<CRC16>\n` frames, splitting a byte stream into bounded lines, the
 field encodings shared by all messages, the protocol's size limits and error codes, and
 `ParseError`. Pure code only.
-Not responsible for: the command set (see `stations.protocol`), I/O or retries (`stations.driver`).
+Not responsible for: the command set (see `stations.drivers.line_protocol.protocol`), I/O or retries
+(`stations.drivers.line_protocol.driver`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 It uses only what was flashed (endpoint, ID scope, registration ID and key from the config file), as
 aziot-identityd would, so a wrong key or scope in the config shows up as a DPS refusal, not a pass.
-Not responsible for: the serial side of the simulator (`stations.simulator`).
+Not responsible for: the serial side of the simulator (`stations.drivers.line_protocol.simulator`).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Responsible for: numbering requests, matching replies by seq (discarding stale and duplicated
 ones), skipping garbage lines, resending a request on timeout or on a device NACK (`-- E ...`),
 and keeping up to `WINDOW` requests in flight for bulk transfers.
-Not responsible for: which commands exist or what their replies mean (see `stations.driver`), nor
-for locking: the driver serialises calls. Never imports pyserial.
+Not responsible for: which commands exist or what their replies mean (see
+`stations.drivers.line_protocol.driver`), nor for locking: the driver serialises calls. Never imports
+pyserial.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
+from stations.drivers.line_protocol.framing import WINDOW, ParseError
+from stations.drivers.line_protocol.protocol import ErrorReply, Reply, Request, encode_request, parse_reply
 from stations.errors import ErrorResponse, NoResponse
-from stations.framing import WINDOW, ParseError
 from stations.link import SerialLink
-from stations.protocol import ErrorReply, Reply, Request, encode_request, parse_reply
 
 log = logging.getLogger(__name__)
 

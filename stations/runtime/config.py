@@ -29,6 +29,6 @@ class StationConfig:
     # a scan published while no worker was subscribed yet would otherwise be lost.
     rescan_interval_seconds: float = 15.0
     poll_interval_seconds: float = 1.0
-    # Offline spool of outgoing events (stations.spool); None: `<key file>.spool` beside the key file.
+    # Offline spool of outgoing events (stations.runtime.spool); None: `<key file>.spool` beside the key file.
     spool_dir: Path | None = None
     spool_max_events: int = 10_000

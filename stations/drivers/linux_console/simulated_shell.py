@@ -5,7 +5,7 @@ Responsible for: tokenising a command line (`;`, `&&`, quotes, `>`, `>>`, `$?`),
 `sha256sum`, `rm`, `sudo -n`, `sh -c`, `iotedge`, `reboot` against read-only identity files (sysfs,
 device tree, DMI, os-release) plus files stored under `flash_dir` mirroring device paths; and the
 storage faults (corrupted write, wrong read-back hash).
-Not responsible for: the login, the tty, echo or line faults (`stations.console_simulator`).
+Not responsible for: the login, the tty, echo or line faults (`stations.drivers.linux_console.simulator`).
 Production code (demos, tests); it never touches a path outside `flash_dir`.
 """
 

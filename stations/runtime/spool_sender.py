@@ -3,7 +3,7 @@
 Responsible for: publishing each pending event of a `Spool` at QoS 1, marking it sent only after the
 broker's PUBACK, waiting out broker outages (one log line per outage, not per event), and a bounded
 flush on shutdown. Order is kept because there is exactly one sender and it never skips an event.
-Not responsible for: durability (`stations.spool`) or encoding (the agent). Delivery is at least once:
+Not responsible for: durability (`stations.runtime.spool`) or encoding (the agent). Delivery is at least once:
 a PUBACK lost in a broker crash means the same bytes are sent again, which the pipeline drops by id.
 """
 
@@ -14,7 +14,7 @@ import threading
 import time
 
 from pipeline.bus.ports import Bus, BusError
-from stations.spool import Spool, SpooledEvent
+from stations.runtime.spool import Spool, SpooledEvent
 
 log = logging.getLogger(__name__)
 # Long enough that a publish caught by a short outage completes on the same packet after reconnecting

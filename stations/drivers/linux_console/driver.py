@@ -5,8 +5,9 @@ tree, DMI or a file, model and OS best effort), write a config through base64 ch
 `mv`, prove it with `sha256sum`, optionally `iotedge config apply`, and reboot; and mapping their
 outcomes onto the station's errors (timeouts -> NoResponse, exit codes -> FlashError, a vanished
 console -> LinkError). See docs/console-driver.md.
-Not responsible for: logging in or framing commands (`stations.console_session`), parsing output
-(`stations.console_parsing`), or the serial port (`stations.link`). Portable: no POSIX-only imports.
+Not responsible for: logging in or framing commands (`stations.drivers.linux_console.session`), parsing output
+(`stations.drivers.linux_console.parsing`), or the serial port (`stations.link`). Portable: no POSIX-only
+imports.
 
 Invariant: `write_config` returns only a digest that `sha256sum` printed for the stored file AND
 that equals SHA-256(content). Anything else is a `FlashError`.
@@ -25,7 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from stations.console_parsing import (
+from stations.drivers.line_protocol.driver import DeviceDriver, DeviceInfo
+from stations.drivers.linux_console.parsing import (
     CommandResult,
     ParseError,
     is_permanent_failure,
@@ -33,8 +35,12 @@ from stations.console_parsing import (
     pretty_name,
     single_value,
 )
-from stations.console_session import CommandFailed, ConsoleCredentials, ConsoleSession, LoginFailed
-from stations.driver import DeviceDriver, DeviceInfo
+from stations.drivers.linux_console.session import (
+    CommandFailed,
+    ConsoleCredentials,
+    ConsoleSession,
+    LoginFailed,
+)
 from stations.errors import FlashError, FlashInterrupted, NoResponse, PortVanished, StationError
 from stations.link import PySerialLink, SerialLink
 

@@ -15,14 +15,14 @@ from pathlib import Path
 from pipeline.bus.paho import PahoBus
 from pipeline.bus.ports import Bus
 from pipeline.crypto.station_key import StationKeyPair
-from stations.agent import StationAgent, status_message
-from stations.config import StationConfig
-from stations.driver import DeviceDriver, LineProtocolDriver
+from stations.drivers.line_protocol.driver import DeviceDriver, LineProtocolDriver
 from stations.link import PySerialLink
-from stations.results import PortResult
-from stations.stages import StageHook
-from stations.supervisor import StationSupervisor, UsbLister
-from stations.usb_ports import UsbMatch
+from stations.runtime.agent import StationAgent, status_message
+from stations.runtime.config import StationConfig
+from stations.runtime.results import PortResult
+from stations.runtime.stages import StageHook
+from stations.runtime.supervisor import StationSupervisor, UsbLister
+from stations.runtime.usb_ports import UsbMatch
 
 
 def line_protocol_driver(baudrate: int) -> Callable[[str], DeviceDriver]:
