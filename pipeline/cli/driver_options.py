@@ -15,8 +15,8 @@ import os
 from typing import Any
 
 from pipeline.cli.main import CommandError
+from stations.drivers.port import DeviceFactory
 from stations.drivers.registry import DriverFactory, UnknownDriver, load_driver_factory
-from stations.simulation.fleet import DeviceFactory
 
 __all__ = ["add_driver_arguments", "driver_factory", "sim_device_factory"]
 

@@ -9,16 +9,14 @@ Not responsible for: what a driver does, or which options a CLI offers (pipeline
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
-from stations.drivers.line_protocol.driver import DeviceDriver
+from stations.drivers.port import DriverFactory
 
 __all__ = ["GROUP", "DriverFactory", "UnknownDriver", "available_drivers", "load_driver_factory"]
 
 GROUP = "edgeline.drivers"
-DriverFactory = Callable[[str], DeviceDriver]
 
 
 class UnknownDriver(LookupError):

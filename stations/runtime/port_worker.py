@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pipeline.crypto.envelope import EnvelopeError, open_from_pipeline
 from pipeline.domain.events import ConfigFlashed, FlashConfig, FlashFailed, ScanRejected, UnitScanned
 from pipeline.domain.identity import DeviceIdentity, IdentityError
-from stations.drivers.line_protocol.driver import DeviceDriver
+from stations.drivers.port import DeviceDriver, DriverFactory
 from stations.errors import LinkError, StationError
 from stations.runtime.agent import StationAgent
 from stations.runtime.results import PortResult
@@ -27,7 +27,6 @@ from stations.runtime.spool import SpoolError
 from stations.runtime.stages import StageDetail
 
 log = logging.getLogger(__name__)
-DriverFactory = Callable[[str], DeviceDriver]
 
 
 @dataclass(slots=True)

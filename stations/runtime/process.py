@@ -15,23 +15,14 @@ from pathlib import Path
 from pipeline.bus.paho import PahoBus
 from pipeline.bus.ports import Bus
 from pipeline.crypto.station_key import StationKeyPair
-from stations.drivers.line_protocol.driver import DeviceDriver, LineProtocolDriver
-from stations.link import PySerialLink
+from stations.drivers.line_protocol.driver import line_protocol_driver
+from stations.drivers.port import DeviceDriver
 from stations.runtime.agent import StationAgent, status_message
 from stations.runtime.config import StationConfig
 from stations.runtime.results import PortResult
 from stations.runtime.stages import StageHook
 from stations.runtime.supervisor import StationSupervisor, UsbLister
 from stations.runtime.usb_ports import UsbMatch
-
-
-def line_protocol_driver(baudrate: int) -> Callable[[str], DeviceDriver]:
-    """A driver factory opening the port with pyserial and speaking edgeline's line protocol."""
-
-    def open_driver(port: str) -> DeviceDriver:
-        return LineProtocolDriver(PySerialLink(port, baudrate=baudrate))
-
-    return open_driver
 
 
 @dataclass

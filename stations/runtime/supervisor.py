@@ -15,8 +15,9 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from stations.drivers.port import DriverFactory
 from stations.runtime.agent import StationAgent
-from stations.runtime.port_worker import DriverFactory, PortWorker
+from stations.runtime.port_worker import PortWorker
 from stations.runtime.usb_ports import UsbMatch
 
 UsbLister = Callable[[Sequence[UsbMatch]], list[str]]

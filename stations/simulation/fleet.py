@@ -16,43 +16,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 from pipeline.azure.ports import DeviceRegistrar, DeviceRegistrationResult
 from stations.drivers.line_protocol.simulator import SimulatedDevice
+from stations.drivers.port import DeviceFactory, SimulatedUnit
 from stations.runtime.results import PortResult
 from stations.simulation.boot import BootError, boot
 
 log = logging.getLogger(__name__)
 REBOOT_WAIT_SECONDS = 10.0  # how long the simulated operator waits for a passed device to start rebooting
 BootSink = Callable[[str, DeviceRegistrationResult], None]
-
-
-class SimulatedUnit(Protocol):
-    """What the fleet needs from a simulator (`SimulatedDevice`, `SimulatedConsole`)."""
-
-    @property
-    def port(self) -> str: ...
-
-    def start(self) -> Any: ...
-
-    def stop(self) -> None: ...
-
-
-class DeviceFactory(Protocol):
-    """The constructor shape shared by `SimulatedDevice` and `SimulatedConsole`."""
-
-    def __call__(
-        self,
-        serial: str,
-        mac: str,
-        model: str,
-        firmware: str,
-        flash_dir: Path,
-        *,
-        on_boot: Callable[[Path], None] | None = ...,
-        baud: int | None = ...,
-    ) -> SimulatedUnit: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.domain.identity import DeviceIdentity
-from stations.drivers.line_protocol.driver import DeviceInfo
 from stations.drivers.linux_console.driver import ConsoleOptions, LinuxConsoleDriver, LoginFailed
 from stations.drivers.linux_console.session import ConsoleCredentials
 from stations.drivers.linux_console.simulator import DEFAULT_CREDENTIALS, ConsoleFaults, SimulatedConsole
+from stations.drivers.port import DeviceInfo
 from stations.drivers.registry import available_drivers, load_driver_factory
 from stations.errors import FlashError, NoResponse, PortVanished
 from stations.link import PySerialLink

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.domain.identity import DeviceIdentity
-from stations.drivers.line_protocol.driver import DeviceInfo, FlashError, LineProtocolDriver, NoResponse
+from stations.drivers.line_protocol.driver import FlashError, LineProtocolDriver, NoResponse
 from stations.drivers.line_protocol.framing import LineBuffer
 from stations.drivers.line_protocol.protocol import (
     IdentifyRequest,
@@ -29,6 +29,7 @@ from stations.drivers.line_protocol.protocol import (
 )
 from stations.drivers.line_protocol.simulated_firmware import SimulatedFirmware
 from stations.drivers.line_protocol.simulator import Faults, SimulatedDevice
+from stations.drivers.port import DeviceInfo
 from stations.errors import LinkError, PortVanished
 from stations.link import PySerialLink
 

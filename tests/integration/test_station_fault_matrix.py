@@ -32,10 +32,11 @@ from pipeline.bus.paho import PahoBus
 from pipeline.bus.ports import InboundMessage
 from stations.drivers.line_protocol.simulator import Faults, SimulatedDevice
 from stations.drivers.linux_console.simulator import DEFAULT_CREDENTIALS, ConsoleFaults, SimulatedConsole
+from stations.drivers.port import SimulatedUnit
 from stations.drivers.registry import DriverFactory, load_driver_factory
 from stations.runtime.results import PortResult
 from stations.runtime.stages import Stage, StageDetail
-from stations.simulation.fleet import DeviceSpec, SimulatedUnit, make_devices
+from stations.simulation.fleet import DeviceSpec, make_devices
 
 pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="simulated devices need POSIX pseudo-terminals"),

@@ -1,6 +1,6 @@
 """The device driver: the only code that knows the factory firmware's command set.
 
-Responsible for: `DeviceDriver` (the port the station agent uses) and `LineProtocolDriver`, which
+Responsible for: `LineProtocolDriver` (a `stations.drivers.port.DeviceDriver`), which
 identifies a device, writes a config in pipelined chunks and proves it by reading back the stored
 file's SHA-256, and reboots it. One command at a time (a lock), bounded retries, typed errors.
 Not responsible for: parsing identities into registration IDs (`pipeline.domain.identity`), bytes on
@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TypeVar
 
 from stations.drivers.line_protocol.connection import Connection
@@ -33,6 +32,7 @@ from stations.drivers.line_protocol.protocol import (
     Reply,
     Request,
 )
+from stations.drivers.port import DeviceDriver, DeviceInfo
 from stations.errors import (
     ErrorResponse,
     FlashError,
@@ -41,7 +41,7 @@ from stations.errors import (
     PortVanished,
     StationError,
 )
-from stations.link import SerialLink
+from stations.link import PySerialLink, SerialLink
 
 _R = TypeVar("_R", AckReply, IdentityReply, HashReply)
 
@@ -56,39 +56,6 @@ RETRYABLE_CODES = frozenset(
         ErrorCode.BUSY,
     }
 )
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    """What the device reports about itself, as raw strings (parse with `DeviceIdentity.parse`)."""
-
-    serial: str
-    mac: str
-    model: str
-    firmware: str
-
-
-class DeviceDriver(ABC):
-    """Port: what a station needs from a device."""
-
-    @abstractmethod
-    def identify(self) -> DeviceInfo:
-        """Ask the device for its serial, MAC, model and firmware version."""
-
-    @abstractmethod
-    def write_config(self, path: str, content: bytes) -> str:
-        """Write `content` at `path` on the device; return the verified read-back SHA-256 hex.
-
-        Raises FlashError unless the device's read-back of the stored file equals SHA-256(content).
-        """
-
-    @abstractmethod
-    def reboot(self) -> None:
-        """Ask the device to reboot (it then boots with the committed config)."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Release the link."""
 
 
 class LineProtocolDriver(DeviceDriver):
@@ -183,3 +150,12 @@ __all__ = [
     "NoResponse",
     "StationError",
 ]
+
+
+def line_protocol_driver(baudrate: int) -> Callable[[str], DeviceDriver]:
+    """Driver factory (entry point `line-protocol`): open the port with pyserial, speak the line protocol."""
+
+    def open_driver(port: str) -> DeviceDriver:
+        return LineProtocolDriver(PySerialLink(port, baudrate=baudrate))
+
+    return open_driver

@@ -26,7 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from stations.drivers.line_protocol.driver import DeviceDriver, DeviceInfo
 from stations.drivers.linux_console.parsing import (
     CommandResult,
     ParseError,
@@ -41,6 +40,7 @@ from stations.drivers.linux_console.session import (
     ConsoleSession,
     LoginFailed,
 )
+from stations.drivers.port import DeviceDriver, DeviceInfo
 from stations.errors import FlashError, FlashInterrupted, NoResponse, PortVanished, StationError
 from stations.link import PySerialLink, SerialLink
 
