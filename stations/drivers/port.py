@@ -63,6 +63,9 @@ class SimulatedUnit(Protocol):
 
     def stop(self) -> None: ...
 
+    @property
+    def flash_dir(self) -> Path: ...
+
     def flashed_files(self) -> dict[str, bytes]: ...
 
 
@@ -90,13 +93,15 @@ Arm = Callable[[SimT], None]
 class SimulatorKit(Generic[SimT]):
     """How the shared conformance tests drive one driver family against its own simulator.
 
-    Each driver package's `simulator` module offers one through `conformance_kit()`. `open_driver`
-    builds the family's driver on a simulator's port with short test timeouts and the credentials
-    the simulator accepts; the `Arm` callables set a simulator's faults before an operation.
+    Each driver package offers one from `<package>.conformance.conformance_kit()`. `open_driver` builds
+    the family's driver on a simulator's port with short test timeouts and the credentials the
+    simulator accepts. Each `Arm` sets faults on a simulator before an operation: `unplug_mid_flash`
+    makes it vanish after the first chunks of a write; every `unverifiable` one makes the stored
+    file's read-back disagree with what was sent; every `recoverable` one is cured by the driver's retries.
     """
 
     simulator: Callable[..., SimT]
     open_driver: DriverFactory
-    corrupt_read_back: Arm[SimT]
     unplug_mid_flash: Arm[SimT]
+    unverifiable: Mapping[str, Arm[SimT]]
     recoverable: Mapping[str, Arm[SimT]] = field(default_factory=dict)
