@@ -41,7 +41,6 @@ class Connection:
         self.retries = retries
         self.window = max(1, min(window, WINDOW))
         self._seq = random.randrange(256)  # a fresh session must not look like the last one's retry
-        self.garbage_lines = 0
 
     def next_seq(self) -> int:
         """Allocate the next sequence number (2 hex digits on the wire, wrapping)."""
@@ -103,7 +102,6 @@ class Connection:
             try:
                 reply = parse_reply(line)
             except ParseError as exc:
-                self.garbage_lines += 1
                 log.debug("discarding garbage line from device: %s", exc.reason)
                 continue
             if reply.seq is None or reply.seq in seqs:
