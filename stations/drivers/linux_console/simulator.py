@@ -11,20 +11,14 @@ Not responsible for: what commands do (`stations.drivers.linux_console.simulated
 
 from __future__ import annotations
 
-import contextlib
-import os
-import queue
 import random
-import select
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from stations.drivers.linux_console.session import ConsoleCredentials
 from stations.drivers.linux_console.simulated_shell import SimulatedShell
-from stations.simulation.pseudo_terminal import SimulatorUnavailable, Uart, open_raw_pty, pump_outbox
+from stations.simulation.pseudo_terminal import PtySimulator, SimulatorUnavailable
 
 __all__ = ["DEFAULT_CREDENTIALS", "ConsoleFaults", "SimulatedConsole", "SimulatorUnavailable"]
 
@@ -45,8 +39,10 @@ class ConsoleFaults:
     failed_logins: int = 0  # answer the next N correct logins with `Login incorrect`
 
 
-class SimulatedConsole:
+class SimulatedConsole(PtySimulator):
     """A Linux console on a pty; same constructor shape as `SimulatedDevice`."""
+
+    what = "simulated console"
 
     def __init__(
         self,
@@ -61,88 +57,33 @@ class SimulatedConsole:
         faults: ConsoleFaults | None = None,
         credentials: ConsoleCredentials = DEFAULT_CREDENTIALS,
     ) -> None:
+        super().__init__(flash_dir, on_boot=on_boot, baud=baud)
         self.faults = faults or ConsoleFaults()
-        self.flash_dir = Path(flash_dir)
         self.credentials = credentials
-        self.on_boot = on_boot
-        self.baud = baud
         self.shell = SimulatedShell(
             _identity_files(serial, mac, model, firmware), self.flash_dir, self.faults
         )
         self._state = "login"
         self._user = ""
         self._chunks_seen = 0
-        self._fds: tuple[int, int] | None = None
-        self._port = ""
-        self._stop = threading.Event()
-        self._outbox: queue.Queue[bytes | None] = queue.Queue()
-        self._threads: list[threading.Thread] = []
+        self._pending = bytearray()
 
-    @property
-    def port(self) -> str:
-        """Path of the station-side tty, e.g. /dev/pts/7 (valid after `start()`)."""
-        if not self._port:
-            raise SimulatorUnavailable("simulated console not started: call start() first")
-        return self._port
-
-    def start(self) -> SimulatedConsole:
-        """Open the pty pair, print the banner and `login:`; returns self."""
-        master, slave, self._port = open_raw_pty("SimulatedConsole")
-        self._fds = (master, slave)
-        (self.flash_dir / "tmp").mkdir(parents=True, exist_ok=True)  # every Linux has a /tmp
-        self._stop.clear()
-        self._outbox = queue.Queue()
-        self._threads = [
-            threading.Thread(target=self._read_loop, name=f"console-rx {self._port}", daemon=True),
-            threading.Thread(target=self._write_loop, name=f"console-tx {self._port}", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+    def _started(self) -> None:
+        """Every Linux has a /tmp; the console greets with its banner and `login:`."""
+        (self.flash_dir / "tmp").mkdir(parents=True, exist_ok=True)
+        self._pending = bytearray()
         self._print(b"\r\nEdgeOS 1.0 edge ttyS0\r\n\r\nedge login: ")
-        return self
 
-    def stop(self) -> None:
-        """Stop the threads and close the pty (the station sees the port vanish)."""
-        self._stop.set()
-        self._outbox.put(None)
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(timeout=2)
-        fds, self._fds = self._fds, None
-        for fd in fds or ():
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def __enter__(self) -> SimulatedConsole:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-    def flashed_files(self) -> dict[str, bytes]:
-        """Every stored file outside /tmp as {device path: content as stored}."""
-        return {
-            "/" + path.relative_to(self.flash_dir).as_posix(): path.read_bytes()
-            for path in sorted(self.flash_dir.rglob("*"))
-            if path.is_file() and path.relative_to(self.flash_dir).parts[0] != "tmp"
-        }
+    def _is_scratch(self, relative: Path) -> bool:
+        return relative.parts[0] == "tmp"
 
     # --- input --------------------------------------------------------------------------------
 
-    def _read_loop(self) -> None:
-        pending, uart = bytearray(), Uart(self.baud)
-        while not self._stop.is_set() and (fds := self._fds) is not None:
-            ready, _, _ = select.select([fds[0]], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                data = os.read(fds[0], 4096)
-            except OSError:
-                continue  # EIO while no station has the port open: keep waiting
-            uart.wait_for(len(data), time.monotonic())
-            pending += data
-            while (line := _pop_line(pending)) is not None and not self._stop.is_set():
-                self._on_line(line)
+    def _received(self, data: bytes, arrived: float) -> None:
+        self._rx_uart.wait_for(len(data), arrived)
+        self._pending += data
+        while (line := _pop_line(self._pending)) is not None and not self._stop.is_set():
+            self._on_line(line)
 
     def _on_line(self, raw: bytes) -> None:
         if raw == b"\x03":
@@ -208,9 +149,7 @@ class SimulatedConsole:
     def _boot(self) -> None:
         rebooting = self.shell.reboot_requested
         self.shell.reboot_requested = self.shell.restart_requested = False
-        committed, callback = self.shell.committed, self.on_boot
-        if committed is not None and callback is not None:
-            threading.Thread(target=callback, args=(committed,), name="console-boot", daemon=True).start()
+        self._booted(self.shell.committed)
         if not rebooting:
             self._print(self._prompt())
             return
@@ -223,9 +162,6 @@ class SimulatedConsole:
 
     def _print(self, data: bytes) -> None:
         self._outbox.put(data)
-
-    def _write_loop(self) -> None:
-        pump_outbox(self._outbox, lambda: self._fds[0] if self._fds else None, self._stop, self.baud)
 
 
 def _pop_line(pending: bytearray) -> bytes | None:
