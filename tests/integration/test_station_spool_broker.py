@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Mosquitto, RestartableMosquitto
+from conftest import Mosquitto, RestartableMosquitto, wait_until
 
 from pipeline.bus.paho import PahoBus
 from pipeline.bus.ports import InboundMessage
@@ -61,13 +61,6 @@ class Recorder:
             return sorted({i for i in self.fresh if self.fresh.count(i) > 1})
 
 
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def config(tmp_path: Path, topic_root: str) -> StationConfig:
     key_file = StationKeyPair.generate().save(tmp_path / "S1.key")
@@ -111,15 +104,15 @@ def test_events_made_while_the_broker_is_down_arrive_once_when_it_is_back(
     mosquitto = restartable_mosquitto
     agent = _agent(config, mosquitto)
     before = _produce(agent, 2)
-    _wait(lambda: recorder.received() == before, 10, "the events sent while the broker is up")
+    wait_until(lambda: recorder.received() == before, 10, "the events sent while the broker is up")
     mosquitto.stop()
-    _wait(lambda: not agent.bus.connected, 10, "the station to notice the outage")
+    wait_until(lambda: not agent.bus.connected, 10, "the station to notice the outage")
     started = time.monotonic()
     during = _produce(agent, 5)
     assert time.monotonic() - started < 2.0, "a port worker must never wait for the broker"
     assert [e.event_id for e in agent.spool.pending()] == during
     mosquitto.start()
-    _wait(lambda: len(recorder.received()) >= len(before + during), 30, "the spooled events")
+    wait_until(lambda: len(recorder.received()) >= len(before + during), 30, "the spooled events")
     time.sleep(1.0)  # anything sent twice would arrive by now
     assert recorder.received() == before + during  # every one, in order
     assert recorder.sent_twice() == []
@@ -133,7 +126,7 @@ def test_the_spool_survives_a_station_restart(
     mosquitto = restartable_mosquitto
     agent = _agent(config, mosquitto)
     mosquitto.stop()
-    _wait(lambda: not agent.bus.connected, 10, "the station to notice the outage")
+    wait_until(lambda: not agent.bus.connected, 10, "the station to notice the outage")
     spooled = _produce(agent, 3)
     _close(agent)  # the station process goes away with 6 events unsent
 
@@ -142,7 +135,7 @@ def test_the_spool_survives_a_station_restart(
     mosquitto.start()
     restarted.bus.connect()
     restarted.start()
-    _wait(lambda: len(recorder.received()) >= len(spooled), 30, "the replayed events")
+    wait_until(lambda: len(recorder.received()) >= len(spooled), 30, "the replayed events")
     time.sleep(1.0)
     assert recorder.received() == spooled
     assert len(Spool(config.key_file.with_name("S1.key.spool"))) == 0

@@ -11,11 +11,11 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Mosquitto, RestartableMosquitto
+from conftest import Mosquitto, RestartableMosquitto, wait_until
 from event_recorder import EventRecorder
 
 from pipeline.bus.cloudevents import decode
@@ -54,13 +54,6 @@ def retained_status(broker: Mosquitto, config: StationConfig) -> StationStatus |
     finally:
         bus.close()
     return got[-1] if got else None
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 @pytest.fixture

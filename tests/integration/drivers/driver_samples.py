@@ -1,10 +1,8 @@
-"""What the driver tests flash and wait for: one realistic IoT Edge config, its digest, a poll helper."""
+"""What the driver tests flash and wait for: one realistic IoT Edge config, its digest."""
 
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable
 
 CONFIG_PATH = "/etc/aziot/config.toml"
 CONFIG = (
@@ -14,11 +12,3 @@ CONFIG = (
     b'symmetric_key = { value = "Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc=" }\n'
 ) * 3
 SHA = hashlib.sha256(CONFIG).hexdigest()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 2.0) -> None:
-    """Poll `condition` until it holds; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)

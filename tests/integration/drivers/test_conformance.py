@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from driver_samples import CONFIG, CONFIG_PATH, SHA, wait_for
+from conftest import wait_until
+from driver_samples import CONFIG, CONFIG_PATH, SHA
 
 from pipeline.domain.identity import DeviceIdentity
 from stations.drivers.port import DeviceDriver, SimulatedUnit, SimulatorKit
@@ -119,7 +120,7 @@ def test_reboot_boots_the_flashed_config_and_the_device_answers_again(
 ) -> None:
     driver.write_config(CONFIG_PATH, CONFIG)
     driver.reboot()
-    wait_for(lambda: booted == [device.flash_dir / "etc/aziot/config.toml"], timeout=5.0)
+    wait_until(lambda: booted == [device.flash_dir / "etc/aziot/config.toml"], 5.0, "the boot")
     assert driver.identify().serial == "007-888-ABC"
 
 

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from driver_samples import CONFIG, CONFIG_PATH, SHA, wait_for
+from conftest import wait_until
+from driver_samples import CONFIG, CONFIG_PATH, SHA
 
 from stations.drivers.linux_console.conformance import FAST
 from stations.drivers.linux_console.driver import ConsoleOptions, LinuxConsoleDriver, LoginFailed
@@ -81,7 +82,7 @@ def test_flash_is_verified_stored_0600_applied_and_boots(
         assert not list((console.flash_dir / "tmp").iterdir())  # the staged key is gone
         assert drv.write_config("/etc/empty", b"") == hashlib.sha256(b"").hexdigest()
         drv.reboot()
-        wait_for(lambda: booted == [console.flash_dir / "etc/empty"])
+        wait_until(lambda: booted == [console.flash_dir / "etc/empty"], 2.0, "the boot")
         assert drv.identify().serial == "007-888-ABC"  # logs in again after the reboot
     finally:
         drv.close()
