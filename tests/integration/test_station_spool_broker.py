@@ -7,18 +7,15 @@ CloudEvent id) and in order — also when the station process was restarted in b
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Mosquitto, RestartableMosquitto, wait_until
+from event_recorder import EventRecorder
 
 from pipeline.bus.paho import PahoBus
-from pipeline.bus.ports import InboundMessage
-from pipeline.bus.topics import Topics
 from pipeline.crypto.station_key import StationKeyPair
 from pipeline.domain.events import ConfigFlashed, UnitScanned
 from stations.runtime.agent import StationAgent, status_message
@@ -28,39 +25,6 @@ from stations.runtime.spool import Spool
 pytestmark = pytest.mark.timeout(60)
 
 
-class Recorder:
-    """A persistent-session subscriber to every station event, as the pipeline would be."""
-
-    def __init__(self, broker: Mosquitto, topic_root: str) -> None:
-        self.ids: list[str] = []
-        self.fresh: list[str] = []
-        self._lock = threading.Lock()
-        self.bus = PahoBus.from_url(broker.url, f"recorder-{topic_root}", clean_session=False)
-        self.bus.connect()
-        self.bus.subscribe(Topics(topic_root).all_station_events(), self._on_message)
-
-    def _on_message(self, message: InboundMessage) -> None:
-        with self._lock:
-            self.ids.append(json.loads(message.payload)["id"])
-            if not message.redelivered:
-                self.fresh.append(self.ids[-1])
-        message.ack()
-
-    def received(self) -> list[str]:
-        """Distinct event ids in order of first arrival (the pipeline drops repeats by id, too).
-
-        A broker restart may redeliver a message whose PUBACK it lost (QoS 1 is at-least-once); such
-        repeats arrive flagged as redelivered and are not the station sending twice.
-        """
-        with self._lock:
-            return list(dict.fromkeys(self.ids))
-
-    def sent_twice(self) -> list[str]:
-        """Ids that arrived more than once as fresh (not redelivered) publishes."""
-        with self._lock:
-            return sorted({i for i in self.fresh if self.fresh.count(i) > 1})
-
-
 @pytest.fixture
 def config(tmp_path: Path, topic_root: str) -> StationConfig:
     key_file = StationKeyPair.generate().save(tmp_path / "S1.key")
@@ -68,10 +32,10 @@ def config(tmp_path: Path, topic_root: str) -> StationConfig:
 
 
 @pytest.fixture
-def recorder(restartable_mosquitto: RestartableMosquitto, topic_root: str) -> Iterator[Recorder]:
-    rec = Recorder(restartable_mosquitto, topic_root)
+def recorder(restartable_mosquitto: RestartableMosquitto, topic_root: str) -> Iterator[EventRecorder]:
+    rec = EventRecorder(restartable_mosquitto, topic_root)
     yield rec
-    rec.bus.close()
+    rec.close()
 
 
 def _agent(config: StationConfig, broker: Mosquitto, *, connect: bool = True) -> StationAgent:
@@ -99,7 +63,7 @@ def _close(agent: StationAgent) -> None:
 
 
 def test_events_made_while_the_broker_is_down_arrive_once_when_it_is_back(
-    restartable_mosquitto: RestartableMosquitto, recorder: Recorder, config: StationConfig
+    restartable_mosquitto: RestartableMosquitto, recorder: EventRecorder, config: StationConfig
 ) -> None:
     mosquitto = restartable_mosquitto
     agent = _agent(config, mosquitto)
@@ -121,7 +85,7 @@ def test_events_made_while_the_broker_is_down_arrive_once_when_it_is_back(
 
 
 def test_the_spool_survives_a_station_restart(
-    restartable_mosquitto: RestartableMosquitto, recorder: Recorder, config: StationConfig
+    restartable_mosquitto: RestartableMosquitto, recorder: EventRecorder, config: StationConfig
 ) -> None:
     mosquitto = restartable_mosquitto
     agent = _agent(config, mosquitto)
