@@ -105,3 +105,22 @@ class SimulatorKit(Generic[SimT]):
     unplug_mid_flash: Arm[SimT]
     unverifiable: Mapping[str, Arm[SimT]]
     recoverable: Mapping[str, Arm[SimT]] = field(default_factory=dict)
+
+
+class _HasFaults(Protocol):
+    @property
+    def faults(self) -> Any: ...
+
+
+def arm(faults: object) -> Arm[Any]:
+    """An `Arm` that switches on every field of `faults` (a simulator's faults dataclass) on `sim.faults`."""
+
+    def switch_on(sim: _HasFaults) -> None:
+        sim.faults.__dict__.update(faults.__dict__)
+
+    return switch_on
+
+
+def arm_each(table: Mapping[str, object]) -> dict[str, Arm[Any]]:
+    """`arm` over a table of named fault sets, for `SimulatorKit.unverifiable` / `.recoverable`."""
+    return {name: arm(faults) for name, faults in table.items()}

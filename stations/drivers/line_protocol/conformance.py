@@ -9,7 +9,7 @@ from __future__ import annotations
 from stations.drivers.line_protocol.driver import LineProtocolDriver
 from stations.drivers.line_protocol.simulated_firmware import Faults
 from stations.drivers.line_protocol.simulator import SimulatedDevice
-from stations.drivers.port import Arm, DeviceDriver, SimulatorKit
+from stations.drivers.port import DeviceDriver, SimulatorKit, arm, arm_each
 from stations.link import PySerialLink
 
 _RECOVERABLE = {
@@ -28,10 +28,6 @@ _UNVERIFIABLE = {
 }
 
 
-def _arm(faults: Faults) -> Arm[SimulatedDevice]:
-    return lambda device: device.faults.__dict__.update(faults.__dict__)
-
-
 def _open_driver(port: str) -> DeviceDriver:
     return LineProtocolDriver(PySerialLink(port), reply_timeout=0.2, retries=2, flash_attempts=3)
 
@@ -41,7 +37,7 @@ def conformance_kit() -> SimulatorKit[SimulatedDevice]:
     return SimulatorKit(
         simulator=SimulatedDevice,
         open_driver=_open_driver,
-        unplug_mid_flash=_arm(Faults(disconnect_after_chunks=1)),
-        unverifiable={name: _arm(faults) for name, faults in _UNVERIFIABLE.items()},
-        recoverable={name: _arm(faults) for name, faults in _RECOVERABLE.items()},
+        unplug_mid_flash=arm(Faults(disconnect_after_chunks=1)),
+        unverifiable=arm_each(_UNVERIFIABLE),
+        recoverable=arm_each(_RECOVERABLE),
     )

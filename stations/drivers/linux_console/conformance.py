@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from stations.drivers.linux_console.driver import ConsoleOptions, LinuxConsoleDriver
 from stations.drivers.linux_console.simulator import DEFAULT_CREDENTIALS, ConsoleFaults, SimulatedConsole
-from stations.drivers.port import Arm, DeviceDriver, SimulatorKit
+from stations.drivers.port import DeviceDriver, SimulatorKit, arm, arm_each
 from stations.link import PySerialLink
 
 FAST = ConsoleOptions(command_timeout=0.5, prompt_timeout=1.0, chunk_chars=256)
@@ -29,10 +29,6 @@ _UNVERIFIABLE = {
 }
 
 
-def _arm(faults: ConsoleFaults) -> Arm[SimulatedConsole]:
-    return lambda console: console.faults.__dict__.update(faults.__dict__)
-
-
 def _open_driver(port: str) -> DeviceDriver:
     return LinuxConsoleDriver(PySerialLink(port), DEFAULT_CREDENTIALS, FAST)
 
@@ -42,7 +38,7 @@ def conformance_kit() -> SimulatorKit[SimulatedConsole]:
     return SimulatorKit(
         simulator=SimulatedConsole,
         open_driver=_open_driver,
-        unplug_mid_flash=_arm(ConsoleFaults(disconnect_after_chunks=2)),
-        unverifiable={name: _arm(faults) for name, faults in _UNVERIFIABLE.items()},
-        recoverable={name: _arm(faults) for name, faults in _RECOVERABLE.items()},
+        unplug_mid_flash=arm(ConsoleFaults(disconnect_after_chunks=2)),
+        unverifiable=arm_each(_UNVERIFIABLE),
+        recoverable=arm_each(_RECOVERABLE),
     )
