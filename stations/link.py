@@ -17,8 +17,8 @@ from abc import ABC, abstractmethod
 
 import serial
 
-from stations.drivers.line_protocol.framing import MAX_LINE_BYTES, LineBuffer
 from stations.errors import LinkError, PortVanished
+from stations.line_buffer import MAX_LINE_BYTES, LineBuffer
 
 __all__ = ["LineBuffer", "LinkError", "PortVanished", "PySerialLink", "SerialLink", "open_error"]
 

@@ -11,9 +11,7 @@ from hypothesis import strategies as st
 
 from stations.drivers.line_protocol.framing import (
     MAX_CHUNK_BYTES,
-    MAX_LINE_BYTES,
     ErrorCode,
-    LineBuffer,
     ParseError,
     crc16,
     encode_frame,
@@ -39,6 +37,7 @@ from stations.drivers.line_protocol.protocol import (
     parse_reply,
     parse_request,
 )
+from stations.line_buffer import MAX_LINE_BYTES, LineBuffer
 
 SHA = "4159758e01ea9a6f6f0a35aec2ec8a8b27b5e4a10a2f1e1cd6b0e9a5e0a3a7c1"
 

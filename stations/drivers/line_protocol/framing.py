@@ -1,8 +1,7 @@
 """Framing layer of the device line protocol: CRC'd ASCII lines, %-escaped fields, limits, errors.
 
-Responsible for: `<payload>*<CRC16>\n` frames, splitting a byte stream into bounded lines, the
-field encodings shared by all messages, the protocol's size limits and error codes, and
-`ParseError`. Pure code only.
+Responsible for: `<payload>*<CRC16>\n` frames, the field encodings shared by all messages, the
+protocol's size limits and error codes, and its `ParseError`. Pure code only.
 Not responsible for: the command set (see `stations.drivers.line_protocol.protocol`), I/O or retries
 (`stations.drivers.line_protocol.driver`).
 """
@@ -13,7 +12,9 @@ import binascii
 import re
 from enum import IntEnum
 
-MAX_LINE_BYTES = 1024  # including the trailing "\n"; a device needs one buffer of this size
+from stations import errors
+from stations.line_buffer import MAX_LINE_BYTES
+
 # A DATA line is `SS D <offset> <chunk>*CCCC\n`: with a 10-digit offset, 1000 encoded characters of
 # chunk keep it within MAX_LINE_BYTES (5 + 11 + 1000 + 6 = 1022). Big chunks mean few line headers.
 DATA_FIELD_CHARS = 1000  # encoded characters of one DATA chunk
@@ -55,12 +56,11 @@ class ErrorCode(IntEnum):
     BUSY = 12
 
 
-class ParseError(ValueError):
-    """A line that is not a valid frame/request/reply; `reason` says why in plain words."""
+class ParseError(errors.ParseError):
+    """A line that is not a valid frame/request/reply; `reason` says why, `code` what a device answers."""
 
     def __init__(self, reason: str, code: ErrorCode = ErrorCode.BAD_REQUEST, seq: int | None = None) -> None:
         super().__init__(reason)
-        self.reason = reason
         self.code = code
         self.seq = seq  # the request's seq when it could be read, so a device can address its error
 
@@ -189,49 +189,3 @@ def split_fields(rest: str, count: int, what: str) -> list[str]:
     if len(parts) != count:
         raise ParseError(f"{what} needs {count} field(s), got {len(parts)}")
     return parts
-
-
-class LineBuffer:
-    """Split a byte stream into bounded lines (shared by links; pure, no I/O)."""
-
-    def __init__(self, max_line: int = MAX_LINE_BYTES) -> None:
-        self._max = max_line
-        self._data = bytearray()
-        self._skipping = False
-
-    def feed(self, data: bytes) -> None:
-        """Append received bytes."""
-        self._data += data
-
-    def drain(self) -> bytes:
-        """Return and forget everything buffered, complete lines or not (for partial-line readers)."""
-        data = bytes(self._data)
-        self.clear()
-        return data
-
-    def clear(self) -> None:
-        """Forget everything buffered (resync)."""
-        self._data.clear()
-        self._skipping = False
-
-    def pop_line(self) -> bytes | None:
-        """Return the next complete (or overlong) line, or None if more bytes are needed."""
-        while True:
-            end = self._data.find(b"\n")
-            if self._skipping:
-                if end < 0:
-                    self._data.clear()
-                    return None
-                del self._data[: end + 1]
-                self._skipping = False
-                continue
-            if 0 <= end < self._max:
-                line = bytes(self._data[: end + 1])
-                del self._data[: end + 1]
-                return line
-            if end < 0 and len(self._data) <= self._max:
-                return None
-            line = bytes(self._data[: self._max + 1])
-            del self._data[: self._max + 1]
-            self._skipping = not line.endswith(b"\n")
-            return line

@@ -15,9 +15,9 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from stations.drivers.line_protocol.framing import LineBuffer
 from stations.drivers.line_protocol.protocol import IdentityReply, Reply, encode_reply
 from stations.drivers.line_protocol.simulated_firmware import TMP_PREFIX, Faults, SimulatedFirmware
+from stations.line_buffer import LineBuffer
 from stations.simulation.pseudo_terminal import PtySimulator, SimulatorUnavailable
 
 __all__ = ["Faults", "SimulatedDevice", "SimulatorUnavailable"]

@@ -4,7 +4,7 @@ Responsible for: deciding which prompt a console is showing (`login:`, `Password
 marker prompt), framing a shell command with unique start/exit-code markers and cutting its output
 back out of a noisy stream (echoed input, kernel messages, garbage bytes, duplicated lines), and
 reading the few values the console driver needs (`sha256sum` lines, `/etc/os-release`).
-Every parser raises `ParseError` (from `stations.drivers.line_protocol.framing`) on input it cannot trust.
+Every parser raises `ParseError` (from `stations.errors`) on input it cannot trust.
 Not responsible for: I/O, timeouts or retries (see `stations.drivers.linux_console.session`) nor which
 commands to run (see `stations.drivers.linux_console.driver`). No I/O and no POSIX-only imports here.
 """
@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from stations.drivers.line_protocol.framing import ParseError
+from stations.errors import ParseError
 
 __all__ = [
     "CommandResult",

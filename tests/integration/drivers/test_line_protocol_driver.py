@@ -21,7 +21,6 @@ from driver_samples import CONFIG, CONFIG_PATH, SHA
 
 from pipeline.domain.identity import DeviceIdentity
 from stations.drivers.line_protocol.driver import FlashError, LineProtocolDriver, NoResponse
-from stations.drivers.line_protocol.framing import LineBuffer
 from stations.drivers.line_protocol.protocol import (
     IdentifyRequest,
     IdentityReply,
@@ -32,6 +31,7 @@ from stations.drivers.line_protocol.simulated_firmware import SimulatedFirmware
 from stations.drivers.line_protocol.simulator import Faults, SimulatedDevice
 from stations.drivers.port import DeviceInfo
 from stations.errors import LinkError
+from stations.line_buffer import LineBuffer
 from stations.link import PySerialLink
 
 pytestmark = [
