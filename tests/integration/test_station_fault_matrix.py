@@ -108,24 +108,12 @@ class FaultyFactory:
         self._armed: list[AnyFaults] = []
         self._lock = threading.Lock()
 
-    def __call__(
-        self,
-        serial: str,
-        mac: str,
-        model: str,
-        firmware: str,
-        flash_dir: Path,
-        *,
-        on_boot: Callable[[Path], None] | None = None,
-        baud: int | None = None,
-    ) -> SimulatedUnit:
+    def __call__(self, *identity: Any, **options: Any) -> SimulatedUnit:
+        """Build one simulator (the `DeviceFactory` shape) with a fresh copy of the faults."""
         faults = replace(self._template)
         with self._lock:
             self._armed.append(faults)
-        kind: Any = self._kind  # both constructors share this shape plus `faults`
-        unit: SimulatedUnit = kind(
-            serial, mac, model, firmware, flash_dir, on_boot=on_boot, baud=baud, faults=faults
-        )
+        unit: SimulatedUnit = self._kind(*identity, faults=faults, **options)
         return unit
 
     def on_stage(self, port: str, stage: Stage, detail: StageDetail) -> None:
