@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from stations.driver import LineProtocolDriver
+from stations.drivers.line_protocol.driver import LineProtocolDriver
+from stations.drivers.line_protocol.simulator import SimulatedDevice
 from stations.link import PySerialLink
-from stations.simulator import SimulatedDevice
 
 REGISTRATION_ID = "sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6"
 

@@ -20,10 +20,10 @@ import openhtf as htf
 from openhtf.output.callbacks import json_factory
 
 from pipeline.config import load_settings
-from stations.config import StationConfig
-from stations.drivers import load_driver_factory
+from stations.drivers.registry import load_driver_factory
 from stations.htf.phases import provisioning_phases
 from stations.htf.plug import PlugSettings, station_plug
+from stations.runtime.config import StationConfig
 
 
 @htf.measures(htf.Measurement("fixture_powered").equals(True))

@@ -35,10 +35,10 @@ from pipeline.domain.identity import DeviceIdentity
 from pipeline.emulator.server import EmulatorConfig, RunningEmulator, start_emulator
 from pipeline.mes.stub import StubMes
 from pipeline.service.unit_of_work import StationRecord
-from stations.config import StationConfig
-from stations.fleet import DeviceSpec, SimulatedFleet, make_devices
-from stations.results import PortResult
-from stations.runtime import StationProcess, start_station
+from stations.runtime.config import StationConfig
+from stations.runtime.process import StationProcess, start_station
+from stations.runtime.results import PortResult
+from stations.simulation.fleet import DeviceSpec, SimulatedFleet, make_devices
 
 DEMO_HUBS = ("edgeline-hub-1.azure-devices.net", "edgeline-hub-2.azure-devices.net")
 DEMO_MARKER_SUFFIX = ".demo"  # `edgeline.db.demo` beside the database says a demo wrote it

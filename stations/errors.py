@@ -60,3 +60,14 @@ class FlashInterrupted(FlashError, PortVanished):
 
     def __init__(self, reason: str) -> None:
         FlashError.__init__(self, reason, retryable=True)
+
+
+class ParseError(ValueError):
+    """Device output a driver cannot trust; `reason` says why in plain words (raised by pure parsers).
+
+    Not a `StationError`: a driver turns it into `NoResponse`/`FlashError` with the operation's context.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -4,8 +4,8 @@ Responsible for: opening a port by path or URL (`/dev/ttyUSB0`, `COM3`, `socket:
 `loop://`) exclusively, moving whole lines in and out with bounded length and timeouts, and turning
 pyserial/OS errors into `LinkError` messages an operator can act on. This is the ONLY module that
 imports pyserial. It runs on Windows and POSIX alike (no termios/fcntl here).
-Not responsible for: what the lines mean, checksums or retries (see `stations.protocol`,
-`stations.driver`).
+Not responsible for: what the lines mean, checksums or retries (see `stations.drivers.line_protocol.protocol`,
+`stations.drivers.line_protocol.driver`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 import serial
 
 from stations.errors import LinkError, PortVanished
-from stations.framing import MAX_LINE_BYTES, LineBuffer
+from stations.line_buffer import MAX_LINE_BYTES, LineBuffer
 
 __all__ = ["LineBuffer", "LinkError", "PortVanished", "PySerialLink", "SerialLink", "open_error"]
 

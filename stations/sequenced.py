@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import queue
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline.bus.paho import PahoBus
@@ -22,12 +21,10 @@ from pipeline.crypto.envelope import EnvelopeError, open_from_pipeline
 from pipeline.crypto.station_key import StationKeyPair
 from pipeline.domain.events import ConfigFlashed, FlashConfig, FlashFailed, UnitRefused, UnitScanned
 from pipeline.domain.identity import DeviceIdentity, IdentityError
-from stations.agent import StationAgent, status_message
-from stations.config import StationConfig
-from stations.driver import DeviceDriver
+from stations.drivers.port import DeviceDriver, DriverFactory
 from stations.errors import StationError
-
-DriverFactory = Callable[[str], DeviceDriver]
+from stations.runtime.agent import StationAgent, status_message
+from stations.runtime.config import StationConfig
 
 
 class ProvisioningError(RuntimeError):

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,6 +38,14 @@ def wait_for_port(port: int, timeout: float = 5.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str = "condition") -> None:
+    """Poll `condition` until it holds; fail the test naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
 
 
 class Mosquitto:
@@ -224,7 +232,6 @@ def database(db_url: str) -> Iterator[Database]:
 # The shipped config, with only its container paths, listener and log destination replaced, so tests
 # exercise the same authentication, ACL and queueing settings as the compose stack.
 
-from collections.abc import Callable  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_MOSQUITTO = REPO_ROOT / "deploy" / "mosquitto"

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from pipeline.cli.main import CommandError
 
 if TYPE_CHECKING:  # the station modules load only when `station run` runs (see pipeline.cli.main)
-    from stations.drivers import DriverFactory
-    from stations.fleet import DeviceFactory
+    from stations.drivers.port import DeviceFactory
+    from stations.drivers.registry import DriverFactory
 
 __all__ = ["add_driver_arguments", "driver_factory", "sim_device_factory"]
 
@@ -85,7 +85,7 @@ def _console_password(args: argparse.Namespace) -> str:
 
 def driver_factory(args: argparse.Namespace) -> DriverFactory:
     """The port -> driver factory the options ask for."""
-    from stations.drivers import UnknownDriver, load_driver_factory
+    from stations.drivers.registry import UnknownDriver, load_driver_factory
 
     name = _driver_name(args)
     options: dict[str, Any] = {"baudrate": args.baud}
@@ -107,11 +107,11 @@ def driver_factory(args: argparse.Namespace) -> DriverFactory:
 def sim_device_factory(args: argparse.Namespace) -> DeviceFactory:
     """The simulator `--simulate` plugs in, accepting the credentials the driver will use."""
     if args.sim_driver != "linux-console":
-        from stations.simulator import SimulatedDevice
+        from stations.drivers.line_protocol.simulator import SimulatedDevice
 
         return SimulatedDevice
-    from stations.console_session import ConsoleCredentials
-    from stations.console_simulator import SimulatedConsole
+    from stations.drivers.linux_console.session import ConsoleCredentials
+    from stations.drivers.linux_console.simulator import SimulatedConsole
 
     credentials = ConsoleCredentials(args.console_user, _console_password(args))
     return functools.partial(SimulatedConsole, credentials=credentials)

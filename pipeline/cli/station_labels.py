@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from pipeline.cli.main import CommandError
 from pipeline.cli.station_output import StationOutput
 from pipeline.config import Settings
-from stations.config import StationConfig
+from stations.runtime.config import StationConfig
 
 if TYPE_CHECKING:
     from stations.labels.spooler import LabelSpooler

@@ -4,7 +4,8 @@ Responsible for: choosing the live table (stdout is a terminal) or one plain lin
 a pipe or file), and appending one JSON object per PortResult to `--jsonl FILE` (flushed per line, so
 a line-integration reader tailing it sees results as they happen). While the live table is shown,
 log records are printed above it on the same console (pipeline.cli.live_logs).
-Not responsible for: the station itself (`stations.runtime`) or what a stage means (`stations.stages`).
+Not responsible for: the station itself (`stations.runtime.process`) or what a stage
+means (`stations.runtime.stages`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from rich.console import Console
 
 from pipeline.cli.live_logs import logs_above
 from pipeline.cli.main import CommandError
-from stations.operator_view import Board, OperatorView
-from stations.results import PortResult
-from stations.stages import StageHook
+from stations.runtime.operator_view import Board, OperatorView
+from stations.runtime.results import PortResult
+from stations.runtime.stages import StageHook
 
 
 class StationOutput:

@@ -18,12 +18,12 @@ from pipeline.cli.station_labels import start_labels
 from pipeline.cli.station_output import StationOutput
 from pipeline.crypto.station_key import StationKeyError, StationKeyPair, public_key_from_text
 from pipeline.service.unit_of_work import StationRecord
-from stations.config import StationConfig
 from stations.errors import LinkError
-from stations.fleet import SimulatedFleet, make_devices
-from stations.runtime import StationProcess
-from stations.spool import SpoolError
-from stations.usb_ports import UsbMatch, UsbSpecError
+from stations.runtime.config import StationConfig
+from stations.runtime.process import StationProcess
+from stations.runtime.spool import SpoolError
+from stations.runtime.usb_ports import UsbMatch, UsbSpecError
+from stations.simulation.fleet import SimulatedFleet, make_devices
 
 log = logging.getLogger(__name__)
 # A malformed broker URL (EDGELINE_MQTT_URL). An unreachable broker is no error: the station serves its
@@ -122,7 +122,7 @@ def _serve(
     fleet: SimulatedFleet | None,
     stop: threading.Event,
 ) -> int:
-    from stations.runtime import start_station
+    from stations.runtime.process import start_station
 
     try:
         station = start_station(
@@ -176,7 +176,7 @@ def _check_ports(ports: list[str]) -> None:
 
 
 def _usb_matches(specs: list[str]) -> list[UsbMatch]:
-    from stations.usb_ports import parse_usb_spec
+    from stations.runtime.usb_ports import parse_usb_spec
 
     try:
         return [parse_usb_spec(spec) for spec in specs]

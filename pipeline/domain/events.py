@@ -224,8 +224,6 @@ class UnitRefused(Message):
     mac: str | None = None
 
 
-REFUSAL_KINDS = ("quarantined", "refused", "invalid")
-
 
 @_message("station.status")
 @dataclass(frozen=True, slots=True)

@@ -129,12 +129,5 @@ class Unit:
         self.attempts = 0
         self.rework_released = False  # a release is good for one rework
 
-    def is_past(self, state: UnitState) -> bool:
-        """Whether the unit is already beyond `state` on the happy path (for idempotent handlers)."""
-        order = list(HAPPY_PATH)
-        if self.state not in order or state not in order:
-            return False
-        return order.index(self.state) > order.index(state)
-
 
 HAPPY_PATH = (S.SCANNED, S.KEYED, S.ENROLLED, S.CONFIG_ISSUED, S.FLASHED, S.ASSIGNED)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from openhtf.plugs import BasePlug
 
-from stations.config import StationConfig
-from stations.driver import DeviceDriver
+from stations.drivers.port import DeviceDriver
+from stations.runtime.config import StationConfig
 from stations.sequenced import SequencedStation
 
 
@@ -26,7 +26,6 @@ class PlugSettings:
     port: str
     open_driver: Callable[[str], DeviceDriver]
     config_timeout: float = 120.0
-    assign_timeout: float = 300.0
 
 
 class EdgelineStation(BasePlug):  # type: ignore[misc]

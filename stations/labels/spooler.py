@@ -19,7 +19,7 @@ from pathlib import Path
 from stations.labels.printers import LabelPrinter, PrinterError
 from stations.labels.qr_preview import write_qr_png
 from stations.labels.zpl import UnitLabel, render_zpl
-from stations.results import PortResult
+from stations.runtime.results import PortResult
 
 log = logging.getLogger(__name__)
 Notice = Callable[[str], None]

@@ -26,12 +26,12 @@ from pipeline.db import migrate
 from pipeline.demo import DEMO_HUBS, demo_settings
 from pipeline.emulator.server import EmulatorConfig, RunningEmulator, start_emulator
 from pipeline.service.unit_of_work import StationRecord
-from stations.config import StationConfig
-from stations.driver import DeviceDriver
-from stations.fleet import DeviceFactory, DeviceSpec, SimulatedFleet
-from stations.runtime import StationProcess, start_station
-from stations.simulator import SimulatedDevice
-from stations.stages import StageHook
+from stations.drivers.line_protocol.simulator import SimulatedDevice
+from stations.drivers.port import DeviceDriver, DeviceFactory
+from stations.runtime.config import StationConfig
+from stations.runtime.process import StationProcess, start_station
+from stations.runtime.stages import StageHook
+from stations.simulation.fleet import DeviceSpec, SimulatedFleet
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: Callable[[], str]) -> None:

@@ -18,7 +18,7 @@ from stations.labels.printers import FolderLabelPrinter, TcpLabelPrinter, printe
 from stations.labels.qr_preview import write_qr_png
 from stations.labels.spooler import LabelSpooler
 from stations.labels.zpl import UnitLabel, render_zpl
-from stations.results import PortResult
+from stations.runtime.results import PortResult
 
 REG_ID = "sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6"
 

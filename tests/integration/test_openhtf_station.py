@@ -14,12 +14,12 @@ from conftest import Mosquitto
 from line_helpers import register_station, start_line, wait_for
 
 from pipeline.azure.dps_device import HttpDeviceRegistrar
-from stations.boot import boot
-from stations.config import StationConfig
+from stations.drivers.line_protocol import line_protocol_driver
+from stations.drivers.line_protocol.simulator import Faults, SimulatedDevice
 from stations.htf.phases import provisioning_phases
 from stations.htf.plug import PlugSettings, station_plug
-from stations.runtime import line_protocol_driver
-from stations.simulator import Faults, SimulatedDevice
+from stations.runtime.config import StationConfig
+from stations.simulation.boot import boot
 
 pytestmark = pytest.mark.mosquitto
 

@@ -18,7 +18,7 @@ import pytest
 from conftest import RestartableMosquitto
 from line_helpers import Line, run_station, start_line, wait_for
 
-from stations.fleet import make_devices
+from stations.simulation.fleet import make_devices
 
 UNITS = 8
 pytestmark = [

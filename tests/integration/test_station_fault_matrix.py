@@ -30,12 +30,13 @@ from line_helpers import Line, StationRun, register_station, run_station, start_
 
 from pipeline.bus.paho import PahoBus
 from pipeline.bus.ports import InboundMessage
-from stations.console_simulator import DEFAULT_CREDENTIALS, ConsoleFaults, SimulatedConsole
-from stations.drivers import DriverFactory, load_driver_factory
-from stations.fleet import DeviceSpec, SimulatedUnit, make_devices
-from stations.results import PortResult
-from stations.simulator import Faults, SimulatedDevice
-from stations.stages import Stage, StageDetail
+from stations.drivers.line_protocol.simulator import Faults, SimulatedDevice
+from stations.drivers.linux_console.simulator import DEFAULT_CREDENTIALS, ConsoleFaults, SimulatedConsole
+from stations.drivers.port import SimulatedUnit
+from stations.drivers.registry import DriverFactory, load_driver_factory
+from stations.runtime.results import PortResult
+from stations.runtime.stages import Stage, StageDetail
+from stations.simulation.fleet import DeviceSpec, make_devices
 
 pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="simulated devices need POSIX pseudo-terminals"),
@@ -107,24 +108,12 @@ class FaultyFactory:
         self._armed: list[AnyFaults] = []
         self._lock = threading.Lock()
 
-    def __call__(
-        self,
-        serial: str,
-        mac: str,
-        model: str,
-        firmware: str,
-        flash_dir: Path,
-        *,
-        on_boot: Callable[[Path], None] | None = None,
-        baud: int | None = None,
-    ) -> SimulatedUnit:
+    def __call__(self, *identity: Any, **options: Any) -> SimulatedUnit:
+        """Build one simulator (the `DeviceFactory` shape) with a fresh copy of the faults."""
         faults = replace(self._template)
         with self._lock:
             self._armed.append(faults)
-        kind: Any = self._kind  # both constructors share this shape plus `faults`
-        unit: SimulatedUnit = kind(
-            serial, mac, model, firmware, flash_dir, on_boot=on_boot, baud=baud, faults=faults
-        )
+        unit: SimulatedUnit = self._kind(*identity, faults=faults, **options)
         return unit
 
     def on_stage(self, port: str, stage: Stage, detail: StageDetail) -> None:

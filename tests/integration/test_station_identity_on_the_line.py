@@ -16,7 +16,7 @@ from conftest import Mosquitto
 from line_helpers import Line, run_station, start_line, wait_for
 
 from pipeline.domain.identity import DeviceIdentity
-from stations.fleet import DeviceSpec
+from stations.simulation.fleet import DeviceSpec
 
 pytestmark = pytest.mark.timeout(240)
 

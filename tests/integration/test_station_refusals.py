@@ -20,7 +20,7 @@ from line_helpers import Line, run_station, start_line, wait_for
 
 from pipeline.domain.events import ScanRejected
 from pipeline.domain.identity import DeviceIdentity
-from stations.fleet import DeviceSpec
+from stations.simulation.fleet import DeviceSpec
 
 pytestmark = pytest.mark.timeout(240)
 RESCAN = 1.0  # the station re-sends a scan every second while it waits: a missed stop shows at once

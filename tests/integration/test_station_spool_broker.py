@@ -7,65 +7,22 @@ CloudEvent id) and in order — also when the station process was restarted in b
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Mosquitto, RestartableMosquitto
+from conftest import Mosquitto, RestartableMosquitto, wait_until
+from event_recorder import EventRecorder
 
 from pipeline.bus.paho import PahoBus
-from pipeline.bus.ports import InboundMessage
-from pipeline.bus.topics import Topics
 from pipeline.crypto.station_key import StationKeyPair
 from pipeline.domain.events import ConfigFlashed, UnitScanned
-from stations.agent import StationAgent, status_message
-from stations.config import StationConfig
-from stations.spool import Spool
+from stations.runtime.agent import StationAgent, status_message
+from stations.runtime.config import StationConfig
+from stations.runtime.spool import Spool
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class Recorder:
-    """A persistent-session subscriber to every station event, as the pipeline would be."""
-
-    def __init__(self, broker: Mosquitto, topic_root: str) -> None:
-        self.ids: list[str] = []
-        self.fresh: list[str] = []
-        self._lock = threading.Lock()
-        self.bus = PahoBus.from_url(broker.url, f"recorder-{topic_root}", clean_session=False)
-        self.bus.connect()
-        self.bus.subscribe(Topics(topic_root).all_station_events(), self._on_message)
-
-    def _on_message(self, message: InboundMessage) -> None:
-        with self._lock:
-            self.ids.append(json.loads(message.payload)["id"])
-            if not message.redelivered:
-                self.fresh.append(self.ids[-1])
-        message.ack()
-
-    def received(self) -> list[str]:
-        """Distinct event ids in order of first arrival (the pipeline drops repeats by id, too).
-
-        A broker restart may redeliver a message whose PUBACK it lost (QoS 1 is at-least-once); such
-        repeats arrive flagged as redelivered and are not the station sending twice.
-        """
-        with self._lock:
-            return list(dict.fromkeys(self.ids))
-
-    def sent_twice(self) -> list[str]:
-        """Ids that arrived more than once as fresh (not redelivered) publishes."""
-        with self._lock:
-            return sorted({i for i in self.fresh if self.fresh.count(i) > 1})
-
-
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -75,10 +32,10 @@ def config(tmp_path: Path, topic_root: str) -> StationConfig:
 
 
 @pytest.fixture
-def recorder(restartable_mosquitto: RestartableMosquitto, topic_root: str) -> Iterator[Recorder]:
-    rec = Recorder(restartable_mosquitto, topic_root)
+def recorder(restartable_mosquitto: RestartableMosquitto, topic_root: str) -> Iterator[EventRecorder]:
+    rec = EventRecorder(restartable_mosquitto, topic_root)
     yield rec
-    rec.bus.close()
+    rec.close()
 
 
 def _agent(config: StationConfig, broker: Mosquitto, *, connect: bool = True) -> StationAgent:
@@ -106,20 +63,20 @@ def _close(agent: StationAgent) -> None:
 
 
 def test_events_made_while_the_broker_is_down_arrive_once_when_it_is_back(
-    restartable_mosquitto: RestartableMosquitto, recorder: Recorder, config: StationConfig
+    restartable_mosquitto: RestartableMosquitto, recorder: EventRecorder, config: StationConfig
 ) -> None:
     mosquitto = restartable_mosquitto
     agent = _agent(config, mosquitto)
     before = _produce(agent, 2)
-    _wait(lambda: recorder.received() == before, 10, "the events sent while the broker is up")
+    wait_until(lambda: recorder.received() == before, 10, "the events sent while the broker is up")
     mosquitto.stop()
-    _wait(lambda: not agent.bus.connected, 10, "the station to notice the outage")
+    wait_until(lambda: not agent.bus.connected, 10, "the station to notice the outage")
     started = time.monotonic()
     during = _produce(agent, 5)
     assert time.monotonic() - started < 2.0, "a port worker must never wait for the broker"
     assert [e.event_id for e in agent.spool.pending()] == during
     mosquitto.start()
-    _wait(lambda: len(recorder.received()) >= len(before + during), 30, "the spooled events")
+    wait_until(lambda: len(recorder.received()) >= len(before + during), 30, "the spooled events")
     time.sleep(1.0)  # anything sent twice would arrive by now
     assert recorder.received() == before + during  # every one, in order
     assert recorder.sent_twice() == []
@@ -128,12 +85,12 @@ def test_events_made_while_the_broker_is_down_arrive_once_when_it_is_back(
 
 
 def test_the_spool_survives_a_station_restart(
-    restartable_mosquitto: RestartableMosquitto, recorder: Recorder, config: StationConfig
+    restartable_mosquitto: RestartableMosquitto, recorder: EventRecorder, config: StationConfig
 ) -> None:
     mosquitto = restartable_mosquitto
     agent = _agent(config, mosquitto)
     mosquitto.stop()
-    _wait(lambda: not agent.bus.connected, 10, "the station to notice the outage")
+    wait_until(lambda: not agent.bus.connected, 10, "the station to notice the outage")
     spooled = _produce(agent, 3)
     _close(agent)  # the station process goes away with 6 events unsent
 
@@ -142,7 +99,7 @@ def test_the_spool_survives_a_station_restart(
     mosquitto.start()
     restarted.bus.connect()
     restarted.start()
-    _wait(lambda: len(recorder.received()) >= len(spooled), 30, "the replayed events")
+    wait_until(lambda: len(recorder.received()) >= len(spooled), 30, "the replayed events")
     time.sleep(1.0)
     assert recorder.received() == spooled
     assert len(Spool(config.key_file.with_name("S1.key.spool"))) == 0

@@ -11,11 +11,11 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Mosquitto, RestartableMosquitto
+from conftest import Mosquitto, RestartableMosquitto, wait_until
 from event_recorder import EventRecorder
 
 from pipeline.bus.cloudevents import decode
@@ -24,9 +24,9 @@ from pipeline.bus.ports import InboundMessage
 from pipeline.bus.topics import Topics
 from pipeline.crypto.station_key import StationKeyPair
 from pipeline.domain.events import StationStatus
-from stations.config import StationConfig
-from stations.runtime import start_station
-from stations.simulator import SimulatedDevice
+from stations.drivers.line_protocol.simulator import SimulatedDevice
+from stations.runtime.config import StationConfig
+from stations.runtime.process import start_station
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -54,13 +54,6 @@ def retained_status(broker: Mosquitto, config: StationConfig) -> StationStatus |
     finally:
         bus.close()
     return got[-1] if got else None
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 @pytest.fixture

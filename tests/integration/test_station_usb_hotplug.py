@@ -2,7 +2,7 @@
 
 The enumeration is the only stand-in: `list_usb` returns `ListPortInfo` records built here, as
 pyserial's `comports()` would for USB adapters, whose `.device` is the pseudo-terminal of a running
-`SimulatedDevice`; matching (`stations.usb_ports.matching_ports`), workers, the serial link and the
+`SimulatedDevice`; matching (`stations.runtime.usb_ports.matching_ports`), workers, the serial link and the
 broker (a private Mosquitto) are the production ones.
 """
 
@@ -11,20 +11,20 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from conftest import Mosquitto
+from conftest import Mosquitto, wait_until
 from event_recorder import EventRecorder
 from serial.tools.list_ports_common import ListPortInfo
 
 from pipeline.crypto.station_key import StationKeyPair
-from stations.config import StationConfig
-from stations.runtime import start_station
-from stations.simulator import SimulatedDevice
-from stations.stages import Stage, StageDetail
-from stations.usb_ports import UsbMatch, matching_ports
+from stations.drivers.line_protocol.simulator import SimulatedDevice
+from stations.runtime.config import StationConfig
+from stations.runtime.process import start_station
+from stations.runtime.stages import Stage, StageDetail
+from stations.runtime.usb_ports import UsbMatch, matching_ports
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -59,13 +59,6 @@ def _worker_alive(port: str) -> bool:
     return any(t.name == f"port-{port}" and t.is_alive() for t in threading.enumerate())
 
 
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def devices(tmp_path: Path) -> Iterator[tuple[SimulatedDevice, SimulatedDevice]]:
     ours = SimulatedDevice("FT0001", "02:00:00:00:01:01", "M1", "1.0", tmp_path / "a").start()
@@ -98,12 +91,12 @@ def test_a_matching_usb_port_is_served_until_unplugged_and_others_never_opened(
     try:
         usb.plug(other.port, 0x1A86, 0x7523, "FT9999")  # a CH340: right serial glob, wrong VID:PID
         usb.plug(ours.port, 0x0403, 0x6001, "FT0001")
-        _wait(lambda: bool(recorder.scans()), 15, "the scan of the device on the matching USB port")
+        wait_until(lambda: bool(recorder.scans()), 15, "the scan of the device on the matching USB port")
         assert [(s.serial, s.port) for s in recorder.scans()] == [("FT0001", ours.port)]
         assert _worker_alive(ours.port)
 
         usb.unplug(ours.port)
-        _wait(lambda: not _worker_alive(ours.port), 10, "the worker of the unplugged port to end")
+        wait_until(lambda: not _worker_alive(ours.port), 10, "the worker of the unplugged port to end")
         time.sleep(1.5)  # more than one enumeration interval: the port is not served again
         assert not _worker_alive(ours.port)
         assert other.port not in touched and not _worker_alive(other.port)

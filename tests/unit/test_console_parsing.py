@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stations.console_parsing import (
+from stations.drivers.linux_console.parsing import (
     CommandResult,
     ConsoleState,
     ParseError,

@@ -264,23 +264,6 @@ def test_a_human_may_release_a_held_unit_by_an_explicit_transition(held: UnitSta
 
 
 # ---------------------------------------------------------------------------------------------------------
-# is_past
-# ---------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("current", HAPPY_PATH)
-@pytest.mark.parametrize("other", HAPPY_PATH)
-def test_is_past_follows_the_happy_path_order(current: UnitState, other: UnitState) -> None:
-    assert make_unit(current).is_past(other) is (HAPPY_PATH.index(current) > HAPPY_PATH.index(other))
-
-
-@pytest.mark.parametrize("off_path", [S.FAILED, S.QUARANTINED, S.REVOKED])
-def test_is_past_is_false_off_the_happy_path(off_path: UnitState) -> None:
-    assert not make_unit(off_path).is_past(S.SCANNED)
-    assert not make_unit(S.ASSIGNED).is_past(off_path)
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Properties
 # ---------------------------------------------------------------------------------------------------------
 

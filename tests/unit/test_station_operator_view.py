@@ -10,9 +10,9 @@ import pytest
 from rich.console import Console
 
 from pipeline.cli.station_output import StationOutput
-from stations.operator_view import Board
-from stations.results import PortResult
-from stations.stages import StageDetail
+from stations.runtime.operator_view import Board
+from stations.runtime.results import PortResult
+from stations.runtime.stages import StageDetail
 
 
 def _text(board: Board) -> str:

@@ -9,11 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stations.framing import (
+from stations.drivers.line_protocol.framing import (
     MAX_CHUNK_BYTES,
-    MAX_LINE_BYTES,
     ErrorCode,
-    LineBuffer,
     ParseError,
     crc16,
     encode_frame,
@@ -21,7 +19,7 @@ from stations.framing import (
     parse_frame,
     unescape,
 )
-from stations.protocol import (
+from stations.drivers.line_protocol.protocol import (
     AckReply,
     BeginRequest,
     CommitRequest,
@@ -39,6 +37,7 @@ from stations.protocol import (
     parse_reply,
     parse_request,
 )
+from stations.line_buffer import MAX_LINE_BYTES, LineBuffer
 
 SHA = "4159758e01ea9a6f6f0a35aec2ec8a8b27b5e4a10a2f1e1cd6b0e9a5e0a3a7c1"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stations.spool import EVENTS, SENT, Spool, SpoolFull
+from stations.runtime.spool import EVENTS, SENT, Spool, SpoolFull
 
 
 def _fill(spool: Spool, count: int) -> None:

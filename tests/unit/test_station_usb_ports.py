@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from serial.tools.list_ports_common import ListPortInfo
 
-from stations.usb_ports import UsbMatch, UsbSpecError, matching_ports, parse_usb_spec
+from stations.runtime.usb_ports import UsbMatch, UsbSpecError, matching_ports, parse_usb_spec
 
 
 def _port(device: str, vid: int | None, pid: int | None, serial: str | None = None) -> ListPortInfo:

@@ -1,0 +1,1 @@
+"""Device drivers: one subpackage per device family (driver, protocol pieces, simulator), see `port`."""
