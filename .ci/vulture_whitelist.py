@@ -1,7 +1,8 @@
 """Reviewed vulture whitelist: names vulture calls unused that are used, by a framework or by tests.
 
-Run: `vulture pipeline stations examples .ci/vulture_whitelist.py --min-confidence 60` (from .ci/run). Add a name
-here only with the reason it is alive; anything really unused is deleted instead (e.g. `Unit.is_past`).
+Run: `vulture pipeline stations examples .ci/vulture_whitelist.py --min-confidence 60` (from .ci/run).
+Add a name here only with the reason it is alive; anything really unused is deleted instead
+(e.g. `Unit.is_past`).
 This file is never imported; each line is an expression that "uses" one name.
 """
 

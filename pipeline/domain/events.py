@@ -224,7 +224,6 @@ class UnitRefused(Message):
     mac: str | None = None
 
 
-
 @_message("station.status")
 @dataclass(frozen=True, slots=True)
 class StationStatus(Message):
