@@ -62,6 +62,8 @@ class Settings:
     reconcile_stuck_seconds: float = 30.0
     worker_threads: int = 4  # handler threads per `edgeline up` (units are partitioned by registration ID)
     log_level: str = "INFO"
+    # --- truth: the audit tells the truth (issue #8 §3, #11 defects 4-5) ---
+    assignment_overdue_seconds: float = 600.0  # flashed this long without DPS assignment: flag + notice
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state directory."""

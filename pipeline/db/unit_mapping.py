@@ -28,6 +28,9 @@ _PLAIN_FIELDS = (
     "rework_count",
     "next_check_at",
     "checks",
+    "station_scanned_at",
+    "assignment_overdue_at",
+    "assignment_overdue_reason",
 )
 
 

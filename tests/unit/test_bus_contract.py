@@ -38,6 +38,10 @@ SAMPLES: dict[type[Message], Message] = {
     events.UnitFailed: events.UnitFailed("sn-1-mac-a", "enroll", "DPS 401", False, 3),
     events.UnitQuarantined: events.UnitQuarantined("sn-1-mac-a", "same MAC", "sn-2-mac-a"),
     events.StationStatus: events.StationStatus("L1", "S1", True),
+    events.FlashRecorded: events.FlashRecorded(
+        "sn-1-mac-a", "S1", "3f1c0f5e-0000-4000-8000-000000000001", "flashed"
+    ),
+    events.UnitNotice: events.UnitNotice("sn-1-mac-a", "S1", "assigned", "assigned", "DPS assigned it", True),
 }
 
 
