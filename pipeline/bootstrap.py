@@ -23,6 +23,7 @@ from pipeline.db.group_history import SqlGroupKeyHistory
 from pipeline.db.session import Database
 from pipeline.db.transient import is_transient_db_error, is_write_conflict
 from pipeline.scheduler.jobs import PipelineScheduler
+from pipeline.service.actors import cli_identity
 from pipeline.service.consumer import Consumer
 from pipeline.service.context import Context, utcnow
 from pipeline.service.enrolling import ensure_group
@@ -173,5 +174,6 @@ def open_admin(settings: Settings) -> AdminSession:
         dps=dps,
         hub=hub,
         topics=Topics(settings.topic_root),
+        instance=cli_identity(),
     )
     return AdminSession(ctx=ctx, db=db, group_history=SqlGroupKeyHistory(db))

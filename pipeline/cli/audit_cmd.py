@@ -34,6 +34,7 @@ TABLE_COLUMNS = (
     "device_id",
     "assigned_hub",
     "failure_reason",
+    "assignment_overdue_reason",
     "updated_at",
 )
 
@@ -49,6 +50,11 @@ def register(sub: Any) -> None:
     )
     _add_filters(units)
     units.add_argument("--limit", type=int, default=None, help="at most this many units")
+    units.add_argument(
+        "--overdue",
+        action="store_true",
+        help="only units flashed longer than assignment_overdue_seconds ago and still not assigned by DPS",
+    )
     _add_format(units, ("table", "json", "csv"), "table")
     units.set_defaults(func=_units)
     unit = audit_sub.add_parser(
@@ -115,6 +121,7 @@ def _units(args: argparse.Namespace) -> int:
             since=args.since,
             until=args.until,
             limit=args.limit,
+            overdue=args.overdue,
         )
     if args.format == "json":
         audit.write_json(units, sys.stdout)

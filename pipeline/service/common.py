@@ -11,6 +11,7 @@ from pipeline.bus.cloudevents import Envelope
 from pipeline.domain.events import UnitFailed
 from pipeline.domain.keys import SecretKey, derive_device_key
 from pipeline.domain.model import EnrollmentMode, Failure, Unit
+from pipeline.service.actors import qualified
 from pipeline.service.context import Context
 from pipeline.service.unit_of_work import UnitOfWork
 
@@ -36,11 +37,17 @@ def group_key_context(group_id: str, which: str) -> str:
 
 
 def audit(uow: UnitOfWork, ctx: Context, unit: Unit | None, kind: str, actor: str, **detail: Any) -> None:
-    """Append an audit record about `unit` (never pass key material in `detail`)."""
+    """Append an audit record about `unit` (never pass key material in `detail`).
+
+    `actor` is a worker role (recorded with the instance that ran it), or an explicit identity such as
+    `station_actor(...)`; what a station reported also records which worker instance recorded it.
+    """
+    if actor.startswith("station:"):
+        detail = {**detail, "recorded_by": ctx.instance}
     uow.audit.append(
         at=ctx.clock(),
         kind=kind,
-        actor=actor,
+        actor=qualified(actor, ctx.instance),
         registration_id=unit.registration_id if unit else None,
         detail=detail,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pipeline.azure.ports import DpsClient, HubRegistry
@@ -12,6 +12,7 @@ from pipeline.bus.topics import Topics
 from pipeline.config import Settings
 from pipeline.crypto.sealing import Sealer
 from pipeline.domain.events import Message
+from pipeline.service.actors import worker_identity
 from pipeline.service.unit_of_work import UnitOfWork
 
 SOURCE = "edgeline/pipeline"
@@ -34,6 +35,9 @@ class Context:
     topics: Topics
     clock: Callable[[], datetime] = utcnow
     notify_outbox: Callable[[], None] = lambda: None
+    instance: str = field(
+        default_factory=worker_identity
+    )  # who acts: worker:<host>:<pid> or cli:<user>@<host>
 
     def emit(self, uow: UnitOfWork, message: Message, topic: str) -> str:
         """Queue `message` in the outbox of `uow` (published after commit); return its event id."""

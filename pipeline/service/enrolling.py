@@ -18,6 +18,7 @@ from pipeline.bus.cloudevents import Envelope
 from pipeline.domain.events import UnitEnrolled, UnitKeyed
 from pipeline.domain.keys import SecretKey
 from pipeline.domain.model import EnrollmentMode, Unit, UnitState
+from pipeline.service.actors import qualified
 from pipeline.service.common import device_key, fail_unit, finish, group_key_context, record_transition
 from pipeline.service.context import Context
 from pipeline.service.unit_of_work import GroupRecord, UnitOfWork
@@ -148,7 +149,7 @@ def ensure_group(ctx: Context) -> str:
             uow.audit.append(
                 at=ctx.clock(),
                 kind="group.created",
-                actor=ACTOR,
+                actor=qualified(ACTOR, ctx.instance),
                 registration_id=None,
                 detail={"group_id": group_id},
             )

@@ -12,6 +12,7 @@ from pipeline.domain.events import UnitKeyed, UnitQuarantined, UnitScanned
 from pipeline.domain.identity import DeviceIdentity, IdentityError
 from pipeline.domain.keys import SecretKey
 from pipeline.domain.model import EnrollmentMode, Unit, UnitState
+from pipeline.service.actors import station_actor
 from pipeline.service.common import Rejected, audit, device_key_context, finish, record_transition
 from pipeline.service.context import Context
 from pipeline.service.unit_of_work import UnitOfWork
@@ -39,6 +40,7 @@ def handle_scanned(ctx: Context, envelope: Envelope) -> None:
     event = envelope.message
     assert isinstance(event, UnitScanned)
     identity = checked_registration_id(ctx, event)
+    by = station_actor(event.station, event.port)
     with ctx.uow_factory() as uow:
         if uow.processed.seen(envelope.id, ACTOR):
             return
@@ -46,8 +48,9 @@ def handle_scanned(ctx: Context, envelope: Envelope) -> None:
         if unit is None:
             conflict = _conflicting_unit(uow, identity)
             unit = _new_unit(ctx, event, identity)
+            unit.station_scanned_at = envelope.time  # the station's clock; scanned_at is our receipt
             uow.units.add(unit)
-            record_transition(uow, ctx, unit, ACTOR, station=event.station, port=event.port)
+            record_transition(uow, ctx, unit, by, **_scan_detail(envelope, event))
             if conflict is not None:
                 _quarantine(uow, ctx, unit, conflict)
                 finish(uow, ctx, envelope, ACTOR)
@@ -58,11 +61,15 @@ def handle_scanned(ctx: Context, envelope: Envelope) -> None:
             return
         else:
             _restart(ctx, unit, event)
-            record_transition(
-                uow, ctx, unit, ACTOR, station=event.station, port=event.port, rework=unit.rework_count
-            )
+            unit.station_scanned_at = envelope.time
+            record_transition(uow, ctx, unit, by, **_scan_detail(envelope, event), rework=unit.rework_count)
         _give_key(uow, ctx, unit)
         finish(uow, ctx, envelope, ACTOR)
+
+
+def _scan_detail(envelope: Envelope, event: UnitScanned) -> dict[str, str]:
+    """Audit detail of a scan: where, and both times (the station's scan, the pipeline's receipt)."""
+    return {"station": event.station, "port": event.port, "station_time": envelope.time.isoformat()}
 
 
 def _new_unit(ctx: Context, event: UnitScanned, identity: DeviceIdentity) -> Unit:

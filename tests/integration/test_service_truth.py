@@ -5,16 +5,25 @@ Issue #8 §3 and #11 defects 4 and 5, on the real database (both backends) and t
 
 from __future__ import annotations
 
+import dataclasses
+import getpass
+import os
+import socket
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 import service_helpers
 from service_helpers import HUB, World, deliver, envelope, to_config_issued, to_flashed
 
 from pipeline.azure.dps_device import HttpDeviceRegistrar
+from pipeline.bus.cloudevents import decode, encode
+from pipeline.db.audit import units_query
 from pipeline.domain.events import ConfigFlashed, FlashFailed, FlashRecorded, UnitAssigned, UnitNotice
 from pipeline.domain.model import UnitState
-from pipeline.service import flashing
+from pipeline.service import flashing, keying
+from pipeline.service.actors import cli_identity
+from pipeline.service.common import audit
 from pipeline.service.confirming import confirm_due_units
 from pipeline.service.context import Context
 from pipeline.service.enrolling import ensure_group
@@ -208,3 +217,53 @@ def test_a_flash_result_for_an_old_config_is_acknowledged_as_ignored(world: Worl
     [(_, ack)] = world.outbox_of(FlashRecorded, rid)
     assert (ack.event_id, ack.outcome) == (env.id, "ignored: result for another config version")
     assert world.unit(rid).state is UnitState.CONFIG_ISSUED
+
+
+def test_scan_records_the_station_as_actor_and_both_times(world: World) -> None:
+    ctx = line_context(world)
+    message = service_helpers.scan(port="/dev/ttyACM3")
+    station_time = world.clock() - timedelta(minutes=7)  # spooled while the broker was away
+    env = decode(encode(message, source="edgeline/stations/S1", time=station_time)[1])
+
+    keying.handle_scanned(ctx, env)
+
+    rid = message.registration_id
+    unit = world.unit(rid)
+    assert (unit.station_scanned_at, unit.stage_times["scanned"]) == (station_time, world.clock())
+    [scanned] = [r for r in world.audit(rid) if r.kind == "unit.scanned"]
+    assert scanned.actor == "station:S1:/dev/ttyACM3"
+    assert scanned.detail["station_time"] == station_time.isoformat()
+    assert scanned.detail["recorded_by"] == f"worker:{socket.gethostname()}:{os.getpid()}"
+    [keyed] = [r for r in world.audit(rid) if r.kind == "unit.keyed"]
+    assert keyed.actor == f"keyer@worker:{socket.gethostname()}:{os.getpid()}"
+    [view] = units_query(world.db)
+    row = view.to_dict()
+    assert (row["station_scanned_at"], row["scanned_at"]) == (
+        station_time.isoformat(),
+        world.clock().isoformat(),
+    )
+
+
+def test_an_operator_command_records_the_os_user_and_host(world: World) -> None:
+    ctx = dataclasses.replace(line_context(world), instance=cli_identity())
+    rid = to_config_issued(ctx)
+    with ctx.uow_factory() as uow:
+        unit = uow.units.get(rid)
+        assert unit is not None
+        audit(uow, ctx, unit, "unit.note", "operator", note="checked by hand")
+        uow.commit()
+    [note] = [r for r in world.audit(rid) if r.kind == "unit.note"]
+    assert note.actor == f"cli:{getpass.getuser()}@{socket.gethostname()}"
+
+
+def test_audit_units_lists_overdue_units_with_the_reason(world: World) -> None:
+    ctx = line_context(world, assignment_overdue_seconds=5)
+    late, fine = to_flashed(world, ctx), to_config_issued(ctx)
+    world.clock.advance(seconds=12)
+    confirm_due_units(ctx)
+
+    [view] = units_query(world.db, overdue=True)
+    assert view.registration_id == late and view.registration_id != fine
+    assert view.to_dict()["assignment_overdue_reason"].startswith(
+        "flashed 0 min ago, DPS reports not registered"
+    )
