@@ -22,7 +22,15 @@ from pipeline.bus.cloudevents import DecodeError, decode, encode
 from pipeline.bus.ports import Bus, BusError, InboundMessage, Will
 from pipeline.bus.topics import Topics
 from pipeline.crypto.station_key import StationKeyPair
-from pipeline.domain.events import ConfigFlashed, FlashConfig, FlashFailed, Message, StationStatus
+from pipeline.domain.events import (
+    ConfigFlashed,
+    FlashConfig,
+    FlashFailed,
+    FlashRecorded,
+    Message,
+    StationStatus,
+    UnitNotice,
+)
 from stations.config import StationConfig
 from stations.results import PortResult
 from stations.spool import Spool, SpoolError
@@ -30,6 +38,8 @@ from stations.spool_sender import SpoolSender
 from stations.stages import Stage, StageDetail, StageHook
 
 log = logging.getLogger(__name__)
+NOTICE_STAGES: dict[str, Stage] = {"assigned": "ASSIGNED", "overdue": "OVERDUE"}
+"""How a `unit.notice` kind shows on the port that handled the unit; other kinds are logged only."""
 ResultSink = Callable[[PortResult], None]
 
 
@@ -53,7 +63,10 @@ class StationAgent:
         self._on_result = on_result
         self._on_stage = on_stage
         self.spool = spool or Spool(spool_dir(config), max_events=config.spool_max_events)
-        self.sender = SpoolSender(self.spool, bus, name=config.name)
+        self.sender = SpoolSender(
+            self.spool, bus, name=config.name, resend_interval=config.flash_ack_resend_seconds
+        )
+        self._showing: dict[str, str | None] = {}  # port -> registration ID the operator sees there
         self._waiting: dict[str, queue.Queue[FlashConfig]] = {}
         self._done: dict[str, str] = {}  # registration ID -> SHA-256 flashed and verified
         self._lock = threading.Lock()
@@ -116,11 +129,16 @@ class StationAgent:
             return event_id
         event_id, payload = encode(message, source=self.source, event_id=event_id)
         topic = self.topics.station_event(self.config.line, self.config.name, message.NAME)
-        self.spool.append(event_id, topic, payload)
+        # An outcome is kept until the pipeline says it recorded it (flash.recorded), not just the broker.
+        self.spool.append(event_id, topic, payload, hold=isinstance(message, ConfigFlashed))
         return event_id
 
     def stage(self, port: str, stage: Stage, detail: StageDetail | None = None) -> None:
         """Tell the operator view where a port is; a broken view never stops a port."""
+        if detail is not None and detail.registration_id:
+            self._showing[port] = detail.registration_id
+        elif stage in ("waiting", "identifying"):
+            self._showing[port] = None
         if self._on_stage is None:
             return
         try:
@@ -158,16 +176,54 @@ class StationAgent:
             )
             message.ack()
             return
-        if isinstance(command, FlashConfig) and command.station == self.config.name:
+        if getattr(command, "station", None) != self.config.name:
+            log.warning(
+                "station %s: ignoring %s not addressed to it", self.config.name, type(command).__name__
+            )
+        elif isinstance(command, FlashConfig):
             try:
                 self._route(command)
             except SpoolError as exc:  # the pipeline's reconciler sends the command again later
                 log.error("station %s: %s", self.config.name, exc)
+        elif isinstance(command, FlashRecorded):
+            self._recorded(command)
+        elif isinstance(command, UnitNotice):
+            self._notice(command)
         else:
             log.warning(
                 "station %s: ignoring %s not addressed to it", self.config.name, type(command).__name__
             )
         message.ack()
+
+    def _recorded(self, ack: FlashRecorded) -> None:
+        """The pipeline committed a `config.flashed`: forget it (a late duplicate ack is harmless)."""
+        try:
+            if self.spool.acknowledge(ack.event_id):
+                log.info(
+                    "station %s: pipeline recorded %s for %s",
+                    self.config.name,
+                    ack.outcome,
+                    ack.registration_id,
+                )
+        except OSError as exc:  # not noted on disk: the event is re-sent and acknowledged again
+            log.error(
+                "station %s: cannot note acknowledgement in %s: %s", self.config.name, self.spool.folder, exc
+            )
+
+    def _notice(self, notice: UnitNotice) -> None:
+        """Show the operator what the pipeline says about a unit (assigned, overdue, ...)."""
+        (log.info if notice.kind == "assigned" else log.warning)(
+            "station %s: %s %s: %s",
+            self.config.name,
+            notice.kind.upper(),
+            notice.registration_id,
+            notice.reason,
+        )
+        ports = [port for port, rid in self._showing.items() if rid == notice.registration_id]
+        stage = NOTICE_STAGES.get(notice.kind)
+        for port in ports:
+            if stage is not None:
+                self.stage(port, stage, StageDetail(notice.reason, registration_id=notice.registration_id))
 
     def _route(self, command: FlashConfig) -> None:
         with self._lock:

@@ -32,3 +32,7 @@ class StationConfig:
     # Offline spool of outgoing events (stations.spool); None: `<key file>.spool` beside the key file.
     spool_dir: Path | None = None
     spool_max_events: int = 10_000
+    # A `config.flashed` stays spooled after the broker's PUBACK and is re-sent (same event id) this
+    # often until the pipeline's `flash.recorded` acknowledgement arrives (a broker may lose what it
+    # acknowledged, e.g. Mosquitto killed between two autosaves).
+    flash_ack_resend_seconds: float = 30.0

@@ -266,12 +266,13 @@ class PortWorker(threading.Thread):
             log.warning(
                 "station %s port %s: reboot failed (%s); power-cycle the device", cfg.name, self.port, exc
             )
-        self._finish(visit, "PASS", "config written and verified")
+        # The station's part is done, the unit is not: DPS has yet to assign it (a unit.notice says so).
+        self._finish(visit, "PASS", "config written and verified; waiting for DPS to assign the device")
         return None
 
     def _finish(self, visit: _Visit, outcome: str, reason: str) -> None:
         detail = StageDetail(reason, visit.serial, visit.mac, visit.registration_id)
-        self.agent.stage(self.port, "PASS" if outcome == "PASS" else "FAIL", detail)
+        self.agent.stage(self.port, "FLASHED" if outcome == "PASS" else "FAIL", detail)
         self.agent.report(
             PortResult(
                 station=self.agent.config.name,
