@@ -82,7 +82,7 @@ class Spool:
             self._pending = [e for e in known if e.seq not in sent]
             # Held events sent before the restart: due to be sent again at once.
             self._held: dict[str, tuple[SpooledEvent, float]] = {
-                e.event_id: (e, 0.0) for e in known if e.hold and e.seq in sent
+                e.event_id: (e, float("-inf")) for e in known if e.hold and e.seq in sent
             }
             self._pending_ids = {e.event_id for e in self._pending}
             self._bytes = sum(len(e.line()) for e in self._pending)
