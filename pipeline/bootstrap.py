@@ -98,6 +98,7 @@ class Pipeline:
     def stop(self) -> None:
         """Stop in the reverse order; unacknowledged messages are redelivered to the next run."""
         if self.started:
+            self.started = False  # a second stop() (e.g. a test's cleanup) must not stop them twice
             self.scheduler.stop()
             self.consumer.stop()
             self.relay.stop()

@@ -137,7 +137,7 @@ class StationAgent:
         """Tell the operator view where a port is; a broken view never stops a port."""
         if detail is not None and detail.registration_id:
             self._showing[port] = detail.registration_id
-        elif stage in ("waiting", "identifying"):
+        elif stage == "identifying":  # a new device; after an unplug the row still tells of the last one
             self._showing[port] = None
         if self._on_stage is None:
             return
