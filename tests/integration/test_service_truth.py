@@ -5,8 +5,11 @@ Issue #8 §3 and #11 defects 4 and 5, on the real database (both backends) and t
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import getpass
+import io
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -18,6 +21,7 @@ from service_helpers import HUB, World, deliver, envelope, to_config_issued, to_
 
 from pipeline.azure.dps_device import HttpDeviceRegistrar
 from pipeline.bus.cloudevents import decode, encode
+from pipeline.cli.main import main
 from pipeline.db.audit import units_query
 from pipeline.domain.events import ConfigFlashed, FlashFailed, FlashRecorded, UnitAssigned, UnitNotice
 from pipeline.domain.model import UnitState
@@ -267,3 +271,24 @@ def test_audit_units_lists_overdue_units_with_the_reason(world: World) -> None:
     assert view.to_dict()["assignment_overdue_reason"].startswith(
         "flashed 0 min ago, DPS reports not registered"
     )
+
+
+def test_cli_audit_units_overdue_shows_the_flag_in_every_format(
+    world: World, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx = line_context(world, assignment_overdue_seconds=5)
+    late = to_flashed(world, ctx)
+    to_config_issued(ctx)
+    world.clock.advance(seconds=12)
+    confirm_due_units(ctx)
+    monkeypatch.setenv("EDGELINE_DATABASE_URL", db_url)
+
+    assert main(["audit", "units", "--overdue", "--format", "json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["registration_id"] == late and row["assignment_overdue_at"] is not None
+    assert main(["audit", "units", "--overdue", "--format", "csv"]) == 0
+    [line] = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert "DPS reports not registered" in line["assignment_overdue_reason"]
+    assert line["station_scanned_at"] and line["scanned_at"]
+    assert main(["audit", "units", "--overdue"]) == 0
+    assert "1 unit(s)" in capsys.readouterr().out
