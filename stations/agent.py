@@ -64,7 +64,11 @@ class StationAgent:
         self._on_stage = on_stage
         self.spool = spool or Spool(spool_dir(config), max_events=config.spool_max_events)
         self.sender = SpoolSender(
-            self.spool, bus, name=config.name, resend_interval=config.flash_ack_resend_seconds
+            self.spool,
+            bus,
+            name=config.name,
+            resend_interval=config.flash_ack_resend_seconds,
+            max_resends=config.flash_ack_max_resends,
         )
         self._showing: dict[str, str | None] = {}  # port -> registration ID the operator sees there
         self._waiting: dict[str, queue.Queue[FlashConfig]] = {}

@@ -36,3 +36,4 @@ class StationConfig:
     # often until the pipeline's `flash.recorded` acknowledgement arrives (a broker may lose what it
     # acknowledged, e.g. Mosquitto killed between two autosaves).
     flash_ack_resend_seconds: float = 30.0
+    flash_ack_max_resends: int = 2880  # then (a day at 30 s) give up with an error line: DPS still tells

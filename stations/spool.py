@@ -81,8 +81,8 @@ class Spool:
             known = [e for e in map(_event, events) if e is not None and e.seq not in acked]
             self._pending = [e for e in known if e.seq not in sent]
             # Held events sent before the restart: due to be sent again at once.
-            self._held: dict[str, tuple[SpooledEvent, float]] = {
-                e.event_id: (e, float("-inf")) for e in known if e.hold and e.seq in sent
+            self._held: dict[str, tuple[SpooledEvent, float, int]] = {
+                e.event_id: (e, float("-inf"), 0) for e in known if e.hold and e.seq in sent
             }
             self._pending_ids = {e.event_id for e in self._pending}
             self._bytes = sum(len(e.line()) for e in self._pending)
@@ -132,19 +132,26 @@ class Spool:
     def held(self) -> list[SpooledEvent]:
         """Held events the broker took but the pipeline has not acknowledged yet, oldest first."""
         with self._lock:
-            return sorted((e for e, _ in self._held.values()), key=lambda e: e.seq)
+            return sorted((e for e, _, _ in self._held.values()), key=lambda e: e.seq)
+
+    def resends(self, event_id: str) -> int:
+        """How often a held event was sent again since it was first sent (or since the restart)."""
+        with self._lock:
+            entry = self._held.get(event_id)
+            return entry[2] if entry else 0
 
     def due_again(self, now: float, interval: float) -> list[SpooledEvent]:
         """Held events last sent `interval` seconds or more before `now` (monotonic), oldest first."""
         with self._lock:
-            due = [e for e, sent_at in self._held.values() if now - sent_at >= interval]
+            due = [e for e, sent_at, _ in self._held.values() if now - sent_at >= interval]
             return sorted(due, key=lambda e: e.seq)
 
     def sent_again(self, event: SpooledEvent, now: float) -> None:
         """Note that a held event was just sent again (the broker acknowledged it)."""
         with self._lock:
-            if event.event_id in self._held:
-                self._held[event.event_id] = (event, now)
+            entry = self._held.get(event.event_id)
+            if entry is not None:
+                self._held[event.event_id] = (event, now, entry[2] + 1)
 
     def acknowledge(self, event_id: str) -> bool:
         """Record durably that the pipeline acknowledged held event `event_id`; False if not held here."""
@@ -180,7 +187,7 @@ class Spool:
             _append_durably(self.folder / SENT, json.dumps({"seq": event.seq}).encode() + b"\n")
             self._drop_pending(event)
             if event.hold:
-                self._held[event.event_id] = (event, now)
+                self._held[event.event_id] = (event, now, 0)
             if not self._pending:
                 self._compact()
             self.changed.notify_all()
@@ -193,7 +200,7 @@ class Spool:
     def _compact(self) -> None:
         """Rewrite the journals to hold only unsent and held events (sequence numbers keep increasing)."""
         events, sent, acked = self.folder / EVENTS, self.folder / SENT, self.folder / ACKED
-        held = sorted((e for e, _ in self._held.values()), key=lambda e: e.seq)
+        held = sorted((e for e, _, _ in self._held.values()), key=lambda e: e.seq)
         _replace_durably(events, b"".join(e.line() for e in [*held, *self._pending]))
         # Only now may the old marks go: a crash in between leaves stale marks for numbers that are
         # never reused (the next number is computed from the journals), so nothing is resent. Held

@@ -28,11 +28,17 @@ class SpoolSender:
     """Drains a spool to the bus in order on a background thread."""
 
     def __init__(
-        self, spool: Spool, bus: Bus, *, name: str = "station", resend_interval: float = 30.0
+        self,
+        spool: Spool,
+        bus: Bus,
+        *,
+        name: str = "station",
+        resend_interval: float = 30.0,
+        max_resends: int = 2880,
     ) -> None:
         self.spool = spool
         self.bus = bus
-        self.resend_interval = resend_interval
+        self.resend_interval, self.max_resends = resend_interval, max_resends
         self._name = name
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"spool-{name}", daemon=True)
@@ -79,12 +85,30 @@ class SpoolSender:
         for event in self.spool.due_again(time.monotonic(), self.resend_interval):
             if self._stop.is_set() or self.spool.first() is not None:
                 return  # new events first: order of fresh events matters more than a repeat
+            if self.spool.resends(event.event_id) >= self.max_resends:
+                self._give_up(event)
+                continue
             try:
                 self.bus.publish(event.topic, event.payload, timeout=PUBLISH_TIMEOUT_S)
             except BusError:
                 return  # the outage is logged by the next regular send
             log.info("station %s: re-sent unacknowledged event %s", self._name, event.event_id)
             self.spool.sent_again(event, time.monotonic())
+
+    def _give_up(self, event: SpooledEvent) -> None:
+        """Stop re-sending an event the pipeline never acknowledges (a pipeline without flash.recorded)."""
+        log.error(
+            "station %s: the pipeline never acknowledged event %s after %d re-sends; dropping it from the "
+            "spool (the confirmer still records the unit once DPS assigns it): check that `edgeline up` "
+            "is running and sends flash.recorded",
+            self._name,
+            event.event_id,
+            self.max_resends,
+        )
+        try:
+            self.spool.acknowledge(event.event_id)
+        except OSError as exc:
+            log.error("station %s: cannot update spool %s: %s", self._name, self.spool.folder, exc)
 
     def _next(self) -> SpooledEvent | None:
         with self.spool.changed:

@@ -131,3 +131,14 @@ def test_notices_show_on_the_port_that_handled_the_unit(
         ("/dev/ttyUSB3", "OVERDUE", reason),
         ("/dev/ttyUSB3", "ASSIGNED", "DPS assigned it to hub-1"),
     ]
+
+
+def test_a_result_nobody_acknowledges_is_given_up_after_the_configured_re_sends(
+    agent: StationAgent, pipeline: Pipeline
+) -> None:
+    agent.sender.max_resends = 2  # e.g. a pipeline that predates flash.recorded
+    event_id = agent.publish_event(ConfigFlashed(RID, "S1", "p0", "cd" * 32))
+    wait(lambda: not agent.spool.is_pending(event_id), "the station to give up on the event")
+    wait(lambda: pipeline.received(event_id) == 3, "sent once, re-sent twice")
+    time.sleep(1.0)
+    assert pipeline.received(event_id) == 3
