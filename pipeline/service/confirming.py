@@ -50,18 +50,19 @@ def confirm_due_units(ctx: Context, on_assigned: Callable[[list[Unit]], object] 
         )
     if not due:
         return 0
+    states: dict[str, RegistrationState] | None
     try:
         states = _registration_states(ctx, due)
     except AzureError as exc:
         log.warning(
             "confirmer: DPS registration lookup failed (%s); will retry %d unit(s) later", exc, len(due)
         )
-        states = {}
+        states = None  # unknown: nothing is concluded from silence this time
     assigned: list[Unit] = []
     with ctx.uow_factory() as uow:
         for stale in due:
             unit = uow.units.get(stale.registration_id, for_update=True)
-            if unit and unit.state in POLLED and _apply(uow, ctx, unit, states.get(unit.registration_id)):
+            if unit and unit.state in POLLED and _apply(uow, ctx, unit, states):
                 assigned.append(unit)
         uow.commit()
     ctx.notify_outbox()
@@ -86,8 +87,10 @@ def _registration_states(ctx: Context, due: list[Unit]) -> dict[str, Registratio
     return found
 
 
-def _apply(uow: UnitOfWork, ctx: Context, unit: Unit, state: RegistrationState | None) -> bool:
+def _apply(uow: UnitOfWork, ctx: Context, unit: Unit, states: dict[str, RegistrationState] | None) -> bool:
+    """Act on DPS's answer for one unit (`states` None: DPS could not be asked); True if now assigned."""
     now = ctx.clock()
+    state = None if states is None else states.get(unit.registration_id)
     if state is not None and state.status == "assigned" and state.assigned_hub:
         if unit.state is UnitState.QUARANTINED:
             _hold_quarantined(uow, ctx, unit, state.assigned_hub)
@@ -97,7 +100,8 @@ def _apply(uow: UnitOfWork, ctx: Context, unit: Unit, state: RegistrationState |
     if unit.state is UnitState.FLASHED:
         if _fail_flashed(uow, ctx, unit, state):
             return False
-        _flag_overdue(uow, ctx, unit, state)
+        if states is not None:
+            _flag_overdue(uow, ctx, unit, state)
     unit.checks += 1
     unit.next_check_at = now + next_check_delay(ctx, unit.checks)
     if unit.state is UnitState.FLASHED and unit.assignment_overdue_at is None:

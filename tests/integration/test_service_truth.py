@@ -292,3 +292,19 @@ def test_cli_audit_units_overdue_shows_the_flag_in_every_format(
     assert line["station_scanned_at"] and line["scanned_at"]
     assert main(["audit", "units", "--overdue"]) == 0
     assert "1 unit(s)" in capsys.readouterr().out
+
+
+def test_dps_down_flags_nothing_overdue_from_its_silence(world: World) -> None:
+    ctx = line_context(world, assignment_overdue_seconds=5)
+    rid = to_flashed(world, ctx)
+    world.emulator.set_faults(error_rate_5xx=1.0)
+    world.clock.advance(seconds=12)
+    confirm_due_units(ctx)
+    unit = world.unit(rid)
+    assert (unit.state, unit.assignment_overdue_at) == (UnitState.FLASHED, None)
+
+    world.emulator.set_faults()
+    assert unit.next_check_at is not None
+    world.clock.now = unit.next_check_at
+    confirm_due_units(ctx)
+    assert world.unit(rid).assignment_overdue_at == world.clock()
