@@ -20,6 +20,7 @@ import service_helpers
 from service_helpers import HUB, World, deliver, envelope, to_config_issued, to_flashed
 
 from pipeline.azure.dps_device import HttpDeviceRegistrar
+from pipeline.bootstrap import open_admin
 from pipeline.bus.cloudevents import decode, encode
 from pipeline.cli.main import main
 from pipeline.db.audit import units_query
@@ -308,3 +309,13 @@ def test_dps_down_flags_nothing_overdue_from_its_silence(world: World) -> None:
     world.clock.now = unit.next_check_at
     confirm_due_units(ctx)
     assert world.unit(rid).assignment_overdue_at == world.clock()
+
+
+def test_operator_sessions_act_as_the_cli_user(world: World, db_url: str) -> None:
+    settings = dataclasses.replace(line_context(world).settings, database_url=db_url)
+    session = open_admin(settings)
+    try:
+        assert session.ctx.instance == cli_identity()
+        assert session.ctx.instance.startswith("cli:") and "@" in session.ctx.instance
+    finally:
+        session.close()
