@@ -139,10 +139,11 @@ class StationAgent:
 
     def stage(self, port: str, stage: Stage, detail: StageDetail | None = None) -> None:
         """Tell the operator view where a port is; a broken view never stops a port."""
-        if detail is not None and detail.registration_id:
-            self._showing[port] = detail.registration_id
-        elif stage == "identifying":  # a new device; after an unplug the row still tells of the last one
-            self._showing[port] = None
+        with self._lock:
+            if detail is not None and detail.registration_id:
+                self._showing[port] = detail.registration_id
+            elif stage == "identifying":  # a new device; after an unplug the row still tells of the last one
+                self._showing[port] = None
         if self._on_stage is None:
             return
         try:
@@ -195,7 +196,7 @@ class StationAgent:
             self._notice(command)
         else:
             log.warning(
-                "station %s: ignoring %s not addressed to it", self.config.name, type(command).__name__
+                "station %s: ignoring unexpected %s command", self.config.name, type(command).__name__
             )
         message.ack()
 
@@ -223,11 +224,13 @@ class StationAgent:
             notice.registration_id,
             notice.reason,
         )
-        ports = [port for port, rid in self._showing.items() if rid == notice.registration_id]
         stage = NOTICE_STAGES.get(notice.kind)
+        if stage is None:
+            return
+        with self._lock:
+            ports = [port for port, rid in self._showing.items() if rid == notice.registration_id]
         for port in ports:
-            if stage is not None:
-                self.stage(port, stage, StageDetail(notice.reason, registration_id=notice.registration_id))
+            self.stage(port, stage, StageDetail(notice.reason, registration_id=notice.registration_id))
 
     def _route(self, command: FlashConfig) -> None:
         with self._lock:
