@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from pipeline.bus.cloudevents import DecodeError, decode, encode
@@ -122,16 +123,20 @@ class StationAgent:
         status_topic = self.topics.station_status(self.config.line, self.config.name)
         self.bus.publish(status_topic, self.status_payload(online), retain=True, timeout=timeout)
 
-    def publish_event(self, message: Message, *, event_id: str | None = None) -> str:
+    def publish_event(
+        self, message: Message, *, event_id: str | None = None, at: datetime | None = None
+    ) -> str:
         """Spool a station event on disk for the sender and return its event id at once.
 
         Publishing again with the same id is a no-op for the pipeline (idempotency key); while an event
         with that id is still unsent, a repeat is not even spooled. Raises SpoolError (SpoolFull when
-        the broker has been away too long) — the event is then NOT recorded.
+        the broker has been away too long) — the event is then NOT recorded. `at` is the event's
+        CloudEvents time (default: now); a repeat passes the original time, which the pipeline records
+        as when the station did it (e.g. `station_scanned_at`).
         """
         if event_id is not None and self.spool.is_pending(event_id):
             return event_id
-        event_id, payload = encode(message, source=self.source, event_id=event_id)
+        event_id, payload = encode(message, source=self.source, event_id=event_id, time=at)
         topic = self.topics.station_event(self.config.line, self.config.name, message.NAME)
         # An outcome is kept until the pipeline says it recorded it (flash.recorded), not just the broker.
         self.spool.append(event_id, topic, payload, hold=isinstance(message, ConfigFlashed))

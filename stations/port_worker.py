@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from pipeline.crypto.envelope import EnvelopeError, open_from_pipeline
 from pipeline.domain.events import ConfigFlashed, FlashConfig, FlashFailed, ScanRejected, UnitScanned
@@ -145,15 +146,16 @@ class PortWorker(threading.Thread):
             product=cfg.product,
             batch=cfg.batch,
         )
+        scanned_at = datetime.now(UTC)  # the CloudEvent time: a re-sent scan keeps the moment of scanning
         try:
-            scan_id = self.agent.publish_event(scan)
+            scan_id = self.agent.publish_event(scan, at=scanned_at)
             self.agent.stage(
                 self.port,
                 "scanned",
                 StageDetail("waiting for the config", visit.serial, visit.mac, visit.registration_id),
             )
             flashed = self._flash_loop(
-                driver, visit, inbox, lambda: self.agent.publish_event(scan, event_id=scan_id)
+                driver, visit, inbox, lambda: self.agent.publish_event(scan, event_id=scan_id, at=scanned_at)
             )
         finally:
             self.agent.finished(visit.registration_id, flashed)

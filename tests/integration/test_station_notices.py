@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from pipeline.bus.paho import PahoBus
 from pipeline.bus.ports import InboundMessage
 from pipeline.bus.topics import Topics
 from pipeline.crypto.station_key import StationKeyPair
-from pipeline.domain.events import ConfigFlashed, FlashRecorded, Message, UnitNotice
+from pipeline.domain.events import ConfigFlashed, FlashRecorded, Message, UnitNotice, UnitScanned
 from stations.agent import StationAgent, status_message
 from stations.config import StationConfig
 from stations.stages import Stage, StageDetail
@@ -42,15 +43,22 @@ class Pipeline:
     def __init__(self, broker: Mosquitto, topic_root: str) -> None:
         self.topics = Topics(topic_root)
         self.ids: list[str] = []
+        self._times: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self.bus = PahoBus.from_url(broker.url, f"pipeline-{topic_root}")
         self.bus.connect()
         self.bus.subscribe(self.topics.all_station_events(), self._on_event)
 
     def _on_event(self, message: InboundMessage) -> None:
+        body = json.loads(message.payload)
         with self._lock:
-            self.ids.append(json.loads(message.payload)["id"])
+            self.ids.append(body["id"])
+            self._times.setdefault(body["id"], []).append(body["time"])
         message.ack()
+
+    def times(self, event_id: str) -> list[str]:
+        with self._lock:
+            return list(self._times.get(event_id, []))
 
     def received(self, event_id: str) -> int:
         with self._lock:
@@ -142,3 +150,13 @@ def test_a_result_nobody_acknowledges_is_given_up_after_the_configured_re_sends(
     wait(lambda: pipeline.received(event_id) == 3, "sent once, re-sent twice")
     time.sleep(1.0)
     assert pipeline.received(event_id) == 3
+
+
+def test_a_re_sent_scan_keeps_the_time_of_scanning(agent: StationAgent, pipeline: Pipeline) -> None:
+    scanned_at = datetime(2026, 12, 3, 5, 0, 1, tzinfo=UTC)
+    scan = UnitScanned(RID, "001", "02:00:00:00:00:01", "L1", "S1", "/dev/ttyUSB0")
+    event_id = agent.publish_event(scan, at=scanned_at)
+    wait(lambda: pipeline.received(event_id) == 1, "the scan")
+    assert agent.publish_event(scan, event_id=event_id, at=scanned_at) == event_id  # the port re-sends it
+    wait(lambda: pipeline.received(event_id) == 2, "the re-sent scan")
+    assert pipeline.times(event_id) == [scanned_at.isoformat().replace("+00:00", "Z")] * 2
