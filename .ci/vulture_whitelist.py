@@ -37,6 +37,7 @@ scanned_at  # SQLAlchemy mapped columns (written and read through the ORM, audit
 keyed_at
 enrolled_at
 assigned_at
+flashed_at
 failed_at
 quarantined_at
 revoked_at

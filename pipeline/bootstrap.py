@@ -26,6 +26,7 @@ from pipeline.mes.command import CommandApprover
 from pipeline.mes.ports import Approver
 from pipeline.mes.webhook import WebhookApprover
 from pipeline.scheduler.jobs import PipelineScheduler
+from pipeline.service.actors import cli_identity
 from pipeline.service.approving import ApprovalRunner
 from pipeline.service.consumer import Consumer
 from pipeline.service.context import Context, no_approval, utcnow
@@ -119,6 +120,7 @@ class Pipeline:
     def stop(self) -> None:
         """Stop in the reverse order; unacknowledged messages are redelivered to the next run."""
         if self.started:
+            self.started = False  # a second stop() (e.g. a test's cleanup) must not stop them twice
             self.scheduler.stop()
             self.consumer.stop()
             if self.approvals is not None:
@@ -210,5 +212,6 @@ def open_admin(settings: Settings) -> AdminSession:
         dps=dps,
         hub=hub,
         topics=Topics(settings.topic_root),
+        instance=cli_identity(),
     )
     return AdminSession(ctx=ctx, db=db, group_history=SqlGroupKeyHistory(db), custody=custody)

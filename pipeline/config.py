@@ -92,6 +92,8 @@ class Settings:
     pkcs11_pin: str = ""  # from the environment (EDGELINE_PKCS11_PIN); never a command-line option
     pkcs11_master_key_label: str = ""  # set: the master sealing key is this AES key in the token
     master_key_previous_file: str = ""  # during a master-key rotation: the old key, to unseal only
+    # --- truth: the audit tells the truth (issue #8 §3, #11 defects 4-5) ---
+    assignment_overdue_seconds: float = 600.0  # flashed this long without DPS assignment: flag + notice
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state directory."""

@@ -60,6 +60,8 @@ CHANNELS: dict[type[Message], Channel] = {
     events.FlashFailed: Channel.STATION_EVENT,
     events.FlashConfig: Channel.STATION_COMMAND,
     events.UnitRefused: Channel.STATION_COMMAND,
+    events.FlashRecorded: Channel.STATION_COMMAND,
+    events.UnitNotice: Channel.STATION_COMMAND,
     events.StationStatus: Channel.STATION_STATUS,
     events.UnitKeyed: Channel.UNIT_EVENT,
     events.UnitEnrolled: Channel.UNIT_EVENT,

@@ -36,6 +36,11 @@ def register(sub: Any) -> None:
     )
     _add_filters(units)
     units.add_argument("--limit", type=int, default=None, help="at most this many units")
+    units.add_argument(
+        "--overdue",
+        action="store_true",
+        help="only units flashed longer than assignment_overdue_seconds ago and still not assigned by DPS",
+    )
     _add_format(units, ("table", "json", "csv"), "table")
     units.set_defaults(func=f"{RUN}:units")
     unit = audit_sub.add_parser(

@@ -66,6 +66,7 @@ def _query(db: Database, args: argparse.Namespace, limit: int | None = None) -> 
         since=args.since,
         until=args.until,
         limit=limit,
+        overdue=args.overdue,
     )
 
 
@@ -109,7 +110,9 @@ def units_table(found: list[audit.UnitView], width: int = PIPE_WIDTH) -> Table:
     for unit in found:
         cells = [unit.registration_id, *([unit.serial] if serial_column else []), unit.state, unit.station]
         table.add_row(
-            *cells, stage_durations(unit.stage_times), _shorten(unit.failure_reason or "", FAILURE_WIDTH)
+            *cells,
+            stage_durations(unit.stage_times),
+            _shorten(unit.failure_reason or unit.assignment_overdue_reason or "", FAILURE_WIDTH),
         )
     return table
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import signal
-import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -28,12 +26,3 @@ def stop_event_on_signals() -> threading.Event:
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     return stop
-
-
-def operator_name() -> str:
-    """The OS user and host running the command, e.g. `alice@line2-pc` (audit actor of CLI actions)."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (some containers)
-        user = "unknown-user"
-    return f"{user}@{socket.gethostname()}"

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import getpass
 import json
-import socket
 import sys
 from dataclasses import asdict
 from typing import Any
@@ -172,6 +170,7 @@ def _rotate_master(args: argparse.Namespace) -> int:
     from pipeline.config import ConfigError
     from pipeline.db.session import Database
     from pipeline.keystore.custody import master_sealer, open_token
+    from pipeline.service.actors import cli_identity
     from pipeline.service.context import utcnow
     from pipeline.service.master_rotation import rotate_master_key
 
@@ -194,7 +193,7 @@ def _rotate_master(args: argparse.Namespace) -> int:
                 sealer,
                 utcnow,
                 group_keys_sealed=settings.key_store == "database",
-                actor=f"cli:{getpass.getuser()}@{socket.gethostname()}",
+                actor=cli_identity(),
                 on_progress=lambda done: print(f"  {done} device key(s) re-sealed so far", file=sys.stderr),
             )
         finally:

@@ -17,6 +17,7 @@ from pipeline.cli.main import EXIT_FAILURE, EXIT_OK, CommandError
 from pipeline.cli.station_labels import start_labels
 from pipeline.cli.station_output import StationOutput
 from pipeline.crypto.station_key import StationKeyError, StationKeyPair, public_key_from_text
+from pipeline.service.actors import cli_identity
 from pipeline.service.unit_of_work import StationRecord
 from stations.errors import LinkError
 from stations.runtime.config import StationConfig
@@ -66,7 +67,7 @@ def add(args: argparse.Namespace) -> int:
             uow.audit.append(
                 at=datetime.now(UTC),
                 kind="station.added",
-                actor="cli",
+                actor=cli_identity(),
                 registration_id=None,
                 detail={"station": args.name, "line": line},
             )

@@ -10,7 +10,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.cli.common import operator_name, settings_from
+from pipeline.cli.common import settings_from
 from pipeline.cli.main import EXIT_OK, CommandError
 
 RELEASE_HELP = (
@@ -40,13 +40,14 @@ def register(sub: Any) -> None:
 def _release(args: argparse.Namespace) -> int:
     from pipeline.db.errors import DatabaseUnavailable, SchemaMissing
     from pipeline.db.session import Database
+    from pipeline.service.actors import cli_identity
     from pipeline.service.release import ReleaseError, release_for_rework
 
     settings = settings_from(args)
     db = Database(settings.resolved_database_url())
     try:
         done = release_for_rework(
-            db.uow, args.key, reason=args.reason, operator=operator_name(), now=datetime.now(UTC)
+            db.uow, args.key, reason=args.reason, operator=cli_identity(), now=datetime.now(UTC)
         )
     except (ReleaseError, DatabaseUnavailable, SchemaMissing) as exc:
         raise CommandError(str(exc)) from None

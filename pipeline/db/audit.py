@@ -46,6 +46,9 @@ class UnitView:
     failure_reason: str | None
     attempts: int
     rework_count: int
+    station_scanned_at: datetime | None  # the station's scan time; `scanned_at` is the pipeline's receipt
+    assignment_overdue_at: datetime | None  # set while a flashed unit waits too long for DPS
+    assignment_overdue_reason: str | None
     stage_times: dict[str, datetime | None]
     created_at: datetime
     updated_at: datetime
@@ -105,10 +108,16 @@ def units_query(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int | None = None,
+    overdue: bool = False,
 ) -> list[UnitView]:
-    """Units matching every given filter; `since`/`until` bound `updated_at`. Oldest update first."""
+    """Units matching every given filter; `since`/`until` bound `updated_at`. Oldest update first.
+
+    `overdue` keeps only units flagged as waiting too long for DPS to assign them.
+    """
     query = select(UnitRow).order_by(UnitRow.updated_at, UnitRow.id)
     query = _filtered(query, state=state, station=station, line=line, since=since, until=until)
+    if overdue:
+        query = query.where(UnitRow.assignment_overdue_at.is_not(None))
     if limit is not None:
         query = query.limit(limit)
     with db.session() as session:
@@ -232,6 +241,9 @@ def _unit_view(row: UnitRow) -> UnitView:
         failure_reason=row.failure_reason,
         attempts=row.attempts,
         rework_count=row.rework_count,
+        station_scanned_at=row.station_scanned_at,
+        assignment_overdue_at=row.assignment_overdue_at,
+        assignment_overdue_reason=row.assignment_overdue_reason,
         stage_times={stage: getattr(row, f"{stage}_at") for stage in STAGE_COLUMNS},
         created_at=row.created_at,
         updated_at=row.updated_at,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.db import tables as t
@@ -70,11 +70,32 @@ class SqlUnitRepository(ports.UnitRepository):
         )
         return [unit_from_row(r) for r in self._session.scalars(query)]
 
-    def due_for_check(self, now: datetime, limit: int) -> list[Unit]:
+    def due_for_check(
+        self,
+        now: datetime,
+        limit: int,
+        *,
+        settled_before: datetime | None = None,
+        window_start: datetime | None = None,
+    ) -> list[Unit]:
+        u = t.UnitRow
+        flashed = and_(u.state == UnitState.FLASHED.value, u.next_check_at <= now)
+        conditions = [flashed]
+        if settled_before is not None and window_start is not None:
+            waiting = (UnitState.CONFIG_ISSUED, UnitState.FAILED, UnitState.QUARANTINED)
+            due = or_(u.next_check_at <= now, and_(u.next_check_at.is_(None), u.updated_at <= settled_before))
+            conditions.append(
+                and_(
+                    u.state.in_([s.value for s in waiting]),
+                    u.config_sha256.is_not(None),  # a config was issued: a device may hold it
+                    u.updated_at >= window_start,
+                    due,
+                )
+            )
         query = (
-            select(t.UnitRow)
-            .where(t.UnitRow.state == UnitState.FLASHED.value, t.UnitRow.next_check_at <= now)
-            .order_by(t.UnitRow.next_check_at, t.UnitRow.id)
+            select(u)
+            .where(or_(*conditions))
+            .order_by(func.coalesce(u.next_check_at, u.updated_at), u.id)
             .limit(limit)
         )
         return [unit_from_row(r) for r in self._session.scalars(query)]

@@ -109,6 +109,9 @@ class UnitRow(Base):
     rework_released: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # guard
     next_check_at: Mapped[datetime | None] = mapped_column(index=True)
     checks: Mapped[int] = mapped_column(Integer, default=0)
+    station_scanned_at: Mapped[datetime | None]  # the station's scan time; scanned_at is the receipt
+    assignment_overdue_at: Mapped[datetime | None]
+    assignment_overdue_reason: Mapped[str | None] = mapped_column(Text)
     scanned_at: Mapped[datetime | None]
     keyed_at: Mapped[datetime | None]
     enrolled_at: Mapped[datetime | None]

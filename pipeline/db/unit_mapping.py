@@ -32,6 +32,9 @@ _PLAIN_FIELDS = (
     "key_store",
     "key_source",
     "key_fingerprint",
+    "station_scanned_at",
+    "assignment_overdue_at",
+    "assignment_overdue_reason",
 )
 
 

@@ -224,6 +224,40 @@ class UnitRefused(Message):
     mac: str | None = None
 
 
+@_message("flash.recorded")
+@dataclass(frozen=True, slots=True)
+class FlashRecorded(Message):
+    """Command to one station: the pipeline committed what it made of `config.flashed` event `event_id`.
+
+    The end-to-end acknowledgement (a broker's PUBACK is not one: a broker may lose a message it
+    acknowledged): the station keeps re-sending the event, same id, until this arrives. `outcome` is
+    `flashed` (recorded), or `ignored: <why>` (stale config, other station, unknown unit).
+    """
+
+    registration_id: str
+    station: str
+    event_id: str
+    outcome: str
+
+
+@_message("unit.notice")
+@dataclass(frozen=True, slots=True)
+class UnitNotice(Message):
+    """Command to one station: news about a unit it handled, for the operator.
+
+    `kind` is `assigned` (DPS assigned the device: now it is really done), `overdue` (flashed long ago,
+    DPS has not assigned it: `reason` says what to check), or another kind documented in
+    docs/asyncapi.yaml. `state` is the unit's state in the database; `final` says no more news will come.
+    """
+
+    registration_id: str
+    station: str
+    kind: str
+    state: str
+    reason: str
+    final: bool
+
+
 @_message("station.status")
 @dataclass(frozen=True, slots=True)
 class StationStatus(Message):
@@ -247,5 +281,7 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     UnitQuarantined,
     UnitRefused,
     StationStatus,
+    FlashRecorded,
+    UnitNotice,
 )
 BY_TYPE: dict[str, type[Message]] = {m.TYPE: m for m in ALL_MESSAGES}

@@ -52,6 +52,11 @@ TRANSITIONS: dict[UnitState, frozenset[UnitState]] = {
 for _state in _RESCANNABLE:
     TRANSITIONS[_state] = TRANSITIONS[_state] | {S.SCANNED}
 
+# DPS is the truth about assignment: a unit DPS reports assigned converges to `assigned` from any
+# state a lost message or a too-early failure may have left it in (Unit.converge_assigned, with a reason).
+# Not from quarantined (a human decides) nor revoked (scrapped: the enrollment must be disabled instead).
+CONVERGIBLE_TO_ASSIGNED = frozenset({S.SCANNED, S.KEYED, S.ENROLLED, S.CONFIG_ISSUED, S.FLASHED, S.FAILED})
+
 
 class TransitionError(RuntimeError):
     """A handler tried a transition the state machine forbids: a bug or an out-of-order message."""
@@ -89,6 +94,9 @@ class Unit:
     rework_count: int = 0
     rework_released: bool = False  # an operator released it: the next scan, from any station, reworks it
     next_check_at: datetime | None = None  # confirmer: when to ask DPS again
+    station_scanned_at: datetime | None = None  # when the station says it scanned (event time)
+    assignment_overdue_at: datetime | None = None  # confirmer: flagged as waiting too long for DPS
+    assignment_overdue_reason: str | None = None
     checks: int = 0  # confirmer: how many times DPS was asked since flashing
     # Key ledger: which key the flashed device key came from (set when its config is issued).
     key_store: str | None = None  # "database" | "pkcs11"
@@ -105,9 +113,31 @@ class Unit:
             )
         if target is not UnitState.FAILED:
             self.failure = None
+        if target in (UnitState.SCANNED, UnitState.ASSIGNED):  # the overdue flag is about this flash only
+            self.assignment_overdue_at = self.assignment_overdue_reason = None
         self.state = target
         self.stage_times[target.value] = at
         self.updated_at = at
+
+    def converge_assigned(self, at: datetime, reason: str) -> str:
+        """Move to `assigned` because DPS reports it, whatever the recorded stage; return what happened.
+
+        The one transition outside TRANSITIONS: it needs a reason (DPS's word) and is refused from
+        quarantined and revoked, where a human decides.
+        """
+        if self.state not in CONVERGIBLE_TO_ASSIGNED or not reason:
+            raise TransitionError(
+                f"unit {self.registration_id}: {self.state.value} -> assigned is not allowed by convergence"
+            )
+        before = self.state.value
+        if self.failure is not None:
+            before = f"failed({self.failure.stage}, {self.failure.reason})"
+        self.failure = None
+        self.state = UnitState.ASSIGNED
+        self.stage_times[UnitState.ASSIGNED.value] = at
+        self.updated_at = at
+        self.assignment_overdue_at = self.assignment_overdue_reason = None
+        return f"converged from {before} to assigned as {reason}"
 
     def fail(self, failure: Failure, at: datetime) -> None:
         """Mark the unit failed at a stage; counts the attempt."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pipeline.domain.events import UnitRefused, UnitScanned
 from pipeline.domain.model import Unit, UnitState
+from pipeline.service.actors import station_actor
 from pipeline.service.common import MAX_REASON, audit
 from pipeline.service.context import Context
 from pipeline.service.unit_of_work import UnitOfWork
@@ -84,7 +85,7 @@ def refuse_scan(
         else:
             detail.update(state=unit.state.value, owner=f"{unit.line}/{unit.station}")
         record = "unit.rescan_refused" if unit is not None else "scan.refused"
-        audit(uow, ctx, unit, record, event.station, **detail)
+        audit(uow, ctx, unit, record, station_actor(event.station, event.port), **detail)
     notice = UnitRefused(
         station=event.station,
         port=event.port,

@@ -14,6 +14,7 @@ from pipeline.domain.keys import SecretKey
 from pipeline.domain.model import EnrollmentMode, Failure, Unit
 from pipeline.keystore.ports import KeyStoreError
 from pipeline.keystore.sealed import group_key_context
+from pipeline.service.actors import qualified
 from pipeline.service.context import Context
 from pipeline.service.unit_of_work import GroupRecord, UnitOfWork
 
@@ -35,11 +36,17 @@ def device_key_context(registration_id: str) -> str:
 
 
 def audit(uow: UnitOfWork, ctx: Context, unit: Unit | None, kind: str, actor: str, **detail: Any) -> None:
-    """Append an audit record about `unit` (never pass key material in `detail`)."""
+    """Append an audit record about `unit` (never pass key material in `detail`).
+
+    `actor` is a worker role (recorded with the instance that ran it), or an explicit identity such as
+    `station_actor(...)`; what a station reported also records which worker instance recorded it.
+    """
+    if actor.startswith("station:"):
+        detail = {**detail, "recorded_by": ctx.instance}
     uow.audit.append(
         at=ctx.clock(),
         kind=kind,
-        actor=actor,
+        actor=qualified(actor, ctx.instance),
         registration_id=unit.registration_id if unit else None,
         detail=detail,
     )

@@ -1,4 +1,10 @@
-"""Confirmer (scheduler job): asks DPS whether flashed units have registered, and records `assigned`.
+"""Confirmer (scheduler job): asks DPS whether units have registered, and records what DPS says.
+
+DPS is the truth about assignment: besides flashed units it polls `config_issued` units (their
+`config.flashed` may have been lost), failed units that had a config (a failure may have been recorded
+too early) and quarantined ones, and converges any unit DPS reports assigned to `assigned`, saying in the
+audit what it converged from; a quarantined one stays quarantined, recorded once, for a human.
+A flashed unit waiting longer than `assignment_overdue_seconds` is flagged, audited and its station told.
 
 A device may first boot days after it was flashed, so each unit is checked on its own backoff
 (`confirm_backoff_initial_seconds`, doubling up to `confirm_backoff_max_seconds`) until
@@ -12,7 +18,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pipeline.azure.ports import AzureError, RegistrationState
 from pipeline.domain.events import UnitAssigned
@@ -20,6 +26,7 @@ from pipeline.domain.model import EnrollmentMode, Unit, UnitState
 from pipeline.service.common import audit, fail_unit, record_transition
 from pipeline.service.context import Context
 from pipeline.service.enrolling import unit_tags
+from pipeline.service.notices import notify_station
 from pipeline.service.unit_of_work import UnitOfWork
 
 ACTOR = "confirmer"
@@ -28,25 +35,34 @@ GROUP_QUERY_THRESHOLD = 10  # from this many due units on, one paged query beats
 log = logging.getLogger(__name__)
 
 
+POLLED = (UnitState.CONFIG_ISSUED, UnitState.FLASHED, UnitState.FAILED, UnitState.QUARANTINED)
+
+
 def confirm_due_units(ctx: Context, on_assigned: Callable[[list[Unit]], object] | None = None) -> int:
     """Check every due unit once; return how many became `assigned`."""
+    now = ctx.clock()
     with ctx.uow_factory() as uow:
-        due = uow.units.due_for_check(ctx.clock(), BATCH)
+        due = uow.units.due_for_check(
+            now,
+            BATCH,
+            settled_before=now - timedelta(seconds=ctx.settings.confirm_backoff_initial_seconds),
+            window_start=now - timedelta(hours=ctx.settings.confirm_window_hours),
+        )
     if not due:
         return 0
+    states: dict[str, RegistrationState] | None
     try:
         states = _registration_states(ctx, due)
     except AzureError as exc:
         log.warning(
             "confirmer: DPS registration lookup failed (%s); will retry %d unit(s) later", exc, len(due)
         )
-        states = {}
+        states = None  # unknown: nothing is concluded from silence this time
     assigned: list[Unit] = []
     with ctx.uow_factory() as uow:
         for stale in due:
             unit = uow.units.get(stale.registration_id, for_update=True)
-            flashed = unit is not None and unit.state is UnitState.FLASHED
-            if flashed and unit and _apply(uow, ctx, unit, states.get(unit.registration_id)):
+            if unit and unit.state in POLLED and _apply(uow, ctx, unit, states):
                 assigned.append(unit)
         uow.commit()
     ctx.notify_outbox()
@@ -71,59 +87,123 @@ def _registration_states(ctx: Context, due: list[Unit]) -> dict[str, Registratio
     return found
 
 
-def _apply(uow: UnitOfWork, ctx: Context, unit: Unit, state: RegistrationState | None) -> bool:
+def _apply(uow: UnitOfWork, ctx: Context, unit: Unit, states: dict[str, RegistrationState] | None) -> bool:
+    """Act on DPS's answer for one unit (`states` None: DPS could not be asked); True if now assigned."""
     now = ctx.clock()
+    state = None if states is None else states.get(unit.registration_id)
     if state is not None and state.status == "assigned" and state.assigned_hub:
-        unit.device_id = state.device_id or unit.registration_id
-        unit.assigned_hub = state.assigned_hub
-        unit.next_check_at = None
-        unit.transition(UnitState.ASSIGNED, now)
-        record_transition(
-            uow,
-            ctx,
-            unit,
-            ACTOR,
-            assigned_hub=unit.assigned_hub,
-            device_id=unit.device_id,
-            substatus=state.substatus,
-        )
-        ctx.emit_unit_event(
-            uow,
-            UnitAssigned(
-                registration_id=unit.registration_id, assigned_hub=unit.assigned_hub, device_id=unit.device_id
-            ),
-        )
+        if unit.state is UnitState.QUARANTINED:
+            _hold_quarantined(uow, ctx, unit, state.assigned_hub)
+            return False
+        _assign(uow, ctx, unit, state)
         return True
-    if state is not None and state.status == "disabled":
-        fail_unit(
-            uow,
-            ctx,
-            unit,
-            stage="confirm",
-            retryable=False,
-            actor=ACTOR,
-            reason="DPS reports the enrollment disabled: enable it (`edgeline enrollment enable`) "
-            "or revoke the unit",
-        )
-        return False
-    flashed_at = unit.stage_times.get(UnitState.FLASHED.value, now)
-    if now - flashed_at > timedelta(hours=ctx.settings.confirm_window_hours):
-        detail = f" (last DPS status {state.status}: {state.error_message})" if state else ""
-        fail_unit(
-            uow,
-            ctx,
-            unit,
-            stage="confirm",
-            retryable=False,
-            actor=ACTOR,
-            reason=f"device did not register with DPS within {ctx.settings.confirm_window_hours:g} h of "
-            f"flashing{detail}: check it is powered, online and has the flashed config",
-        )
-        return False
+    if unit.state is UnitState.FLASHED:
+        if _fail_flashed(uow, ctx, unit, state):
+            return False
+        if states is not None:
+            _flag_overdue(uow, ctx, unit, state)
     unit.checks += 1
     unit.next_check_at = now + next_check_delay(ctx, unit.checks)
+    if unit.state is UnitState.FLASHED and unit.assignment_overdue_at is None:
+        overdue_at = _flashed_at(ctx, unit) + timedelta(seconds=ctx.settings.assignment_overdue_seconds)
+        unit.next_check_at = max(min(unit.next_check_at, overdue_at), now)  # flag it on time
     uow.units.save(unit)
     return False
+
+
+def _assign(uow: UnitOfWork, ctx: Context, unit: Unit, state: RegistrationState) -> None:
+    """Record what DPS says: assigned; from a stage other than `flashed`, say what was converged."""
+    assert state.assigned_hub is not None
+    now = ctx.clock()
+    converged: str | None = None
+    if unit.state is UnitState.FLASHED:
+        unit.transition(UnitState.ASSIGNED, now)
+    else:
+        converged = unit.converge_assigned(now, f"DPS reports (hub {state.assigned_hub})")
+    unit.device_id = state.device_id or unit.registration_id
+    unit.assigned_hub = state.assigned_hub
+    unit.next_check_at = None
+    detail = {"converged": converged} if converged else {}
+    record_transition(
+        uow,
+        ctx,
+        unit,
+        ACTOR,
+        assigned_hub=unit.assigned_hub,
+        device_id=unit.device_id,
+        substatus=state.substatus,
+        **detail,
+    )
+    ctx.emit_unit_event(
+        uow,
+        UnitAssigned(
+            registration_id=unit.registration_id, assigned_hub=unit.assigned_hub, device_id=unit.device_id
+        ),
+    )
+    notify_station(
+        uow, ctx, unit, kind="assigned", reason=f"DPS assigned it to {unit.assigned_hub}", final=True
+    )
+
+
+def _hold_quarantined(uow: UnitOfWork, ctx: Context, unit: Unit, hub: str) -> None:
+    """A quarantined unit stays quarantined (a human decides); record once what DPS says, stop asking."""
+    audit(
+        uow,
+        ctx,
+        unit,
+        "unit.assigned_while_quarantined",
+        ACTOR,
+        assigned_hub=hub,
+        reason="DPS reports it assigned; left quarantined for a human to decide (release or revoke)",
+    )
+    unit.next_check_at = ctx.clock() + timedelta(hours=ctx.settings.confirm_window_hours)
+    uow.units.save(unit)
+
+
+def _flashed_at(ctx: Context, unit: Unit) -> datetime:
+    return unit.stage_times.get(UnitState.FLASHED.value, ctx.clock())
+
+
+def _fail_flashed(uow: UnitOfWork, ctx: Context, unit: Unit, state: RegistrationState | None) -> bool:
+    """Fail a flashed unit whose enrollment is disabled or that stayed silent past the window."""
+    now = ctx.clock()
+    if state is not None and state.status == "disabled":
+        reason = (
+            "DPS reports the enrollment disabled: enable it (`edgeline enrollment enable`) or revoke the unit"
+        )
+    elif now - _flashed_at(ctx, unit) > timedelta(hours=ctx.settings.confirm_window_hours):
+        detail = f" (last DPS status {state.status}: {state.error_message})" if state else ""
+        reason = (
+            f"device did not register with DPS within {ctx.settings.confirm_window_hours:g} h of "
+            f"flashing{detail}: check it is powered, online and has the flashed config"
+        )
+    else:
+        return False
+    unit.next_check_at = now + next_check_delay(ctx, unit.checks)  # keep asking: DPS may still assign it
+    fail_unit(uow, ctx, unit, stage="confirm", retryable=False, actor=ACTOR, reason=reason)
+    return True
+
+
+def _flag_overdue(uow: UnitOfWork, ctx: Context, unit: Unit, state: RegistrationState | None) -> None:
+    """Flag, audit and tell the station once when a flashed unit waits too long for assignment."""
+    now = ctx.clock()
+    waited = now - _flashed_at(ctx, unit)
+    if (
+        unit.assignment_overdue_at is not None
+        or waited.total_seconds() < ctx.settings.assignment_overdue_seconds
+    ):
+        return
+    if state is None:
+        dps = "not registered"
+    else:
+        dps = state.status + (f" ({state.error_message})" if state.error_message else "")
+    reason = (
+        f"flashed {waited.total_seconds() / 60:.0f} min ago, DPS reports {dps}: "
+        "check the device's network/DPS endpoint"
+    )
+    unit.assignment_overdue_at, unit.assignment_overdue_reason = now, reason
+    audit(uow, ctx, unit, "unit.assignment_overdue", ACTOR, reason=reason)
+    notify_station(uow, ctx, unit, kind="overdue", reason=reason, final=False)
 
 
 def next_check_delay(ctx: Context, checks: int) -> timedelta:

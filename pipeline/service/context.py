@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pipeline.azure.ports import DpsClient, HubRegistry
@@ -14,6 +14,7 @@ from pipeline.crypto.sealing import KeySealer
 from pipeline.domain.events import Message
 from pipeline.keystore.ports import GroupKeyStore
 from pipeline.keystore.sealed import SealedGroupKeyStore
+from pipeline.service.actors import worker_identity
 from pipeline.service.unit_of_work import UnitOfWork
 
 SOURCE = "edgeline/pipeline"
@@ -46,6 +47,10 @@ class Context:
     def group_key_store(self) -> GroupKeyStore:
         """Where enrollment-group keys live (the database, sealed, unless a key store was configured)."""
         return self.group_keys or SealedGroupKeyStore(self.sealer)
+
+    instance: str = field(
+        default_factory=worker_identity
+    )  # who acts: worker:<host>:<pid> or cli:<user>@<host>
 
     def emit(self, uow: UnitOfWork, message: Message, topic: str) -> str:
         """Queue `message` in the outbox of `uow` (published after commit); return its event id."""

@@ -19,6 +19,7 @@ from pipeline.domain.approval import ApprovalDecision
 from pipeline.domain.events import UnitEnrolled, UnitKeyed
 from pipeline.domain.keys import SecretKey
 from pipeline.domain.model import EnrollmentMode, Unit, UnitState
+from pipeline.service.actors import qualified
 from pipeline.service.common import device_key, fail_unit, finish, record_transition
 from pipeline.service.context import Context
 from pipeline.service.unit_of_work import GroupRecord, UnitOfWork
@@ -167,7 +168,11 @@ def ensure_group(ctx: Context) -> str:
                 "secondary": store.fingerprint(record.sealed_secondary_key, group_id, "secondary"),
             }
             uow.audit.append(
-                at=ctx.clock(), kind="group.created", actor=ACTOR, registration_id=None, detail=detail
+                at=ctx.clock(),
+                kind="group.created",
+                actor=qualified(ACTOR, ctx.instance),
+                registration_id=None,
+                detail=detail,
             )
             uow.commit()
     primary, secondary = group_key_values(ctx, record)

@@ -11,34 +11,63 @@ from datetime import timedelta
 
 from pipeline.bus.cloudevents import Envelope
 from pipeline.domain.events import ConfigFlashed, FlashFailed, ScanRejected
-from pipeline.domain.model import UnitState
+from pipeline.domain.model import Unit, UnitState
+from pipeline.service.actors import station_actor
 from pipeline.service.common import audit, fail_unit, finish, record_transition
 from pipeline.service.context import Context
+from pipeline.service.notices import acknowledge_flash
+from pipeline.service.unit_of_work import UnitOfWork
 
 ACTOR = "recorder"
 
 
 def handle_flashed(ctx: Context, envelope: Envelope) -> None:
-    """Mark the unit flashed and schedule its first DPS check."""
+    """Mark the unit flashed, schedule its first DPS check, and acknowledge the event to the station.
+
+    The acknowledgement (`flash.recorded`) leaves through the outbox, so only after this commit; a
+    duplicate (the station re-sends until acknowledged) is acknowledged again and changes nothing else.
+    """
     event = envelope.message
     assert isinstance(event, ConfigFlashed)
+    by = station_actor(event.station, event.port)
     with ctx.uow_factory() as uow:
-        if uow.processed.seen(envelope.id, ACTOR):
-            return
         unit = uow.units.get(event.registration_id, for_update=True)
+        if uow.processed.seen(envelope.id, ACTOR):
+            _acknowledge(uow, ctx, envelope, event, unit, "already recorded")
+            uow.commit()
+            ctx.notify_outbox()
+            return
         if unit is None or unit.station != event.station:
-            audit(uow, ctx, unit, "flash.ignored", event.station, reason="unit unknown or on another station")
+            outcome = "ignored: unit unknown or on another station"
+            audit(uow, ctx, unit, "flash.ignored", by, reason=outcome[9:])
         elif unit.state is UnitState.CONFIG_ISSUED and event.config_sha256 == unit.config_sha256:
             now = ctx.clock()
             unit.transition(UnitState.FLASHED, now)
             unit.checks = 0
             unit.next_check_at = now + timedelta(seconds=ctx.settings.confirm_backoff_initial_seconds)
-            record_transition(
-                uow, ctx, unit, event.station, config_sha256=event.config_sha256, port=event.port
-            )
+            record_transition(uow, ctx, unit, by, config_sha256=event.config_sha256, port=event.port)
+            outcome = "flashed"
         elif event.config_sha256 != unit.config_sha256:
-            audit(uow, ctx, unit, "flash.ignored", event.station, reason="result for another config version")
+            outcome = "ignored: result for another config version"
+            audit(uow, ctx, unit, "flash.ignored", by, reason=outcome[9:])
+        else:
+            outcome = f"no change: unit is {unit.state.value}"
+        _acknowledge(uow, ctx, envelope, event, unit, outcome)
         finish(uow, ctx, envelope, ACTOR)
+
+
+def _acknowledge(
+    uow: UnitOfWork, ctx: Context, envelope: Envelope, event: ConfigFlashed, unit: Unit | None, outcome: str
+) -> None:
+    acknowledge_flash(
+        uow,
+        ctx,
+        line=unit.line if unit is not None and unit.station == event.station else ctx.settings.line,
+        station=event.station,
+        registration_id=event.registration_id,
+        event_id=envelope.id,
+        outcome=outcome,
+    )
 
 
 def handle_flash_failed(ctx: Context, envelope: Envelope) -> None:
@@ -57,7 +86,7 @@ def handle_flash_failed(ctx: Context, envelope: Envelope) -> None:
                 stage="flash",
                 reason=f"station {event.station} port {event.port}: {event.reason}",
                 retryable=event.retryable,
-                actor=event.station,
+                actor=station_actor(event.station, event.port),
             )
         finish(uow, ctx, envelope, ACTOR)
 
@@ -74,7 +103,7 @@ def handle_scan_rejected(ctx: Context, envelope: Envelope) -> None:
             ctx,
             None,
             "scan.rejected",
-            event.station,
+            station_actor(event.station, event.port),
             port=event.port,
             reason=event.reason,
             raw_serial=event.raw_serial,

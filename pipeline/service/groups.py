@@ -27,6 +27,7 @@ from datetime import datetime
 
 from pipeline.azure.ports import AzureError, EnrollmentGroupSpec, EnrollmentInfo
 from pipeline.domain.keys import SecretKey
+from pipeline.service.actors import qualified
 from pipeline.service.common import KeyUnavailable
 from pipeline.service.context import Context
 from pipeline.service.enrolling import ensure_group
@@ -195,7 +196,8 @@ def _store_rotation(
             "units_on_dropped_key": rotation.units_on_dropped_key,
             "forced": forced,
         }
-        uow.audit.append(at=ctx.clock(), kind=ROTATED, actor=ACTOR, registration_id=None, detail=detail)
+        actor = qualified(ACTOR, ctx.instance)
+        uow.audit.append(at=ctx.clock(), kind=ROTATED, actor=actor, registration_id=None, detail=detail)
         uow.commit()
 
 

@@ -15,6 +15,7 @@ from pipeline.domain.events import UnitKeyed, UnitQuarantined, UnitScanned
 from pipeline.domain.identity import DeviceIdentity, IdentityError
 from pipeline.domain.keys import SecretKey
 from pipeline.domain.model import EnrollmentMode, Failure, Unit, UnitState
+from pipeline.service.actors import station_actor
 from pipeline.service.admission import refuse_scan, rescan_refusal
 from pipeline.service.common import Rejected, audit, device_key_context, finish, record_transition
 from pipeline.service.context import Context
@@ -52,35 +53,34 @@ def handle_scanned(ctx: Context, envelope: Envelope) -> None:
         unit = uow.units.get(event.registration_id, for_update=True)
         needs_approval = False
         if unit is None:
-            needs_approval = _admit_new(uow, ctx, event, identity)
+            needs_approval = _admit_new(uow, ctx, envelope, identity)
         elif (refusal := rescan_refusal(unit, event, ctx.settings.rework_assigned)) is not None:
             refuse_scan(uow, ctx, event, kind=refusal[0], reason=refusal[1], unit=unit)
         else:
             released = unit.rework_released
             _restart(ctx, unit, event)
-            record_transition(
-                uow,
-                ctx,
-                unit,
-                ACTOR,
-                station=event.station,
-                port=event.port,
-                rework=unit.rework_count,
-                released=released,
-            )
+            unit.station_scanned_at = envelope.time
+            by = station_actor(event.station, event.port)
+            detail = _scan_detail(envelope, event)
+            record_transition(uow, ctx, unit, by, **detail, rework=unit.rework_count, released=released)
             needs_approval = _key_or_ask(uow, ctx, unit)
         finish(uow, ctx, envelope, ACTOR)
     if needs_approval:
         ctx.request_approval(event.registration_id)  # after commit: the MES is asked off this thread
 
 
-def _admit_new(uow: UnitOfWork, ctx: Context, event: UnitScanned, identity: DeviceIdentity) -> bool:
+def _admit_new(uow: UnitOfWork, ctx: Context, envelope: Envelope, identity: DeviceIdentity) -> bool:
     """Create the unit; key it (or ask the MES), or quarantine it and tell the station if its identity
     conflicts. True if the MES must be asked."""
+    event = envelope.message
+    assert isinstance(event, UnitScanned)
     conflict = _conflicting_unit(uow, identity)
     unit = _new_unit(ctx, event, identity)
+    unit.station_scanned_at = envelope.time  # the station's clock; scanned_at is our receipt
     uow.units.add(unit)
-    record_transition(uow, ctx, unit, ACTOR, station=event.station, port=event.port)
+    record_transition(
+        uow, ctx, unit, station_actor(event.station, event.port), **_scan_detail(envelope, event)
+    )
     if conflict is None:
         return _key_or_ask(uow, ctx, unit)
     reason = _quarantine(uow, ctx, unit, conflict)
@@ -95,6 +95,11 @@ def _key_or_ask(uow: UnitOfWork, ctx: Context, unit: Unit) -> bool:
         return True
     give_key(uow, ctx, unit)
     return False
+
+
+def _scan_detail(envelope: Envelope, event: UnitScanned) -> dict[str, str]:
+    """Audit detail of a scan: where, and both times (the station's scan, the pipeline's receipt)."""
+    return {"station": event.station, "port": event.port, "station_time": envelope.time.isoformat()}
 
 
 def _new_unit(ctx: Context, event: UnitScanned, identity: DeviceIdentity) -> Unit:

@@ -71,8 +71,21 @@ class UnitRepository(abc.ABC):
         """Units in one of `states` not updated since `updated_before`, oldest first."""
 
     @abc.abstractmethod
-    def due_for_check(self, now: datetime, limit: int) -> list[Unit]:
-        """Flashed units whose `next_check_at` is at or before `now`, earliest first."""
+    def due_for_check(
+        self,
+        now: datetime,
+        limit: int,
+        *,
+        settled_before: datetime | None = None,
+        window_start: datetime | None = None,
+    ) -> list[Unit]:
+        """Units the confirmer should ask DPS about now, earliest due first.
+
+        Flashed units whose `next_check_at` is at or before `now`; with `settled_before` and
+        `window_start` also config_issued, failed and quarantined units that were issued a config and
+        entered that state after `window_start`: due at `next_check_at`, or, never checked, once their
+        last update is before `settled_before`.
+        """
 
     @abc.abstractmethod
     def count_by_state(self) -> dict[str, int]: ...

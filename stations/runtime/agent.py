@@ -18,6 +18,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from pipeline.bus.cloudevents import DecodeError, decode, encode
@@ -28,8 +29,10 @@ from pipeline.domain.events import (
     ConfigFlashed,
     FlashConfig,
     FlashFailed,
+    FlashRecorded,
     Message,
     StationStatus,
+    UnitNotice,
     UnitRefused,
 )
 from stations.runtime.config import StationConfig
@@ -39,6 +42,8 @@ from stations.runtime.spool_sender import SpoolSender
 from stations.runtime.stages import Stage, StageDetail, StageHook
 
 log = logging.getLogger(__name__)
+NOTICE_STAGES: dict[str, Stage] = {"assigned": "ASSIGNED", "overdue": "OVERDUE"}
+"""How a `unit.notice` kind shows on the port that handled the unit; other kinds are logged only."""
 ResultSink = Callable[[PortResult], None]
 Command = FlashConfig | UnitRefused  # what a waiting port worker can receive for its unit
 
@@ -63,7 +68,14 @@ class StationAgent:
         self._on_result = on_result
         self._on_stage = on_stage
         self.spool = spool or Spool(spool_dir(config), max_events=config.spool_max_events)
-        self.sender = SpoolSender(self.spool, bus, name=config.name)
+        self.sender = SpoolSender(
+            self.spool,
+            bus,
+            name=config.name,
+            resend_interval=config.flash_ack_resend_seconds,
+            max_resends=config.flash_ack_max_resends,
+        )
+        self._showing: dict[str, str | None] = {}  # port -> registration ID the operator sees there
         self._waiting: dict[str, queue.Queue[Command]] = {}
         self._waiting_macs: dict[str, str] = {}  # registration ID -> MAC, to match a refusal without ID
         self._done: dict[str, str] = {}  # registration ID -> SHA-256 flashed and verified
@@ -116,22 +128,32 @@ class StationAgent:
         status_topic = self.topics.station_status(self.config.line, self.config.name)
         self.bus.publish(status_topic, self.status_payload(online), retain=True, timeout=timeout)
 
-    def publish_event(self, message: Message, *, event_id: str | None = None) -> str:
+    def publish_event(
+        self, message: Message, *, event_id: str | None = None, at: datetime | None = None
+    ) -> str:
         """Spool a station event on disk for the sender and return its event id at once.
 
         Publishing again with the same id is a no-op for the pipeline (idempotency key); while an event
         with that id is still unsent, a repeat is not even spooled. Raises SpoolError (SpoolFull when
-        the broker has been away too long) — the event is then NOT recorded.
+        the broker has been away too long) — the event is then NOT recorded. `at` is the event's
+        CloudEvents time (default: now); a repeat passes the original time, which the pipeline records
+        as when the station did it (e.g. `station_scanned_at`).
         """
         if event_id is not None and self.spool.is_pending(event_id):
             return event_id
-        event_id, payload = encode(message, source=self.source, event_id=event_id)
+        event_id, payload = encode(message, source=self.source, event_id=event_id, time=at)
         topic = self.topics.station_event(self.config.line, self.config.name, message.NAME)
-        self.spool.append(event_id, topic, payload)
+        # An outcome is kept until the pipeline says it recorded it (flash.recorded), not just the broker.
+        self.spool.append(event_id, topic, payload, hold=isinstance(message, ConfigFlashed))
         return event_id
 
     def stage(self, port: str, stage: Stage, detail: StageDetail | None = None) -> None:
         """Tell the operator view where a port is; a broken view never stops a port."""
+        with self._lock:
+            if detail is not None and detail.registration_id:
+                self._showing[port] = detail.registration_id
+            elif stage == "identifying":  # a new device; after an unplug the row still tells of the last one
+                self._showing[port] = None
         if self._on_stage is None:
             return
         try:
@@ -172,16 +194,24 @@ class StationAgent:
             )
             message.ack()
             return
-        if isinstance(command, FlashConfig) and command.station == self.config.name:
+        if getattr(command, "station", None) != self.config.name:
+            log.warning(
+                "station %s: ignoring %s not addressed to it", self.config.name, type(command).__name__
+            )
+        elif isinstance(command, FlashConfig):
             try:
                 self._route(command)
             except SpoolError as exc:  # the pipeline's reconciler sends the command again later
                 log.error("station %s: %s", self.config.name, exc)
-        elif isinstance(command, UnitRefused) and command.station == self.config.name:
+        elif isinstance(command, UnitRefused):
             self._route_refusal(command)
+        elif isinstance(command, FlashRecorded):
+            self._recorded(command)
+        elif isinstance(command, UnitNotice):
+            self._notice(command)
         else:
             log.warning(
-                "station %s: ignoring %s not addressed to it", self.config.name, type(command).__name__
+                "station %s: ignoring unexpected %s command", self.config.name, type(command).__name__
             )
         message.ack()
 
@@ -201,6 +231,38 @@ class StationAgent:
                 refusal.registration_id or refusal.mac,
                 refusal.kind,
             )
+
+    def _recorded(self, ack: FlashRecorded) -> None:
+        """The pipeline committed a `config.flashed`: forget it (a late duplicate ack is harmless)."""
+        try:
+            if self.spool.acknowledge(ack.event_id):
+                log.info(
+                    "station %s: pipeline recorded %s for %s",
+                    self.config.name,
+                    ack.outcome,
+                    ack.registration_id,
+                )
+        except OSError as exc:  # not noted on disk: the event is re-sent and acknowledged again
+            log.error(
+                "station %s: cannot note acknowledgement in %s: %s", self.config.name, self.spool.folder, exc
+            )
+
+    def _notice(self, notice: UnitNotice) -> None:
+        """Show the operator what the pipeline says about a unit (assigned, overdue, ...)."""
+        (log.info if notice.kind == "assigned" else log.warning)(
+            "station %s: %s %s: %s",
+            self.config.name,
+            notice.kind.upper(),
+            notice.registration_id,
+            notice.reason,
+        )
+        stage = NOTICE_STAGES.get(notice.kind)
+        if stage is None:
+            return
+        with self._lock:
+            ports = [port for port, rid in self._showing.items() if rid == notice.registration_id]
+        for port in ports:
+            self.stage(port, stage, StageDetail(notice.reason, registration_id=notice.registration_id))
 
     def _route(self, command: FlashConfig) -> None:
         with self._lock:

@@ -36,3 +36,8 @@ class StationConfig:
     spool_max_events: int = 10_000
     # MAC admission rules, the same as the pipeline's `mac_*` settings: a refused MAC is never published.
     mac_policy: MacPolicy = DEFAULT_MAC_POLICY
+    # A `config.flashed` stays spooled after the broker's PUBACK and is re-sent (same event id) this
+    # often until the pipeline's `flash.recorded` acknowledgement arrives (a broker may lose what it
+    # acknowledged, e.g. Mosquitto killed between two autosaves).
+    flash_ack_resend_seconds: float = 30.0
+    flash_ack_max_resends: int = 2880  # then (a day at 30 s) give up with an error line: DPS still tells

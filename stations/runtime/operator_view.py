@@ -30,9 +30,12 @@ STYLES: dict[Stage, str] = {
     "verifying": "yellow",
     "PASS": "bold green",
     "FAIL": "bold red",
+    "FLASHED": "green",
+    "ASSIGNED": "bold green",
+    "OVERDUE": "bold yellow",
 }
 _VISIT_STARTS: set[Stage] = {"identifying", "scanned"}
-_DONE: set[Stage] = {"PASS", "FAIL"}
+_DONE: set[Stage] = {"PASS", "FAIL", "FLASHED", "ASSIGNED", "OVERDUE"}
 
 
 @dataclass(slots=True)

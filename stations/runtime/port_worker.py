@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from pipeline.crypto.envelope import EnvelopeError, open_from_pipeline
 from pipeline.domain.events import (
@@ -151,15 +152,16 @@ class PortWorker(threading.Thread):
             product=cfg.product,
             batch=cfg.batch,
         )
+        scanned_at = datetime.now(UTC)  # the CloudEvent time: a re-sent scan keeps the moment of scanning
         try:
-            scan_id = self.agent.publish_event(scan)
+            scan_id = self.agent.publish_event(scan, at=scanned_at)
             self.agent.stage(
                 self.port,
                 "scanned",
                 StageDetail("waiting for the config", visit.serial, visit.mac, visit.registration_id),
             )
             flashed = self._flash_loop(
-                driver, visit, inbox, lambda: self.agent.publish_event(scan, event_id=scan_id)
+                driver, visit, inbox, lambda: self.agent.publish_event(scan, event_id=scan_id, at=scanned_at)
             )
         finally:
             self.agent.finished(visit.registration_id, flashed)
@@ -275,12 +277,13 @@ class PortWorker(threading.Thread):
             log.warning(
                 "station %s port %s: reboot failed (%s); power-cycle the device", cfg.name, self.port, exc
             )
-        self._finish(visit, "PASS", "config written and verified")
+        # The station's part is done, the unit is not: DPS has yet to assign it (a unit.notice says so).
+        self._finish(visit, "PASS", "config written and verified; waiting for DPS to assign the device")
         return None
 
     def _finish(self, visit: _Visit, outcome: str, reason: str) -> None:
         detail = StageDetail(reason, visit.serial, visit.mac, visit.registration_id)
-        self.agent.stage(self.port, "PASS" if outcome == "PASS" else "FAIL", detail)
+        self.agent.stage(self.port, "FLASHED" if outcome == "PASS" else "FAIL", detail)
         self.agent.report(
             PortResult(
                 station=self.agent.config.name,

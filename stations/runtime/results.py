@@ -29,6 +29,12 @@ class PortResult:
         return json.dumps(asdict(self), sort_keys=True)
 
     def human(self) -> str:
-        """A line an operator reads at a glance."""
+        """A line an operator reads at a glance.
+
+        A PASS reads FLASHED: the station's part is done, the unit's is not until DPS assigns it (the
+        station logs ASSIGNED or OVERDUE when the pipeline's `unit.notice` says so). `json_line` keeps
+        `outcome` PASS/FAIL for machines.
+        """
         who = self.registration_id or "unknown device"
-        return f"{self.outcome} {self.station}:{self.port} {who} ({self.elapsed_seconds:.1f} s) {self.reason}"
+        word = "FLASHED" if self.outcome == "PASS" else self.outcome
+        return f"{word} {self.station}:{self.port} {who} ({self.elapsed_seconds:.1f} s) {self.reason}"

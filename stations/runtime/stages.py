@@ -11,7 +11,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-Stage = Literal["waiting", "identifying", "scanned", "flashing", "verifying", "PASS", "FAIL"]
+Stage = Literal[
+    "waiting",
+    "identifying",
+    "scanned",
+    "flashing",
+    "verifying",
+    "PASS",
+    "FAIL",
+    "FLASHED",
+    "ASSIGNED",
+    "OVERDUE",
+]
+"""`FLASHED`: config written and verified, DPS has not assigned the device yet; `ASSIGNED` follows when
+the pipeline says DPS assigned it, `OVERDUE` when it has waited too long (a `unit.notice`)."""
 
 
 @dataclass(frozen=True, slots=True)

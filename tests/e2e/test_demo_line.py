@@ -89,6 +89,7 @@ def test_audit_lists_the_units_in_every_format(run: dict[str, object]) -> None:
             "device_id",
             "assigned_hub",
             "scanned_at",
+            "station_scanned_at",
             "keyed_at",
             "enrolled_at",
             "config_issued_at",
@@ -109,6 +110,9 @@ def test_audit_lists_the_units_in_every_format(run: dict[str, object]) -> None:
 
     one = edgeline("audit", "unit", units[0]["mac"].upper(), "--format", "json", env=env)
     assert one.returncode == 0 and units[0]["registration_id"] in one.stdout
+    actors = {r["kind"]: r["actor"] for r in json.loads(one.stdout)["records"]}
+    assert actors["unit.scanned"].startswith(f"station:{units[0]['station']}:")
+    assert actors["unit.keyed"].startswith("keyer@worker:")
 
     verified = edgeline("audit", "verify", env=env)
     assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -60,7 +60,7 @@ def test_another_station_cannot_take_over_an_assigned_unit(world: World) -> None
     assert (told.kind, told.registration_id, told.port) == ("refused", rid, "/dev/ttyUSB0")
     assert "already assigned" in told.reason and "edgeline unit release" in told.reason
     [record] = [r for r in world.audit(rid) if r.kind == "unit.rescan_refused"]
-    assert record.actor == "S2"
+    assert record.actor == "station:S2:/dev/ttyUSB0"
     assert record.detail["owner"] == "line1/S1"
 
 
@@ -135,7 +135,7 @@ def test_cli_release_moves_the_unit_to_the_next_scanning_station_once(
     assert main(["unit", "release", mac.replace(":", "-").lower(), "--reason", "new firmware, RMA 42"]) == 0
     assert f"unit {rid} (assigned, last scanned at line1/S1) released for rework" in capsys.readouterr().out
     [record] = [r for r in world.audit(rid) if r.kind == "unit.released"]
-    assert record.actor == f"{getpass.getuser()}@{socket.gethostname()}"
+    assert record.actor == f"cli:{getpass.getuser()}@{socket.gethostname()}"
     assert record.detail["reason"] == "new firmware, RMA 42"
 
     deliver(ctx, handle_scanned, scan(serial, mac, station="S2"), source="edgeline/stations/S2")

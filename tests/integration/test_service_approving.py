@@ -94,7 +94,7 @@ def test_denied_unit_is_quarantined_with_the_mes_reason(world: World, mes: StubM
     assert unit.failure is not None and unit.failure.reason == event.reason  # on the unit row too
     assert world.outbox_of(UnitKeyed, message.registration_id) == []
     record = world.audit(message.registration_id)[-1]
-    assert record.kind == "unit.quarantined" and record.actor == "approver"
+    assert record.kind == "unit.quarantined" and record.actor.startswith("approver@worker:")
 
 
 def test_mes_down_fails_closed_then_the_reconciler_asks_again(world: World, mes: StubMes) -> None:

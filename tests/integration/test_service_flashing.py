@@ -50,7 +50,7 @@ def test_flashed_with_the_issued_sha_schedules_the_first_check(
     assert unit.checks == 0
     assert unit.next_check_at == world.clock() + timedelta(seconds=30)
     assert unit.stage_times["flashed"] == world.clock()
-    assert [r.actor for r in world.audit(rid) if r.kind == "unit.flashed"] == ["S1"]
+    assert [r.actor for r in world.audit(rid) if r.kind == "unit.flashed"] == ["station:S1:/dev/ttyUSB0"]
 
 
 def test_flashed_with_another_sha_is_ignored(world: World, issued: tuple[Context, str]) -> None:
@@ -70,7 +70,9 @@ def test_flashed_reported_by_another_station_is_ignored(world: World, issued: tu
 
     assert world.unit(rid).state is UnitState.CONFIG_ISSUED
     ignored = [r for r in world.audit(rid) if r.kind == "flash.ignored"]
-    assert [(r.actor, "another station" in r.detail["reason"]) for r in ignored] == [("S2", True)]
+    assert [(r.actor, "another station" in r.detail["reason"]) for r in ignored] == [
+        ("station:S2:/dev/ttyUSB0", True)
+    ]
 
 
 def test_flashed_for_an_unknown_unit_is_audited(world: World, issued: tuple[Context, str]) -> None:
@@ -120,4 +122,9 @@ def test_scan_rejected_is_audited(world: World, issued: tuple[Context, str]) -> 
     event = ScanRejected(line="line1", station="S1", port="p", reason="bad serial", raw_serial="x_y")
     deliver(ctx, handle_scan_rejected, event)
     [record] = [r for r in world.audit() if r.kind == "scan.rejected"]
-    assert (record.actor, record.detail["raw_serial"], record.registration_id) == ("S1", "x_y", None)
+    assert (record.actor, record.detail["raw_serial"], record.registration_id) == (
+        "station:S1:p",
+        "x_y",
+        None,
+    )
+    assert record.detail["recorded_by"].startswith("worker:")

@@ -39,6 +39,10 @@ SAMPLES: dict[type[Message], Message] = {
     events.UnitQuarantined: events.UnitQuarantined("sn-1-mac-a", "same MAC", "sn-2-mac-a"),
     events.UnitRefused: events.UnitRefused("S1", "p0", "refused", "unit is assigned", "sn-1-mac-a"),
     events.StationStatus: events.StationStatus("L1", "S1", True),
+    events.FlashRecorded: events.FlashRecorded(
+        "sn-1-mac-a", "S1", "3f1c0f5e-0000-4000-8000-000000000001", "flashed"
+    ),
+    events.UnitNotice: events.UnitNotice("sn-1-mac-a", "S1", "assigned", "assigned", "DPS assigned it", True),
 }
 
 

@@ -296,3 +296,38 @@ def test_random_actions_only_follow_transitions(steps: list[tuple[str, UnitState
         assert (unit.failure is not None) == (action == "fail")
         assert unit.stage_times[target.value] == at(minute)
     assert unit.state in set(S)
+
+
+# -- convergence to what DPS says (issue #8 §3) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", [S.SCANNED, S.KEYED, S.ENROLLED, S.CONFIG_ISSUED, S.FLASHED, S.FAILED])
+def test_a_unit_dps_reports_assigned_converges_with_a_reason(state: UnitState) -> None:
+    unit = make_unit(state)
+    if state is S.FAILED:
+        unit.failure = FAILURE
+    unit.assignment_overdue_at, unit.assignment_overdue_reason = T0, "flashed 20 min ago"
+
+    what = unit.converge_assigned(T0, "DPS reports (hub h1)")
+
+    assert (unit.state, unit.failure, unit.stage_times[S.ASSIGNED.value]) == (S.ASSIGNED, None, T0)
+    assert unit.assignment_overdue_at is None and unit.assignment_overdue_reason is None
+    before = (
+        "failed(enroll, DPS answered 403: check the connection string)" if state is S.FAILED else state.value
+    )
+    assert what == f"converged from {before} to assigned as DPS reports (hub h1)"
+
+
+@pytest.mark.parametrize("state", [S.QUARANTINED, S.REVOKED, S.ASSIGNED])
+def test_convergence_is_refused_where_a_human_decides(state: UnitState) -> None:
+    unit = make_unit(state)
+    with pytest.raises(TransitionError, match="not allowed by convergence"):
+        unit.converge_assigned(T0, "DPS reports")
+    assert unit.state is state
+
+
+def test_convergence_needs_a_reason_and_the_plain_transition_stays_strict() -> None:
+    with pytest.raises(TransitionError):
+        make_unit(S.FAILED).converge_assigned(T0, "")
+    with pytest.raises(TransitionError):
+        make_unit(S.CONFIG_ISSUED).transition(S.ASSIGNED, T0)

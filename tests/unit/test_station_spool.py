@@ -82,3 +82,47 @@ def test_the_byte_bound_counts_too(tmp_path: Path) -> None:
     spool.append("a", "t", b"x" * 100)
     with pytest.raises(SpoolFull):
         spool.append("b", "t", b"x" * 100)
+
+
+# -- held events: kept after the PUBACK until the pipeline acknowledges them (#11 defect 4) --------------
+
+
+def test_a_held_event_outlives_the_puback_and_goes_at_the_pipelines_ack(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    held = spool.append("flash-1", "t/flashed", b'{"f":1}', hold=True)
+    spool.append("scan-2", "t/scanned", b'{"s":2}')
+    spool.mark_sent(held, now=100.0)
+
+    assert spool.is_pending("flash-1") and [e.event_id for e in spool.held()] == ["flash-1"]
+    assert [e.event_id for e in spool.pending()] == ["scan-2"]
+    assert spool.due_again(now=120.0, interval=30.0) == []
+    [due] = spool.due_again(now=130.0, interval=30.0)
+    assert (due.event_id, due.payload) == ("flash-1", b'{"f":1}')  # the same bytes, the same id
+    spool.sent_again(due, now=130.0)
+    assert spool.due_again(now=150.0, interval=30.0) == []
+
+    assert spool.acknowledge("flash-1") and not spool.is_pending("flash-1")
+    assert spool.held() == [] and not spool.acknowledge("flash-1")  # a duplicate ack is harmless
+    assert not spool.acknowledge("scan-2")  # only held events take the pipeline's acknowledgement
+
+
+def test_a_held_event_survives_a_restart_and_is_due_at_once(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    held = spool.append("flash-1", "t/flashed", b"{}", hold=True)
+    spool.mark_sent(held, now=1000.0)  # compacts: nothing pending, the held event must stay
+
+    again = Spool(tmp_path)
+    assert again.pending() == [] and [e.event_id for e in again.held()] == ["flash-1"]
+    assert [e.event_id for e in again.due_again(now=0.0, interval=30.0)] == ["flash-1"]
+    assert again.acknowledge("flash-1")
+    assert Spool(tmp_path).held() == [] and Spool(tmp_path).pending() == []
+
+
+def test_an_ack_before_the_puback_is_noted_settles_the_event(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    held = spool.append("flash-1", "t/flashed", b"{}", hold=True)
+    assert spool.acknowledge("flash-1")  # the pipeline was faster than the PUBACK bookkeeping
+    spool.mark_sent(held, now=1.0)
+    assert spool.pending() == [] and spool.held() == []
+    fresh = spool.append("next", "t/x", b"{}")
+    assert fresh.seq > held.seq and [e.event_id for e in Spool(tmp_path).pending()] == ["next"]
