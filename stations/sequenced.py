@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import queue
+import threading
 import time
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from stations.drivers.port import DeviceDriver, DriverFactory
 from stations.errors import StationError
 from stations.runtime.agent import StationAgent, status_message
 from stations.runtime.config import StationConfig
+from stations.runtime.stages import Stage, StageDetail
 
 
 class ProvisioningError(RuntimeError):
@@ -59,9 +61,20 @@ class SequencedStation:
         self._bus = PahoBus.from_url(
             mqtt_url, f"edgeline-station-{config.name}", will=status_message(config, online=False)
         )
-        self.agent = StationAgent(config, self._bus, self._keypair)
+        self.agent = StationAgent(config, self._bus, self._keypair, on_stage=self._on_stage)
         self._open_driver = open_driver
         self._drivers: dict[str, DeviceDriver] = {}
+        self._assigned: dict[str, threading.Event] = {}
+        self._last_word: dict[str, str] = {}  # registration ID -> the pipeline's latest notice about it
+
+    def _on_stage(self, port: str, stage: Stage, detail: StageDetail) -> None:
+        """Notices from the pipeline (`unit.notice`) reach the port that flashed the unit as a stage."""
+        rid = detail.registration_id
+        if rid is None or stage not in ("ASSIGNED", "OVERDUE"):
+            return
+        self._last_word[rid] = f"{stage}: {detail.text}"
+        if stage == "ASSIGNED":
+            self._assigned.setdefault(rid, threading.Event()).set()
 
     def start(self, connect_timeout: float = 10.0) -> None:
         """Subscribe to this station's commands and connect; raise if the broker cannot be reached."""
@@ -139,6 +152,11 @@ class SequencedStation:
             )
             raise
         self.agent.finished(unit.registration_id, flashed)
+        self._assigned.setdefault(unit.registration_id, threading.Event())
+        # The port now shows this unit, so the pipeline's `unit.notice` (assigned, overdue) reaches it.
+        self.agent.stage(
+            unit.port, "FLASHED", StageDetail("waiting for DPS", registration_id=unit.registration_id)
+        )
         self.agent.publish_event(
             ConfigFlashed(
                 registration_id=unit.registration_id,
@@ -150,6 +168,18 @@ class SequencedStation:
         with contextlib.suppress(StationError):  # the config is stored; a power cycle boots it as well
             self._driver(unit.port).reboot()
         return FlashOutcome(flashed, command.config_path, time.monotonic() - started)
+
+    def wait_assigned(self, unit: IdentifiedUnit, timeout: float) -> float:
+        """Wait until the pipeline says DPS assigned the flashed unit; return the seconds waited."""
+        started = time.monotonic()
+        event = self._assigned.setdefault(unit.registration_id, threading.Event())
+        if not event.wait(timeout):
+            last = self._last_word.get(unit.registration_id, "no word from the pipeline")
+            raise ProvisioningError(
+                f"DPS did not assign {unit.registration_id} within {timeout:g} s ({last}): check the "
+                "device's network and that it booted with the flashed config"
+            )
+        return time.monotonic() - started
 
     def _write_and_verify(self, unit: IdentifiedUnit, command: FlashConfig) -> str:
         try:

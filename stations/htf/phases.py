@@ -2,7 +2,8 @@
 
 `provisioning_phases(plug)` returns them in order: read identity (the registration ID becomes the
 record's DUT id), provision (scan published, encrypted config received), flash and verify (read-back
-SHA-256). A failed step stops the test with the reason in the phase's `failure` measurement (empty on success)
+SHA-256), and with `assigned=True` wait assigned (until the pipeline says DPS assigned the device).
+A failed step stops the test with the reason in the phase's `failure` measurement (empty on success)
 and its log.
 """
 
@@ -81,9 +82,27 @@ def flash_and_verify(test: Any, station: EdgelineStation) -> htf.PhaseResult:
     return htf.PhaseResult.CONTINUE
 
 
+@htf.measures(htf.Measurement("assign_seconds").in_range(0, None), htf.Measurement("failure"))
+@htf.plug(station=EdgelineStation)
+def wait_assigned(test: Any, station: EdgelineStation) -> htf.PhaseResult:
+    """Wait until DPS assigned the device (the pipeline tells the station); optional: it may take minutes."""
+    assert station.settings is not None
+    try:
+        waited = station.station.wait_assigned(
+            test.state[_STATE_KEY]["unit"], station.settings.assign_timeout
+        )
+    except ProvisioningError as exc:
+        test.measurements.failure = str(exc)
+        test.logger.error("%s", exc)
+        return htf.PhaseResult.STOP
+    test.measurements.assign_seconds = waited
+    test.measurements.failure = ""
+    return htf.PhaseResult.CONTINUE
+
+
 PHASES = (read_identity, provision, flash_and_verify)
 
 
-def provisioning_phases(plug: type[EdgelineStation]) -> list[htf.PhaseDescriptor]:
-    """The phases, bound to a configured plug (from `station_plug`)."""
-    return [phase.with_plugs(station=plug) for phase in PHASES]
+def provisioning_phases(plug: type[EdgelineStation], *, assigned: bool = False) -> list[htf.PhaseDescriptor]:
+    """The phases, bound to a configured plug (from `station_plug`); `assigned` adds `wait_assigned`."""
+    return [phase.with_plugs(station=plug) for phase in (*PHASES, *((wait_assigned,) if assigned else ()))]

@@ -26,6 +26,7 @@ class PlugSettings:
     port: str
     open_driver: Callable[[str], DeviceDriver]
     config_timeout: float = 120.0
+    assign_timeout: float = 600.0  # the optional `wait_assigned` phase
 
 
 class EdgelineStation(BasePlug):  # type: ignore[misc]
