@@ -26,6 +26,7 @@ TABLES = {
     "processed_messages",
     "audit_log",
     "audit_head",
+    "api_tokens",  # web
 }
 
 
