@@ -62,6 +62,13 @@ class Settings:
     reconcile_stuck_seconds: float = 30.0
     worker_threads: int = 4  # handler threads per `edgeline up` (units are partitioned by registration ID)
     log_level: str = "INFO"
+    # --- web: audit API, dashboard, metrics, signed exports, shift reports (issue #12) ---
+    web_listen: str = "127.0.0.1:8080"  # HOST:PORT of `edgeline web`
+    web_signing_key_file: str = ""  # Ed25519 private key (`edgeline audit keygen`) signing record exports
+    web_stuck_seconds: float = 0.0  # dashboard's "stuck" threshold; 0 = reconcile_stuck_seconds
+    metrics_listen: str = ""  # HOST:PORT where `edgeline up` serves /metrics; empty = off
+    report_dir: str = ""  # where shift reports are written; default: state_dir/reports
+    shift_boundaries: tuple[str, ...] = ("06:00", "14:00", "22:00")  # UTC times a shift ends
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state directory."""
