@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, Select, cast, func, literal, or_, select, tuple_
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.db.audit import AuditRecordView, UnitView, _record_view, _unit_view
 from pipeline.db.session import Database
-from pipeline.db.tables import AuditHeadRow, AuditRow, UnitRow, UTCDateTime
+from pipeline.db.tables import AuditHeadRow, AuditRow, OutboxRow, UnitRow, UTCDateTime
 from pipeline.domain.identity import IdentityError, parse_mac
 
 STREAM_BATCH = 1000
@@ -43,6 +43,9 @@ class UnitFilter:
     until: datetime | None = None
     q: str | None = None
     stuck_before: datetime | None = None
+    verdict: str | None = None  # "pass" (flashed or assigned) or "fail" (failed)
+    assigned_since: datetime | None = None
+    assigned_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,12 @@ def _conditions(f: UnitFilter) -> list[ColumnElement[bool]]:
         conds += [UnitRow.state.in_(STUCK_STATES), UnitRow.updated_at < f.stuck_before]
     if f.q:
         conds.append(_search(f.q.strip()))
+    if f.verdict is not None:
+        conds.append(UnitRow.state.in_(PASS_STATES) if f.verdict == "pass" else UnitRow.state == "failed")
+    if f.assigned_since is not None:
+        conds.append(UnitRow.assigned_at >= f.assigned_since)
+    if f.assigned_until is not None:
+        conds.append(UnitRow.assigned_at < f.assigned_until)
     return conds
 
 
@@ -203,3 +212,13 @@ def chain_head(db: Database) -> tuple[int, str]:
     with db.session() as session:
         head = session.get(AuditHeadRow, 1)
         return (head.last_id, head.last_hash) if head else (0, "0" * 64)
+
+
+def outbox_backlog(db: Database) -> tuple[int, datetime | None]:
+    """Unpublished outbox messages and the creation time of the oldest one."""
+    query = select(func.count(), func.min(OutboxRow.created_at)).where(OutboxRow.published_at.is_(None))
+    with db.session() as session:
+        count, oldest = session.execute(query).one()
+    if isinstance(oldest, str):  # SQLite returns MIN() of a timestamp column as text
+        oldest = datetime.fromisoformat(oldest).replace(tzinfo=UTC)
+    return int(count or 0), oldest
