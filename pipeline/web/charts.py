@@ -23,7 +23,7 @@ class Bar:
     title: str
 
 
-def column_chart(bars: list[Bar], *, width: int = 720, height: int = 160, label_every: int = 4) -> str:
+def column_chart(bars: list[Bar], *, width: int = 480, height: int = 150, label_every: int = 4) -> str:
     """Vertical bars left to right (a time series), x labels on every `label_every`-th bar."""
     top = max((b.value for b in bars), default=0) or 1
     plot_h, pad = height - 24, 28
@@ -40,25 +40,25 @@ def column_chart(bars: list[Bar], *, width: int = 720, height: int = 160, label_
             f'width="{max(1.0, step - 2):.1f}" '
             f'height="{max(h, 0.5):.1f}" class="bar"><title>{escape(bar.title)}</title></rect></a>'
         )
-        if i % label_every == 0:
+        if i % label_every == 0 and x + 30 < width:
             parts.append(f'<text x="{x:.1f}" y="{height - 6}" class="axis">{escape(bar.label)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
-def pareto_chart(bars: list[Bar], *, width: int = 720, row: int = 22) -> str:
+def pareto_chart(bars: list[Bar], *, width: int = 560, row: int = 22) -> str:
     """Horizontal bars, largest first, each with its count and cumulative share of the total."""
     if not bars:
         return '<p class="muted">no failures</p>'
     total = sum(b.value for b in bars) or 1
     top = max(b.value for b in bars) or 1
-    label_w, bar_w = 300, width - 300 - 90
+    label_w, bar_w = 250, width - 250 - 90
     parts = [f'<svg class="chart" viewBox="0 0 {width} {row * len(bars)}" width="100%" role="img">']
     cumulative = 0
     for i, bar in enumerate(bars):
         cumulative += bar.value
         y, w = i * row, bar_w * bar.value / top
-        label = bar.label if len(bar.label) <= 44 else bar.label[:43] + "…"
+        label = bar.label if len(bar.label) <= 40 else bar.label[:39] + "…"
         parts.append(
             f'<a href="{escape(bar.href)}"><text x="0" y="{y + 15}" class="label">{escape(label)}</text>'
             f'<rect x="{label_w}" y="{y + 3}" width="{max(w, 1):.1f}" height="{row - 6}" class="bar fail">'
