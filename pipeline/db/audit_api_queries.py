@@ -132,17 +132,21 @@ def units_by_state(db: Database) -> dict[str, int]:
         return {state: int(n) for state, n in session.execute(query)}
 
 
-def station_yield(db: Database, *, by_port: bool) -> list[StationYield]:
-    """PASS (flashed or assigned) and FAIL (failed) per station, or per station and port."""
+def station_yield(db: Database) -> tuple[list[StationYield], list[StationYield]]:
+    """PASS (flashed or assigned) and FAIL (failed) per station and per station port, from one scan."""
     passed = func.sum(cast(UnitRow.state.in_(PASS_STATES), Integer))
     failed = func.sum(cast(UnitRow.state == "failed", Integer))
-    cols = [UnitRow.station, UnitRow.port] if by_port else [UnitRow.station]
+    cols = (UnitRow.station, UnitRow.port)
     query = select(*cols, passed, failed, func.count()).group_by(*cols).order_by(*cols)
     with db.session() as session:
         rows = list(session.execute(query))
-    if by_port:
-        return [StationYield(r[0], r[1] or "", int(r[2] or 0), int(r[3] or 0), int(r[4])) for r in rows]
-    return [StationYield(r[0], None, int(r[1] or 0), int(r[2] or 0), int(r[3])) for r in rows]
+    ports = [StationYield(r[0], r[1] or "", int(r[2] or 0), int(r[3] or 0), int(r[4])) for r in rows]
+    totals: dict[str, list[int]] = {}
+    for p in ports:
+        t = totals.setdefault(p.station, [0, 0, 0])
+        t[0], t[1], t[2] = t[0] + p.passed, t[1] + p.failed, t[2] + p.total
+    stations = [StationYield(name, None, *t) for name, t in totals.items()]
+    return stations, ports
 
 
 def failure_pareto(db: Database, *, limit: int = 20) -> list[tuple[str, int]]:

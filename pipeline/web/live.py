@@ -77,12 +77,13 @@ def snapshot(
     now = datetime.now(UTC)
     by_state = q.units_by_state(db)
     start = _floor(now - window, bucket)
+    stations, ports = q.station_yield(db)
     return LineSnapshot(
         at=now,
         by_state=by_state,
         total=sum(by_state.values()),
-        stations=q.station_yield(db, by_port=False),
-        ports=q.station_yield(db, by_port=True),
+        stations=stations,
+        ports=ports,
         pareto=q.failure_pareto(db),
         throughput=q.throughput(db, since=start, bucket=bucket),
         bucket=bucket,
