@@ -144,7 +144,8 @@ def run(url: str, units: int, repeat: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="edgeline-bench-web-"))
     env = {**os.environ, "EDGELINE_DATABASE_URL": url, "EDGELINE_STATE_DIR": str(work)}
     cli = [sys.executable, "-m", "pipeline.cli.main"]
-    subprocess.run([*cli, "audit", "keygen", "--private-key", str(work / "site.key")], env=env, check=True)
+    keygen = [*cli, "audit", "keygen", "--private-key", str(work / "site.key")]
+    subprocess.run(keygen, env=env, check=True, capture_output=True)
     token = subprocess.run(
         [*cli, "web", "token", "create", "--role", "auditor"],
         env=env,

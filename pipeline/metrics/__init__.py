@@ -34,3 +34,20 @@ class Metrics:
 
 
 NO_METRICS = Metrics()
+
+_installed: Metrics = NO_METRICS
+
+
+def install(metrics: Metrics) -> None:
+    """Make `metrics` the process's sink (`edgeline up --metrics-listen` does, once, at start)."""
+    global _installed
+    _installed = metrics
+
+
+def current() -> Metrics:
+    """The process's metrics sink (the no-op one unless `install` was called).
+
+    A process-wide sink rather than a Context field: the hooks sit in the consumer, the DPS HTTP layer,
+    the reconciler and the bus adapter, and one call at each keeps those modules' signatures unchanged.
+    """
+    return _installed

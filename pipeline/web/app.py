@@ -39,7 +39,7 @@ def create_app(db: Database, *, stuck_seconds: float, signer: SiteSigner | None 
         redoc_url=None,
     )
     app.state.db, app.state.stuck_seconds, app.state.signer = db, stuck_seconds, signer
-    metrics = PrometheusMetrics(lambda: _db_gauges(db))
+    metrics = PrometheusMetrics(lambda: db_gauges(db))
     app.include_router(api.router)
     app.include_router(dashboard.router)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
@@ -54,7 +54,8 @@ def create_app(db: Database, *, stuck_seconds: float, signer: SiteSigner | None 
     return app
 
 
-def _db_gauges(db: Database) -> DbGauges:
+def db_gauges(db: Database) -> DbGauges:
+    """Units per state and the outbox backlog, read at scrape time."""
     pending, oldest = audit_api_queries.outbox_backlog(db)
     lag = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
     return DbGauges(audit_api_queries.units_by_state(db), pending, max(0.0, lag))
