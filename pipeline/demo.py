@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +47,8 @@ class DemoOptions:
     keep_devices: Path | None = None
     timeout: float | None = None
     baud: int | None = None
+    # web: given the database URL once it is migrated; the context it returns lives as long as the run.
+    with_database: Callable[[Settings], AbstractContextManager[object]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,8 @@ def run_demo(base: Settings, options: DemoOptions, on_progress: Callable[[Snapsh
             base, workdir=workdir, broker_url=broker_url, embedded=embedded, run_id=run_id, emulator=emulator
         )
         migrate.upgrade(settings.resolved_database_url())
+        if options.with_database is not None:
+            stack.enter_context(options.with_database(settings))
         hub = AzureHubRegistry(
             {name: emulator.hub_connection_string(name) for name in DEMO_HUBS}, verify=emulator.ca_file
         )

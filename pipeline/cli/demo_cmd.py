@@ -54,6 +54,11 @@ def register(sub: Any) -> None:
         type=float,
         help="give up after this many seconds (default: 1.5 s per unit, at least 120)",
     )
+    parser.add_argument(
+        "--web",
+        metavar="HOST:PORT",
+        help="serve the live dashboard here while the demo runs and print its link (with a token)",
+    )
     parser.set_defaults(func=_demo)
 
 
@@ -68,6 +73,7 @@ def _demo(args: argparse.Namespace) -> int:
         keep_devices=args.keep_devices.resolve() if args.keep_devices else None,
         timeout=args.timeout,
         baud=args.baud,
+        with_database=_dashboard(args.web) if args.web else None,
     )
     console = Console(stderr=True)
     console.print(
@@ -141,3 +147,24 @@ def _summary_table(report: DemoReport) -> Table:
         )
     table.caption = "units by state: " + ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))
     return table
+
+
+def _dashboard(listen: str) -> Any:
+    """web: the demo's dashboard hook (starts `edgeline web` in-process on the demo's database)."""
+    from pipeline.web.server import dashboard_in_background, parse_listen
+
+    try:
+        host, port = parse_listen(listen, "--web")
+    except ValueError as exc:
+        raise CommandError(str(exc), exit_code=2) from None
+
+    def start(settings: Any) -> Any:
+        return dashboard_in_background(
+            settings.resolved_database_url(),
+            host=host,
+            port=port,
+            stuck_seconds=settings.reconcile_stuck_seconds,
+            announce=lambda url: print(f"edgeline demo: dashboard at {url}", file=sys.stderr, flush=True),
+        )
+
+    return start

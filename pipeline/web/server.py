@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import uvicorn
 
 from pipeline.crypto.site_signing import SiteSigner
+from pipeline.db.api_tokens import create_token
 from pipeline.db.session import Database
 from pipeline.web.app import create_app
 
@@ -22,3 +28,33 @@ def serve(db: Database, *, host: str, port: int, stuck_seconds: float, signer: S
     app = create_app(db, stuck_seconds=stuck_seconds, signer=signer)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     uvicorn.Server(config).run()
+
+
+@contextmanager
+def dashboard_in_background(
+    db_url: str, *, host: str, port: int, stuck_seconds: float, announce: Callable[[str], None]
+) -> Iterator[str]:
+    """Serve the app from a thread for the duration of the block; announce its `?token=` link.
+
+    The token (role auditor, named "demo") is created in that database; the link carries it once.
+    """
+    db = Database(db_url)
+    _, token = create_token(db, name="demo", role="auditor")
+    app = create_app(db, stuck_seconds=stuck_seconds, signer=None)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, name="edgeline-web", daemon=True)
+    thread.start()  # uvicorn leaves signal handling to the main thread when run from another one
+    deadline = time.monotonic() + 15
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        db.dispose()
+        raise OSError(f"the dashboard could not listen on {host}:{port} (port in use?)")
+    url = f"http://{host}:{port}/?token={token}"
+    announce(url)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        db.dispose()

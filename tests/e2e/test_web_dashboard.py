@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from conftest import free_port, wait_for_port
 from e2e_helpers import REPO, edgeline
@@ -143,3 +144,30 @@ def test_dashboard_without_a_token_is_refused(line: dict[str, Any], browser: Bro
     bad = page.goto(f"{line['base']}/?token=elt_not-a-real-token")
     assert bad is not None and bad.status == 401 and "token" not in page.url
     context.close()
+
+
+def test_demo_serves_the_dashboard_and_prints_its_link(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "EDGELINE_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}"}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli.main", "demo", "--units", "40", "--web", f"127.0.0.1:{port}"],
+        env=env,
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert demo.stderr is not None
+        link = next(
+            line.split("dashboard at ", 1)[1].strip() for line in demo.stderr if "dashboard at " in line
+        )
+        assert link.startswith(f"http://127.0.0.1:{port}/?token=elt_")
+        with httpx.Client(follow_redirects=True, timeout=30) as client:
+            page = client.get(link)
+            assert page.status_code == 200 and str(page.url) == f"http://127.0.0.1:{port}/"
+            assert 'data-count="total"' in page.text
+        assert demo.wait(timeout=240) == 0
+    finally:
+        demo.kill()
+        demo.wait()
