@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "pipeline.cli.group_cmd",
     "pipeline.cli.enrollment_cmd",
     "pipeline.cli.web_cmd",
+    "pipeline.cli.report_cmd",
 )
 
 NOISY_LOGGERS = ("amqtt", "transitions", "alembic", "apscheduler", "httpx", "azure", "uamqp", "msrest")

@@ -81,9 +81,23 @@ def _serve(args: argparse.Namespace) -> int:
     stuck = settings.web_stuck_seconds or settings.reconcile_stuck_seconds
     with _database(settings) as db:
         db.ping()
+        stop_reports = _shift_reports(db, settings)
         log.info("edgeline web: serving http://%s:%d/ (API /api/v1, metrics /metrics)", host, port)
-        serve(db, host=host, port=port, stuck_seconds=stuck, signer=signer)
+        try:
+            serve(db, host=host, port=port, stuck_seconds=stuck, signer=signer)
+        finally:
+            stop_reports()
     return EXIT_OK
+
+
+def _shift_reports(db: Database, settings: Settings) -> Any:
+    from pipeline.cli.report_cmd import schedule_shift_reports
+    from pipeline.reports.shift import ShiftError
+
+    try:
+        return schedule_shift_reports(db, settings)
+    except ShiftError as exc:
+        raise CommandError(str(exc), exit_code=2) from None
 
 
 def _signer(path: str) -> SiteSigner | None:

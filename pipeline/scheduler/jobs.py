@@ -66,3 +66,35 @@ class PipelineScheduler:
     def stop(self) -> None:
         self._scheduler.shutdown(wait=True)
         self._tagger.shutdown(wait=True, cancel_futures=True)
+
+
+# --- web: daily jobs at fixed UTC times (the shift report at each shift boundary) ---
+
+
+def start_daily_jobs(jobs: list[tuple[str, int, int, Callable[[], None]]]) -> Callable[[], None]:
+    """Run each (name, hour, minute, job) every day at that UTC time; return a function that stops them.
+
+    A failing run is logged and the next day's run tries again; a run missed while the process was
+    down is not repeated (the on-demand command covers it).
+    """
+    scheduler = BackgroundScheduler(timezone="UTC")
+    for name, hour, minute, job in jobs:
+
+        def run(job: Callable[[], None] = job, name: str = name) -> None:
+            try:
+                job()
+            except Exception as exc:
+                log.warning("%s run failed: %s: %s", name, type(exc).__name__, exc)
+
+        scheduler.add_job(
+            run,
+            "cron",
+            hour=hour,
+            minute=minute,
+            id=f"{name}-{hour:02d}{minute:02d}",
+            name=name,
+            max_instances=1,
+            coalesce=True,
+        )
+    scheduler.start()
+    return lambda: scheduler.shutdown(wait=False)
