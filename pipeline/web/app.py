@@ -35,7 +35,7 @@ def create_app(db: Database, *, stuck_seconds: float, signer: SiteSigner | None 
         version="1",
         description="Read-only audit API of an edgeline line. Authenticate with `Authorization: Bearer`.",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # Swagger UI loads from a CDN: station PCs are often offline; the JSON is enough
         redoc_url=None,
     )
     app.state.db, app.state.stuck_seconds, app.state.signer = db, stuck_seconds, signer

@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.db import audit_api_queries as q
+from pipeline.db.audit import UnitView
 from pipeline.db.session import Database
 
 DEFAULT_WINDOW = timedelta(hours=8)
 DEFAULT_BUCKET = timedelta(minutes=15)
+STUCK_SHOWN = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,7 @@ class LineSnapshot:
     bucket: timedelta
     stuck: int
     stuck_seconds: float
+    stuck_units: list[UnitView]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the API's summary)."""
@@ -45,7 +48,11 @@ class LineSnapshot:
                 "bucket_seconds": int(self.bucket.total_seconds()),
                 "points": [{"start": t.isoformat(), "assigned": n} for t, n in self.throughput],
             },
-            "stuck": {"count": self.stuck, "threshold_seconds": self.stuck_seconds},
+            "stuck": {
+                "count": self.stuck,
+                "threshold_seconds": self.stuck_seconds,
+                "oldest": [u.registration_id for u in self.stuck_units],
+            },
         }
 
 
@@ -75,6 +82,7 @@ def snapshot(
 ) -> LineSnapshot:
     """Gather the live view now."""
     now = datetime.now(UTC)
+    stuck_before = now - timedelta(seconds=stuck_seconds)
     by_state = q.units_by_state(db)
     start = _floor(now - window, bucket)
     stations, ports = q.station_yield(db)
@@ -87,8 +95,11 @@ def snapshot(
         pareto=q.failure_pareto(db),
         throughput=q.throughput(db, since=start, bucket=bucket),
         bucket=bucket,
-        stuck=q.stuck_count(db, older_than=now - timedelta(seconds=stuck_seconds)),
+        stuck=q.stuck_count(db, older_than=stuck_before),
         stuck_seconds=stuck_seconds,
+        stuck_units=q.list_units(
+            db, q.UnitFilter(stuck_before=stuck_before), limit=STUCK_SHOWN, descending=False, after=None
+        ).items,
     )
 
 

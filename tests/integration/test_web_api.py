@@ -145,7 +145,7 @@ def test_timeline_has_stage_times_and_every_record(
     assert missing.status_code == 404 and "nope" in missing.json()["detail"]
 
 
-def test_stations_yield_and_failure_pareto(client: TestClient, database: Database) -> None:
+def test_stations_yield_and_failure_pareto(client: TestClient, database: Database, seeded: Seeded) -> None:
     headers = bearer(database, "viewer")
     stations = {s["station"]: s for s in client.get("/api/v1/stations", headers=headers).json()["stations"]}
     assert (stations["S1"]["passed"], stations["S1"]["failed"], stations["S1"]["total"]) == (5, 1, 7)
@@ -159,6 +159,7 @@ def test_stations_yield_and_failure_pareto(client: TestClient, database: Databas
     summary = client.get("/api/v1/summary", headers=headers).json()
     assert summary["units_by_state"] == {"assigned": 5, "flashed": 2, "failed": 3, "keyed": 1}
     assert summary["stuck"]["count"] == 1
+    assert summary["stuck"]["oldest"] == [seeded.registration_ids[-1]]
 
 
 def test_openapi_document_is_served(client: TestClient) -> None:
