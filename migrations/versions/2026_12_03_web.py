@@ -5,7 +5,8 @@ Revises: 0001_initial
 Create Date: 2026-12-03 06:00:00 UTC
 
 Indexes: keyset paging sorts units by (updated_at, id), optionally within one state or station; the
-throughput chart buckets `assigned_at`; the failure Pareto groups failed units by reason.
+throughput chart buckets `assigned_at`; the failure Pareto groups failed units by reason; station/port yield
+is read from (station, port, state) alone.
 """
 
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ UNIT_INDEXES = {
     "ix_units_station_updated_at_id": ["station", "updated_at", "id"],
     "ix_units_assigned_at": ["assigned_at"],
     "ix_units_state_failure_reason": ["state", "failure_reason"],
+    "ix_units_station_port_state": ["station", "port", "state"],  # yield per port: index-only scan
 }
 
 

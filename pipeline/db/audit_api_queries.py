@@ -105,7 +105,7 @@ def list_units(
     db: Database, f: UnitFilter, *, limit: int, descending: bool, after: tuple[datetime, int] | None
 ) -> UnitPage:
     """One page of units sorted by (updated_at, id), starting after the keyset cursor `after`."""
-    query: Select[tuple[UnitRow]] = select(UnitRow).where(*_conditions(f))
+    query = _unit_columns().where(*_conditions(f))
     key = tuple_(UnitRow.updated_at, UnitRow.id)
     if after is not None:
         bound = tuple_(literal(after[0], UTCDateTime()), literal(after[1]))
@@ -113,10 +113,19 @@ def list_units(
     order = (UnitRow.updated_at.desc(), UnitRow.id.desc()) if descending else (UnitRow.updated_at, UnitRow.id)
     query = query.order_by(*order).limit(limit + 1)
     with db.session() as session:
-        rows = list(session.scalars(query))
+        rows = list(session.execute(query))
     more = len(rows) > limit
     rows = rows[:limit]
-    return UnitPage([_unit_view(r) for r in rows], (rows[-1].updated_at, rows[-1].id) if more else None)
+    return UnitPage([_as_view(r) for r in rows], (rows[-1].updated_at, rows[-1].id) if more else None)
+
+
+def _unit_columns() -> Select[Any]:
+    # Plain rows, not ORM objects: no identity map or instance state for read-only pages and exports.
+    return select(*UnitRow.__table__.columns)
+
+
+def _as_view(row: Any) -> UnitView:
+    return _unit_view(row)  # a Row has the same attribute names as a UnitRow
 
 
 def count_units(db: Database, f: UnitFilter) -> int:
@@ -190,11 +199,10 @@ def stuck_count(db: Database, *, older_than: datetime) -> int:
 
 def stream_units(db: Database, f: UnitFilter) -> Iterator[UnitView]:
     """Every unit matching `f` in (updated_at, id) order, fetched in batches from a server-side cursor."""
-    query = select(UnitRow).where(*_conditions(f)).order_by(UnitRow.updated_at, UnitRow.id)
+    query = _unit_columns().where(*_conditions(f)).order_by(UnitRow.updated_at, UnitRow.id)
     with db.session() as session:
-        result = session.scalars(query, execution_options={"yield_per": STREAM_BATCH})
-        for row in result:
-            yield _unit_view(row)
+        for row in session.execute(query, execution_options={"yield_per": STREAM_BATCH}):
+            yield _as_view(row)
 
 
 def stream_records(

@@ -223,3 +223,4 @@ Index("ix_units_state_updated_at_id", UnitRow.state, UnitRow.updated_at, UnitRow
 Index("ix_units_station_updated_at_id", UnitRow.station, UnitRow.updated_at, UnitRow.id)
 Index("ix_units_assigned_at", UnitRow.assigned_at)
 Index("ix_units_state_failure_reason", UnitRow.state, UnitRow.failure_reason)
+Index("ix_units_station_port_state", UnitRow.station, UnitRow.port, UnitRow.state)
