@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from jinja2 import StrictUndefined
 
 from pipeline.db import audit, audit_api_queries
 from pipeline.db.session import Database
@@ -26,6 +27,7 @@ from pipeline.web.charts import Bar, column_chart, pareto_chart
 from pipeline.web.params import STATES, UnitQuery, decode_cursor, encode_cursor, unit_query
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+TEMPLATES.env.undefined = StrictUndefined  # a misspelt field is an error in the tests, not a blank cell
 PAGE_SIZE = 50
 STAGES = ("scanned", "keyed", "enrolled", "config_issued", "flashed", "assigned")
 
