@@ -57,8 +57,11 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--web",
         metavar="HOST:PORT",
-        help="serve the live dashboard here while the demo runs and print its link (with a token)",
+        default="127.0.0.1:0",
+        help="serve the live dashboard here while the demo runs and print its link with a token "
+        "(default: a free port on 127.0.0.1)",
     )
+    parser.add_argument("--no-web", action="store_true", help="do not serve the dashboard")
     parser.set_defaults(func=_demo)
 
 
@@ -73,7 +76,7 @@ def _demo(args: argparse.Namespace) -> int:
         keep_devices=args.keep_devices.resolve() if args.keep_devices else None,
         timeout=args.timeout,
         baud=args.baud,
-        with_database=_dashboard(args.web) if args.web else None,
+        with_database=None if args.no_web else _dashboard(args.web),
     )
     console = Console(stderr=True)
     console.print(
@@ -154,7 +157,7 @@ def _dashboard(listen: str) -> Any:
     from pipeline.web.server import dashboard_in_background, parse_listen
 
     try:
-        host, port = parse_listen(listen, "--web")
+        host, port = parse_listen(listen, "--web", any_port=True)
     except ValueError as exc:
         raise CommandError(str(exc), exit_code=2) from None
 

@@ -15,10 +15,11 @@ from pipeline.db.session import Database
 from pipeline.web.app import create_app
 
 
-def parse_listen(text: str, what: str = "--listen") -> tuple[str, int]:
-    """HOST:PORT (IPv6 as [::1]:PORT) into its parts; a bad value is a one-line ValueError."""
+def parse_listen(text: str, what: str = "--listen", *, any_port: bool = False) -> tuple[str, int]:
+    """HOST:PORT (IPv6 as [::1]:PORT) into its parts; port 0 (any free one) only if `any_port`."""
     host, sep, port = text.strip().rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    lowest = 0 if any_port else 1
+    if not sep or not host or not port.isdigit() or not lowest <= int(port) < 65536:
         raise ValueError(f"{what} {text!r} is not HOST:PORT, e.g. 127.0.0.1:8080")
     return host.strip("[]"), int(port)
 
@@ -50,6 +51,7 @@ def dashboard_in_background(
     if not server.started:
         db.dispose()
         raise OSError(f"the dashboard could not listen on {host}:{port} (port in use?)")
+    port = port or _bound_port(server)
     url = f"http://{host}:{port}/?token={token}"
     announce(url)
     try:
@@ -58,3 +60,11 @@ def dashboard_in_background(
         server.should_exit = True
         thread.join(10)
         db.dispose()
+
+
+def _bound_port(server: uvicorn.Server) -> int:
+    """The port the OS chose for a server started on port 0."""
+    for listener in server.servers:
+        for sock in listener.sockets:
+            return int(sock.getsockname()[1])
+    raise OSError("the dashboard server has no listening socket")
