@@ -208,3 +208,9 @@ def test_metrics_expose_units_per_state(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert 'edgeline_units{state="failed"} 3.0' in text
     assert "edgeline_outbox_pending 0.0" in text
+
+
+def test_signed_export_without_a_key_is_409_naming_the_setting(database: Database, seeded: Seeded) -> None:
+    with TestClient(create_app(database, stuck_seconds=60, signer=None)) as plain:
+        response = plain.get("/api/v1/export/records.jsonl", headers=bearer(database, "admin"))
+    assert response.status_code == 409 and "web_signing_key_file" in response.json()["detail"]
