@@ -74,9 +74,10 @@ def _conditions(f: UnitFilter) -> list[ColumnElement[bool]]:
         UnitRow.station: f.station,
         UnitRow.port: f.port,
         UnitRow.product: f.product,
-        UnitRow.failure_reason: f.reason,
     }
     conds: list[ColumnElement[bool]] = [col == value for col, value in equal.items() if value is not None]
+    if f.reason is not None:  # "" is the Pareto's "(no reason)" bar
+        conds.append(UnitRow.failure_reason == f.reason if f.reason else UnitRow.failure_reason.is_(None))
     if f.since is not None:
         conds.append(UnitRow.updated_at >= f.since)
     if f.until is not None:
