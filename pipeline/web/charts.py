@@ -46,7 +46,7 @@ def column_chart(bars: list[Bar], *, width: int = 480, height: int = 150, label_
     return "".join(parts)
 
 
-def pareto_chart(bars: list[Bar], *, width: int = 560, row: int = 22) -> str:
+def pareto_chart(bars: list[Bar], *, width: int = 560, row: int = 24) -> str:
     """Horizontal bars, largest first, each with its count and cumulative share of the total."""
     if not bars:
         return '<p class="muted">no failures</p>'
@@ -58,9 +58,9 @@ def pareto_chart(bars: list[Bar], *, width: int = 560, row: int = 22) -> str:
     for i, bar in enumerate(bars):
         cumulative += bar.value
         y, w = i * row, bar_w * bar.value / top
-        label = bar.label if len(bar.label) <= 40 else bar.label[:39] + "…"
+        label = bar.label if len(bar.label) <= 30 else bar.label[:29] + "…"
         parts.append(
-            f'<a href="{escape(bar.href)}"><text x="0" y="{y + 15}" class="label">{escape(label)}</text>'
+            f'<a href="{escape(bar.href)}"><text x="0" y="{y + 16}" class="label">{escape(label)}</text>'
             f'<rect x="{label_w}" y="{y + 3}" width="{max(w, 1):.1f}" height="{row - 6}" class="bar fail">'
             f"<title>{escape(bar.title)}</title></rect>"
             f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" class="count">{bar.value} '
