@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.cli.common import settings_from
 from pipeline.cli.main import EXIT_OK, CommandError
@@ -21,6 +20,9 @@ from pipeline.db.errors import DatabaseUnavailable, SchemaMissing
 from pipeline.db.report_queries import units_scanned_between
 from pipeline.db.session import Database
 from pipeline.reports import shift
+
+if TYPE_CHECKING:
+    from pipeline.scheduler.jobs import DailyJobs
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +88,8 @@ def _shift(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def schedule_shift_reports(db: Database, settings: Settings) -> Callable[[], None]:
-    """Write the finished shift's report at every boundary; returns the stop function."""
+def schedule_shift_reports(db: Database, settings: Settings) -> DailyJobs:
+    """Write the finished shift's report at every boundary (call `.stop()` at shutdown)."""
     from pipeline.scheduler.jobs import start_daily_jobs
 
     boundaries = shift.parse_boundaries(settings.shift_boundaries)

@@ -81,12 +81,12 @@ def _serve(args: argparse.Namespace) -> int:
     stuck = settings.web_stuck_seconds or settings.reconcile_stuck_seconds
     with _database(settings) as db:
         db.ping()
-        stop_reports = _shift_reports(db, settings)
+        reports = _shift_reports(db, settings)
         log.info("edgeline web: serving http://%s:%d/ (API /api/v1, metrics /metrics)", host, port)
         try:
             serve(db, host=host, port=port, stuck_seconds=stuck, signer=signer)
         finally:
-            stop_reports()
+            reports.stop()
     return EXIT_OK
 
 

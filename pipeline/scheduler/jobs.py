@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -71,8 +72,24 @@ class PipelineScheduler:
 # --- web: daily jobs at fixed UTC times (the shift report at each shift boundary) ---
 
 
-def start_daily_jobs(jobs: list[tuple[str, int, int, Callable[[], None]]]) -> Callable[[], None]:
-    """Run each (name, hour, minute, job) every day at that UTC time; return a function that stops them.
+class DailyJobs:
+    """Jobs that run every day at fixed UTC times (started by `start_daily_jobs`)."""
+
+    def __init__(self, scheduler: BackgroundScheduler) -> None:
+        self._scheduler = scheduler
+
+    def next_runs(self) -> list[tuple[str, datetime]]:
+        """(job name, next run time in UTC) of every job, soonest first."""
+        runs = [(job.name, job.next_run_time) for job in self._scheduler.get_jobs()]
+        return sorted(((n, t.astimezone(UTC)) for n, t in runs if t is not None), key=lambda r: r[1])
+
+    def stop(self) -> None:
+        """Stop without waiting for a running job."""
+        self._scheduler.shutdown(wait=False)
+
+
+def start_daily_jobs(jobs: list[tuple[str, int, int, Callable[[], None]]]) -> DailyJobs:
+    """Run each (name, hour, minute, job) every day at that UTC time.
 
     A failing run is logged and the next day's run tries again; a run missed while the process was
     down is not repeated (the on-demand command covers it).
@@ -97,4 +114,4 @@ def start_daily_jobs(jobs: list[tuple[str, int, int, Callable[[], None]]]) -> Ca
             coalesce=True,
         )
     scheduler.start()
-    return lambda: scheduler.shutdown(wait=False)
+    return DailyJobs(scheduler)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -38,3 +38,18 @@ def test_window_excludes_units_scanned_outside_it(database: Database, tmp_path: 
 def test_bad_window_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "shift", "--since", "2026-12-03T10:00", "--until", "2026-12-03T09:00"]) == 2
     assert "--since must be before --until" in capsys.readouterr().err
+
+
+def test_scheduled_reports_run_at_every_boundary_and_stop(database: Database, tmp_path: Path) -> None:
+    from pipeline.cli.report_cmd import schedule_shift_reports
+    from pipeline.config import Settings
+
+    settings = Settings(report_dir=str(tmp_path), shift_boundaries=("06:00", "18:30"))
+    jobs = schedule_shift_reports(database, settings)
+    try:
+        runs = jobs.next_runs()
+        assert [name for name, _ in runs] == ["shift-report", "shift-report"]
+        assert sorted((t.hour, t.minute) for _, t in runs) == [(6, 0), (18, 30)]
+        assert all(timedelta(0) < t - datetime.now(UTC) <= timedelta(days=1) for _, t in runs)
+    finally:
+        jobs.stop()
