@@ -91,3 +91,18 @@ _.dut_id
 _.scan_to_config_seconds
 _.flash_seconds
 _.fixture_powered  # examples/openhtf_station.py
+
+# Web (FastAPI/Starlette routes are registered by their decorators; Jinja2 and uvicorn read attributes).
+export_units_csv
+export_units_json
+export_records
+metrics_endpoint
+live_page
+live_fragment
+units_page
+unit_page
+_.undefined  # jinja2 Environment(undefined=StrictUndefined)
+_.should_exit  # uvicorn.Server: set to stop it
+collect  # prometheus-client custom collector protocol
+next_runs  # APScheduler job introspection, read by tests/integration/test_shift_report_cli.py
+_.assign_seconds  # OpenHTF measurement (stations/htf/phases.py)

@@ -94,6 +94,13 @@ class Settings:
     master_key_previous_file: str = ""  # during a master-key rotation: the old key, to unseal only
     # --- truth: the audit tells the truth (issue #8 §3, #11 defects 4-5) ---
     assignment_overdue_seconds: float = 600.0  # flashed this long without DPS assignment: flag + notice
+    # --- web: audit API, dashboard, metrics, signed exports, shift reports (issue #12) ---
+    web_listen: str = "127.0.0.1:8080"  # HOST:PORT of `edgeline web`
+    web_signing_key_file: str = ""  # Ed25519 private key (`edgeline audit keygen`) signing record exports
+    web_stuck_seconds: float = 0.0  # dashboard's "stuck" threshold; 0 = reconcile_stuck_seconds
+    metrics_listen: str = ""  # HOST:PORT where `edgeline up` serves /metrics; empty = off
+    report_dir: str = ""  # where shift reports are written; default: state_dir/reports
+    shift_boundaries: tuple[str, ...] = ("06:00", "14:00", "22:00")  # UTC times a shift ends
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state directory."""

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +59,8 @@ class DemoOptions:
     timeout: float | None = None
     baud: int | None = None
     approval: bool = False  # ask a stub MES (pipeline.mes.stub) before each unit gets its key
+    # web: given the database URL once it is migrated; the context it returns lives as long as the run.
+    with_database: Callable[[Settings], AbstractContextManager[object]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,8 @@ def run_demo(base: Settings, options: DemoOptions, on_progress: Callable[[Snapsh
             mes = stack.enter_context(StubMes())
             settings = replace(settings, approval_url=mes.url)
         migrate.upgrade(settings.resolved_database_url())
+        if options.with_database is not None:
+            stack.enter_context(options.with_database(settings))
         hub = AzureHubRegistry(
             {name: emulator.hub_connection_string(name) for name in DEMO_HUBS}, verify=emulator.ca_file
         )

@@ -147,6 +147,7 @@ DB_TABLES = (
     "stations",
     "outbox",
     "processed_messages",
+    "api_tokens",  # web
     "audit_log",
 )
 

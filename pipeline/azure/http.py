@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from pipeline import metrics
 from pipeline.azure.pacing import Backoff, Sleep, TokenBucket, parse_retry_after
 from pipeline.azure.ports import AzureError
 
@@ -158,6 +159,7 @@ class AzureHttp:
                 log.info(
                     "%s failed (%s); retry %d in %.2fs", what, exc.status or "no response", retry + 1, wait
                 )
+                metrics.current().retry("dps")
                 self._sleep(wait)
                 retry += 1
 
@@ -189,6 +191,7 @@ class AzureHttp:
             raise AzureError(
                 f"{what}: connection failed ({type(exc).__name__}: {exc})", retryable=True
             ) from None
+        metrics.current().dps_operation(method, response.status_code)
         if response.is_success or response.status_code in allow:
             return response
         raise error_from_response(response.status_code, response.headers, response.content, what=what)

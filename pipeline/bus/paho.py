@@ -29,6 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from pipeline import metrics
 from pipeline.bus.inbox import Inbox, Subscription
 from pipeline.bus.ports import Bus, BusError, InboundMessage, MessageHandler, Will
 from pipeline.bus.probe import describe_unreachable
@@ -347,6 +348,7 @@ class PahoBus(Bus):
         self._connected.clear()
         if not self._closing:
             log.warning("lost connection to MQTT broker at %s (%s); reconnecting", self.address, reason)
+            metrics.current().bus_reconnect()
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         self._pubacks.complete(mid, str(reason) if reason.is_failure else None)

@@ -69,6 +69,9 @@ def register(sub: Any) -> None:
     _add_format(export, ("csv", "json"), "csv")
     export.add_argument("--output", metavar="FILE", help="write here instead of stdout")
     export.set_defaults(func=f"{RUN}:export")
+    from pipeline.cli import audit_sign_cmd  # keygen, export-signed, verify-export
+
+    audit_sign_cmd.register_subcommands(audit_sub)
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:

@@ -52,4 +52,12 @@ def register(sub: Any) -> None:
         type=float,
         help="give up after this many seconds (default: 1.5 s per unit, at least 120)",
     )
+    parser.add_argument(
+        "--web",
+        metavar="HOST:PORT",
+        default="127.0.0.1:0",
+        help="serve the live dashboard here while the demo runs and print its link with a token "
+        "(default: a free port on 127.0.0.1)",
+    )
+    parser.add_argument("--no-web", action="store_true", help="do not serve the dashboard")
     parser.set_defaults(func="pipeline.cli.demo_run:demo")

@@ -33,6 +33,7 @@ def demo(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         baud=args.baud,
         approval=args.approval,
+        with_database=None if args.no_web else _dashboard(args.web),
     )
     console = Console(stderr=True)
     console.print(
@@ -133,3 +134,24 @@ def _summary_table(report: DemoReport) -> Table:
         )
     table.caption = "units by state: " + ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))
     return table
+
+
+def _dashboard(listen: str) -> Any:
+    """The demo's dashboard hook: `edgeline web` in-process on the demo's database, its link printed."""
+    from pipeline.web.server import dashboard_in_background, parse_listen
+
+    try:
+        host, port = parse_listen(listen, "--web", any_port=True)
+    except ValueError as exc:
+        raise CommandError(str(exc), exit_code=2) from None
+
+    def start(settings: Any) -> Any:
+        return dashboard_in_background(
+            settings.resolved_database_url(),
+            host=host,
+            port=port,
+            stuck_seconds=settings.reconcile_stuck_seconds,
+            announce=lambda url: print(f"edgeline demo: dashboard at {url}", file=sys.stderr, flush=True),
+        )
+
+    return start

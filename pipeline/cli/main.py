@@ -39,6 +39,8 @@ COMMAND_MODULES = (
     "pipeline.cli.group_cmd",
     "pipeline.cli.enrollment_cmd",
     "pipeline.cli.unit_cmd",
+    "pipeline.cli.web_cmd",
+    "pipeline.cli.report_cmd",
 )
 
 NOISY_LOGGERS = ("amqtt", "transitions", "alembic", "apscheduler", "httpx", "azure", "uamqp", "msrest")

@@ -24,4 +24,9 @@ def register(sub: Any) -> None:
         help="MQTT client id (default: edgeline-worker-<hostname>); keep it stable "
         "across restarts so messages queued while down are delivered",
     )
+    parser.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus /metrics here (default: setting metrics_listen; empty = off)",
+    )
     parser.set_defaults(func="pipeline.cli.up_run:up")

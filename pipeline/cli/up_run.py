@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 from pipeline.bootstrap import build_pipeline
 from pipeline.bus.ports import BusError
 from pipeline.cli.common import settings_from, stop_event_on_signals
 from pipeline.cli.main import EXIT_OK, CommandError
 from pipeline.db.errors import DatabaseUnavailable, SchemaMissing
+from pipeline.db.session import Database
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +20,7 @@ def up(args: argparse.Namespace) -> int:
     """Run the workers until SIGINT/SIGTERM."""
     settings = settings_from(args)
     pipeline = build_pipeline(settings, client_id=args.client_id)
+    metrics_server = _serve_metrics(args.metrics_listen or settings.metrics_listen, pipeline.db)
     stop = stop_event_on_signals()
     try:
         pipeline.db.ping()
@@ -36,4 +39,29 @@ def up(args: argparse.Namespace) -> int:
     stop.wait()
     log.info("edgeline up: stopping")
     pipeline.stop()
+    if metrics_server is not None:
+        metrics_server.shutdown()
     return EXIT_OK
+
+
+def _serve_metrics(listen: str, db: Database) -> Any:
+    """Install the Prometheus sink and serve /metrics on `listen`; None if not asked."""
+    if not listen:
+        return None
+    from pipeline.metrics import install
+    from pipeline.metrics.prometheus import PrometheusMetrics
+    from pipeline.web.app import db_gauges
+    from pipeline.web.server import parse_listen
+
+    try:
+        host, port = parse_listen(listen, "--metrics-listen")
+    except ValueError as exc:
+        raise CommandError(str(exc), exit_code=2) from None
+    sink = PrometheusMetrics(lambda: db_gauges(db))
+    install(sink)
+    try:
+        server = sink.serve(host, port)
+    except OSError as exc:
+        raise CommandError(f"--metrics-listen {listen}: {exc.strerror}") from None
+    log.info("edgeline up: Prometheus metrics on http://%s:%d/metrics", host, port)
+    return server

@@ -223,3 +223,27 @@ class AuditHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last_id: Mapped[int] = mapped_column(Integer)
     last_hash: Mapped[str] = mapped_column(String(64))
+
+
+# --- web: API tokens and the indexes of the audit API / dashboard (migration `web`) ---
+
+
+class ApiTokenRow(Base):
+    """An audit API token: only its SHA-256 is stored; `role` is viewer, auditor or admin."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+Index("ix_units_updated_at_id", UnitRow.updated_at, UnitRow.id)
+Index("ix_units_state_updated_at_id", UnitRow.state, UnitRow.updated_at, UnitRow.id)
+Index("ix_units_station_updated_at_id", UnitRow.station, UnitRow.updated_at, UnitRow.id)
+Index("ix_units_assigned_at", UnitRow.assigned_at)
+Index("ix_units_state_failure_reason", UnitRow.state, UnitRow.failure_reason)
+Index("ix_units_station_port_state", UnitRow.station, UnitRow.port, UnitRow.state)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -66,3 +67,51 @@ class PipelineScheduler:
     def stop(self) -> None:
         self._scheduler.shutdown(wait=True)
         self._tagger.shutdown(wait=True, cancel_futures=True)
+
+
+# --- web: daily jobs at fixed UTC times (the shift report at each shift boundary) ---
+
+
+class DailyJobs:
+    """Jobs that run every day at fixed UTC times (started by `start_daily_jobs`)."""
+
+    def __init__(self, scheduler: BackgroundScheduler) -> None:
+        self._scheduler = scheduler
+
+    def next_runs(self) -> list[tuple[str, datetime]]:
+        """(job name, next run time in UTC) of every job, soonest first."""
+        runs = [(job.name, job.next_run_time) for job in self._scheduler.get_jobs()]
+        return sorted(((n, t.astimezone(UTC)) for n, t in runs if t is not None), key=lambda r: r[1])
+
+    def stop(self) -> None:
+        """Stop without waiting for a running job."""
+        self._scheduler.shutdown(wait=False)
+
+
+def start_daily_jobs(jobs: list[tuple[str, int, int, Callable[[], None]]]) -> DailyJobs:
+    """Run each (name, hour, minute, job) every day at that UTC time.
+
+    A failing run is logged and the next day's run tries again; a run missed while the process was
+    down is not repeated (the on-demand command covers it).
+    """
+    scheduler = BackgroundScheduler(timezone="UTC")
+    for name, hour, minute, job in jobs:
+
+        def run(job: Callable[[], None] = job, name: str = name) -> None:
+            try:
+                job()
+            except Exception as exc:
+                log.warning("%s run failed: %s: %s", name, type(exc).__name__, exc)
+
+        scheduler.add_job(
+            run,
+            "cron",
+            hour=hour,
+            minute=minute,
+            id=f"{name}-{hour:02d}{minute:02d}",
+            name=name,
+            max_instances=1,
+            coalesce=True,
+        )
+    scheduler.start()
+    return DailyJobs(scheduler)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline import metrics
 from pipeline.bus.cloudevents import Envelope
 from pipeline.domain.events import UnitFailed
 from pipeline.domain.keys import SecretKey
@@ -64,6 +65,7 @@ def fail_unit(
     """Mark the unit failed at `stage`, audit it and announce `unit.failed`."""
     reason = reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"  # events cap text fields
     unit.fail(Failure(stage=stage, reason=reason, retryable=retryable), ctx.clock())
+    metrics.current().stage_failed(stage, retryable=retryable)
     record_transition(uow, ctx, unit, actor, stage=stage, reason=reason, retryable=retryable)
     ctx.emit_unit_event(
         uow,

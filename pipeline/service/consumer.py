@@ -21,7 +21,9 @@ import queue
 import threading
 import zlib
 from collections.abc import Callable, Mapping
+from time import monotonic
 
+from pipeline import metrics
 from pipeline.bus.cloudevents import DecodeError, Envelope, decode
 from pipeline.bus.ports import Bus, BusError, InboundMessage
 from pipeline.bus.topics import Topics
@@ -108,6 +110,7 @@ class Consumer:
 
     def _run(self, handler: Handler, envelope: Envelope, message: InboundMessage) -> None:
         attempt = conflicts = 0
+        stage, started = envelope.type.split(".")[-2] if "." in envelope.type else envelope.type, monotonic()
         while not self._stopping.is_set():
             try:
                 handler(self._ctx, envelope)
@@ -131,16 +134,19 @@ class Consumer:
                         delay,
                     )
                     attempt += 1
+                    metrics.current().retry(stage)
                     self._stopping.wait(delay)
                     continue
                 log.exception("%s %s: handler failed", envelope.type, envelope.subject)
                 self._deadletter(message, "handler-error", f"{type(exc).__name__}: {exc}")
             else:
                 message.ack()
+                metrics.current().stage_completed(stage, monotonic() - started)
             return
 
     def _deadletter(self, message: InboundMessage, reason: str, detail: str) -> None:
         log.warning("dead-letter (%s) from %s: %s", reason, message.topic, detail)
+        metrics.current().dead_letter(reason)
         body = {
             "reason": reason,
             "detail": detail[:1024],

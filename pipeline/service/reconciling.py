@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from pipeline import metrics
 from pipeline.domain.events import UnitEnrolled, UnitKeyed
 from pipeline.domain.model import Unit, UnitState
 from pipeline.service.common import audit, record_transition
@@ -57,6 +58,7 @@ def reconcile(ctx: Context) -> int:
 
 def _redrive(uow: UnitOfWork, ctx: Context, unit: Unit, approvals: list[str]) -> None:
     audit(uow, ctx, unit, "unit.redriven", ACTOR, state=unit.state.value)
+    metrics.current().reconciler_redrive(unit.state.value)
     if unit.state is UnitState.CONFIG_ISSUED:
         issue_config(uow, ctx, unit)  # the station never answered: send the command again
         return

@@ -27,6 +27,7 @@ TABLES = {
     "audit_log",
     "audit_head",
     "unit_approvals",
+    "api_tokens",  # web
 }
 
 

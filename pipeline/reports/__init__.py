@@ -1,0 +1,1 @@
+"""Reports produced from the database (the shift report)."""
