@@ -62,6 +62,13 @@ class Settings:
     reconcile_stuck_seconds: float = 30.0
     worker_threads: int = 4  # handler threads per `edgeline up` (units are partitioned by registration ID)
     log_level: str = "INFO"
+    # --- multiproc: process identity on the bus, MQTT sessions, backlog warnings (issue #8 §2) ---
+    client_id: str = ""  # MQTT client id; default edgeline-worker-<host>-<instance> or -p<pid>
+    instance: str = ""  # e.g. 1, 2 (systemd edgeline-up@N): a stable id per instance on one host
+    mqtt_protocol: str = "5"  # 5 (session expiry, takeover detection) or 3.1.1 (brokers without 5)
+    mqtt_session_expiry_seconds: int = 60  # the DB + reconciler are the truth: survive blips only
+    mqtt_unacked_warn_count: int = 0  # warn when this many received messages wait for an ack (0: off)
+    mqtt_unacked_warn_seconds: float = 60.0  # warn when a received message waits this long (0: off)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state directory."""
@@ -164,25 +171,52 @@ def load_settings(
             values[name] = env_value
     values.update({k: v for k, v in overrides.items() if v is not None})
     defaults = Settings()
-    coerced = {n: _coerce(n, v, getattr(defaults, n)) for n, v in values.items()}
+    coerced: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, value in values.items():
+        try:
+            coerced[name] = _coerce(name, value, getattr(defaults, name))
+        except ConfigError as exc:
+            problems.append(str(exc))
     settings = dataclasses.replace(defaults, **coerced)
-    _validate(settings)
+    raise_if_any(problems + invalid_values(settings))
     return settings
 
 
-def _validate(s: Settings) -> None:
-    if s.enrollment_mode not in ("group", "individual"):
-        raise ConfigError(
-            f"enrollment_mode (EDGELINE_ENROLLMENT_MODE) must be 'group' or 'individual', "
-            f"not {s.enrollment_mode!r}"
-        )
-    if s.edge_version not in ("1.1", "1.2"):
-        raise ConfigError(
-            f"edge_version (EDGELINE_EDGE_VERSION) must be '1.2' (config.toml) or '1.1' "
-            f"(config.yaml), not {s.edge_version!r}"
-        )
-    if s.allocation_policy not in ("hashed", "static"):
-        raise ConfigError(
-            f"allocation_policy (EDGELINE_ALLOCATION_POLICY) must be 'hashed' or 'static', "
-            f"not {s.allocation_policy!r}"
-        )
+def raise_if_any(problems: list[str]) -> None:
+    """Raise one ConfigError listing every problem, one line each (the first alone if only one)."""
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} settings to fix:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+_CHOICES = {
+    "enrollment_mode": (("group", "individual"), "'group' or 'individual'"),
+    "edge_version": (("1.1", "1.2"), "'1.2' (config.toml) or '1.1' (config.yaml)"),
+    "allocation_policy": (("hashed", "static"), "'hashed' or 'static'"),
+    "mqtt_protocol": (("5", "3.1.1"), "'5' (MQTT 5) or '3.1.1' (brokers without MQTT 5)"),
+}
+_NOT_NEGATIVE = (
+    "mqtt_session_expiry_seconds",
+    "mqtt_unacked_warn_count",
+    "mqtt_unacked_warn_seconds",
+    "dps_operations_per_minute",
+)
+
+
+def invalid_values(s: Settings) -> list[str]:
+    """Every setting whose value is out of range, one line each (required-ness is `validate_for`'s)."""
+    problems = [
+        f"{name} (EDGELINE_{name.upper()}) must be {words}, not {getattr(s, name)!r}"
+        for name, (allowed, words) in _CHOICES.items()
+        if getattr(s, name) not in allowed
+    ]
+    problems += [
+        f"{name} (EDGELINE_{name.upper()}) must be 0 or more, not {getattr(s, name)!r}"
+        for name in _NOT_NEGATIVE
+        if getattr(s, name) < 0
+    ]
+    if s.worker_threads < 1:
+        problems.append(f"worker_threads (EDGELINE_WORKER_THREADS) must be 1 or more, not {s.worker_threads}")
+    return problems

@@ -83,6 +83,7 @@ def demo_settings(
         database_url=base.database_url or f"sqlite:///{workdir / 'edgeline.db'}",
         mqtt_url=broker_url,
         mqtt_shared_subscriptions=base.mqtt_shared_subscriptions and not embedded,
+        mqtt_protocol="3.1.1" if embedded else base.mqtt_protocol,  # the embedded broker speaks 3.1.1
         topic_root=f"{base.topic_root}-demo-{run_id}",
         dps_connection_string=emu.service_connection_string,
         dps_id_scope=emu.id_scope,

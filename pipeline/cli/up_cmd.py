@@ -10,6 +10,7 @@ from pipeline.bootstrap import build_pipeline
 from pipeline.bus.ports import BusError
 from pipeline.cli.common import settings_from, stop_event_on_signals
 from pipeline.cli.main import EXIT_OK, CommandError
+from pipeline.config_check import validate_for
 from pipeline.db.errors import DatabaseUnavailable, SchemaMissing
 
 log = logging.getLogger(__name__)
@@ -28,16 +29,30 @@ def register(sub: Any) -> None:
     )
     parser.add_argument(
         "--client-id",
-        help="MQTT client id (default: edgeline-worker-<hostname>); keep it stable "
-        "across restarts so messages queued while down are delivered",
+        help="MQTT client id (setting client_id, EDGELINE_CLIENT_ID); default "
+        "edgeline-worker-<hostname>-<instance>, or -p<pid> without an instance. Every process needs "
+        "its own: a second process with the same id takes the session over and the first one exits",
+    )
+    parser.add_argument(
+        "--instance",
+        help="instance name or number on this host (setting instance, EDGELINE_INSTANCE), e.g. systemd's "
+        "%%i: gives a stable client id, so a restarted instance gets back what was queued for it",
     )
     parser.set_defaults(func=_up)
 
 
 def _up(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    pipeline = build_pipeline(settings, client_id=args.client_id)
+    settings = settings_from(args, client_id=args.client_id, instance=args.instance)
+    validate_for(settings, "up")
+    pipeline = build_pipeline(settings)
     stop = stop_event_on_signals()
+    fatal: list[str] = []
+
+    def on_fatal(reason: str) -> None:  # e.g. another process took over this client id
+        fatal.append(reason)
+        stop.set()
+
+    pipeline.bus.on_fatal(on_fatal)
     try:
         pipeline.db.ping()
         pipeline.start()
@@ -52,4 +67,6 @@ def _up(args: argparse.Namespace) -> int:
     stop.wait()
     log.info("edgeline up: stopping")
     pipeline.stop()
+    if fatal:
+        raise CommandError(fatal[0])
     return EXIT_OK
