@@ -1,0 +1,38 @@
+"""MQTT client ids: unique per process by default, stable per instance, explicit wins."""
+
+from __future__ import annotations
+
+from pipeline.bus.client_id import MAX_LENGTH, takeover_message, worker_client_id
+
+
+def test_default_ids_differ_per_process_on_one_host() -> None:
+    first = worker_client_id("worker", hostname="line-pc", pid=100)
+    second = worker_client_id("worker", hostname="line-pc", pid=101)
+    assert first == "edgeline-worker-line-pc-p100"
+    assert first != second
+
+
+def test_an_instance_gives_a_stable_id_whatever_the_pid() -> None:
+    ids = {worker_client_id("worker", instance="2", hostname="line-pc", pid=pid) for pid in (1, 7, 99)}
+    assert ids == {"edgeline-worker-line-pc-2"}
+
+
+def test_an_explicit_id_is_used_as_given() -> None:
+    assert worker_client_id("worker", explicit="my-id", instance="3", hostname="h", pid=1) == "my-id"
+
+
+def test_long_host_names_are_cut_but_keep_the_instance_suffix() -> None:
+    client_id = worker_client_id("worker", instance="12", hostname="x" * 200, pid=1)
+    assert len(client_id) <= MAX_LENGTH
+    assert client_id.endswith("-12")
+
+
+def test_unsafe_characters_in_host_or_instance_are_replaced() -> None:
+    assert worker_client_id("worker", instance="a/b+#", hostname="h st", pid=1) == "edgeline-worker-h-st-a-b-"
+
+
+def test_the_takeover_line_names_the_settings_to_fix() -> None:
+    line = takeover_message("edgeline-worker-h-1", "127.0.0.1:1883")
+    assert "\n" not in line
+    assert "'edgeline-worker-h-1'" in line and "session taken over" in line
+    assert "EDGELINE_CLIENT_ID" in line and "EDGELINE_INSTANCE" in line
