@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 import re
 import socket
+import time
+from collections.abc import Callable
 
 MAX_LENGTH = 64  # MQTT 3.1.1 only guarantees 23; Mosquitto, EMQX and HiveMQ accept far longer ids
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -41,10 +43,40 @@ def worker_client_id(
     return f"{prefix}{host[: max(room, 1)]}-{suffix}"[:MAX_LENGTH]
 
 
-def takeover_message(client_id: str, broker: str) -> str:
+def takeover_message(client_id: str, broker: str, evidence: str = "") -> str:
     """The one line for a process whose session another process took over (a real id collision)."""
     return (
         f"another MQTT client connected to {broker} with this process's client id {client_id!r} "
-        "(session taken over): give every process its own id — setting client_id (EDGELINE_CLIENT_ID, "
-        "--client-id) or instance (EDGELINE_INSTANCE, --instance N)"
+        f"(session taken over{evidence}): give every process its own id — setting client_id "
+        "(EDGELINE_CLIENT_ID, --client-id) or instance (EDGELINE_INSTANCE, --instance N)"
     )
+
+
+class TakeoverSuspicion:
+    """Tells a client-id collision from a network problem when the broker does not say which it is.
+
+    MQTT 5 brokers may send DISCONNECT 0x8E on a takeover; Mosquitto 2.0 (and every 3.1.1 broker) just
+    closes the socket. Two processes with one id then take the session from each other in turn: each
+    session dies within a second or two of coming up, and each reconnect succeeds at once. A network
+    or broker outage looks different: connects fail in between. So `limit` sessions in a row that were
+    lost within `short` seconds, with no failed connect between them, count as a takeover.
+    """
+
+    def __init__(self, limit: int = 3, short: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self._limit, self._short, self._clock = limit, short, clock
+        self._up_since: float | None = None
+        self._count = 0
+
+    def connected(self) -> None:
+        self._up_since = self._clock()
+
+    def connect_failed(self) -> None:
+        self._count = 0
+
+    def lost(self) -> bool:
+        """Record a lost session; True when the pattern says another process uses the same id."""
+        if self._up_since is None:
+            return False
+        lasted, self._up_since = self._clock() - self._up_since, None
+        self._count = self._count + 1 if lasted < self._short else 0
+        return self._count >= self._limit

@@ -31,7 +31,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from pipeline.bus.acks import Acks, UnackedWatch
-from pipeline.bus.client_id import takeover_message
+from pipeline.bus.client_id import TakeoverSuspicion, takeover_message
 from pipeline.bus.inbox import Inbox, Subscription
 from pipeline.bus.ports import Bus, BusError, InboundMessage, MessageHandler, Will
 from pipeline.bus.probe import describe_unreachable
@@ -81,6 +81,7 @@ class PahoBus(Bus):
         self._closing = False
         self._pubacks, self._subacks = Acks(), Acks()
         self._unacked = UnackedWatch()
+        self._suspicion = TakeoverSuspicion()
         self._resubscribe_mids: list[int] = []
         self._inbox = Inbox(client_id)
         self._connected_callbacks: list[Callable[[], None]] = []
@@ -122,6 +123,7 @@ class PahoBus(Bus):
         client.reconnect_delay_set(_RECONNECT_MIN, _RECONNECT_MAX)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = lambda client, userdata: self._suspicion.connect_failed()
         client.on_publish = self._on_publish
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -322,14 +324,22 @@ class PahoBus(Bus):
             self.client_id, self.options.unacked_warn_count, self.options.unacked_warn_seconds, log.warning
         )
 
-    def _give_up(self, client: mqtt.Client) -> None:
+    def _give_up(self, evidence: str = "") -> None:
         """Stop for good after a takeover: reconnecting would only take the session back and forth."""
-        self._fatal = takeover_message(self.client_id, str(self.address))
+        self._fatal = takeover_message(self.client_id, str(self.address), evidence)
         log.error("%s", self._fatal)
         self._unacked.stop_warnings()
-        client.disconnect()  # leaves paho's reconnect loop
+        # Not on the network thread: loop_stop() joins it (paho offers no other way to end its reconnects).
+        threading.Thread(target=self._stop_after_takeover, name="mqtt-fatal", daemon=True).start()
+
+    def _stop_after_takeover(self) -> None:
+        self._stop_network()
+        fatal = self._fatal or ""
         for callback in list(self._fatal_callbacks):
-            threading.Thread(target=callback, args=(self._fatal,), name="mqtt-fatal", daemon=True).start()
+            try:
+                callback(fatal)
+            except Exception:  # one failing callback must not keep the others from running
+                log.exception("a fatal-callback of MQTT client %s failed", self.client_id)
 
     def _stop_network(self) -> None:
         self._client.loop_stop()
@@ -339,12 +349,14 @@ class PahoBus(Bus):
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
+            self._suspicion.connect_failed()
             self._refused = str(reason)
             log.warning("MQTT broker at %s refused %s: %s", self.address, self.client_id, reason)
             self._connack.set()
             return
         self._refused = None
         self._connected.set()
+        self._suspicion.connected()
         try:
             self._resubscribe_mids = [self._send_subscribe(s) for s in self._inbox.subscriptions]
         except BusError as exc:  # an exception here would end paho's network thread
@@ -364,10 +376,14 @@ class PahoBus(Bus):
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._connected.clear()
         self._unacked.clear()  # the broker redelivers un-acked messages on the next session
-        if self._protocol == "5" and getattr(reason, "value", None) == SESSION_TAKEN_OVER:
-            if not self._closing and not self._fatal:
-                self._give_up(client)
-            return
+        churning = self._suspicion.lost()
+        if not self._closing and not self._fatal:
+            if self._protocol == "5" and getattr(reason, "value", None) == SESSION_TAKEN_OVER:
+                self._give_up()
+                return
+            if churning:
+                self._give_up("; the broker closed it 3 times within seconds of each connect")
+                return
         if not self._closing:
             log.warning("lost connection to MQTT broker at %s (%s); reconnecting", self.address, reason)
 

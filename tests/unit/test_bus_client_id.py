@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.bus.client_id import MAX_LENGTH, takeover_message, worker_client_id
+from pipeline.bus.client_id import MAX_LENGTH, TakeoverSuspicion, takeover_message, worker_client_id
 
 
 def test_default_ids_differ_per_process_on_one_host() -> None:
@@ -36,3 +36,39 @@ def test_the_takeover_line_names_the_settings_to_fix() -> None:
     assert "\n" not in line
     assert "'edgeline-worker-h-1'" in line and "session taken over" in line
     assert "EDGELINE_CLIENT_ID" in line and "EDGELINE_INSTANCE" in line
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _session(suspicion: TakeoverSuspicion, clock: FakeClock, lasting: float) -> bool:
+    suspicion.connected()
+    clock.now += lasting
+    return suspicion.lost()
+
+
+def test_three_short_sessions_in_a_row_look_like_a_takeover() -> None:
+    clock = FakeClock()
+    suspicion = TakeoverSuspicion(limit=3, short=10.0, clock=clock)
+    assert [_session(suspicion, clock, 1.5) for _ in range(3)] == [False, False, True]
+
+
+def test_a_long_session_or_a_failed_connect_in_between_resets_the_count() -> None:
+    clock = FakeClock()
+    suspicion = TakeoverSuspicion(limit=3, short=10.0, clock=clock)
+    assert not _session(suspicion, clock, 1.0)
+    assert not _session(suspicion, clock, 1.0)
+    assert not _session(suspicion, clock, 600.0)  # a session that lived: not a collision
+    assert not _session(suspicion, clock, 1.0)
+    suspicion.connect_failed()  # the broker was unreachable: an outage, not a takeover
+    assert not _session(suspicion, clock, 1.0)
+    assert not _session(suspicion, clock, 1.0)
+
+
+def test_a_loss_without_a_session_counts_nothing() -> None:
+    assert not TakeoverSuspicion(limit=1).lost()
