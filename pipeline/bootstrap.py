@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pipeline.azure.dps_service import HttpDpsClient
 from pipeline.azure.ports import DpsClient, HubRegistry
 from pipeline.azure.sas import SasError
-from pipeline.bus.client_id import worker_client_id
+from pipeline.bus.client_id import claim_instance_slot, worker_client_id
 from pipeline.bus.paho import PahoBus, PahoOptions
 from pipeline.bus.ports import Bus
 from pipeline.bus.topics import Topics
@@ -67,8 +67,11 @@ def make_hub_registry(settings: Settings) -> HubRegistry | None:
 
 
 def default_client_id(role: str, settings: Settings) -> str:
-    """The MQTT client id: the configured one, else per host and instance (or pid); see bus.client_id."""
-    return worker_client_id(role, explicit=settings.client_id, instance=settings.instance)
+    """The MQTT client id: the configured one, else per host and instance or free slot; see bus.client_id."""
+    if settings.client_id:
+        return settings.client_id
+    instance = settings.instance or claim_instance_slot(role) or ""
+    return worker_client_id(role, instance=instance)
 
 
 def bus_options(settings: Settings, *, clean_session: bool = False) -> PahoOptions:

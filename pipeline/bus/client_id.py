@@ -8,8 +8,11 @@ session expires. So:
 - with an instance name (setting instance / EDGELINE_INSTANCE, or `--instance N`, e.g. systemd's `%i`)
   the id is `edgeline-<role>-<host>-<instance>`: stable across restarts, so a restarted instance takes
   back its own session and the messages queued for it;
-- otherwise `edgeline-<role>-<host>-p<pid>`: unique, so N copies per host (or per container, where the
-  hostname differs) run side by side; a left-behind session expires after mqtt_session_expiry_seconds.
+- otherwise the lowest free instance slot of this host (`claim_instance_slot`: a lock file per slot in
+  the temp folder, released by the kernel when the process dies, even by SIGKILL), so N copies per host
+  run side by side and a restarted copy takes back the id, and so the session, of the one it replaces;
+- where slots cannot be locked, `edgeline-<role>-<host>-p<pid>`: unique, and a left-behind session
+  expires after mqtt_session_expiry_seconds. Containers differ by hostname.
 Not responsible for: connecting (pipeline.bus.paho).
 """
 
@@ -18,11 +21,14 @@ from __future__ import annotations
 import os
 import re
 import socket
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 MAX_LENGTH = 64  # MQTT 3.1.1 only guarantees 23; Mosquitto, EMQX and HiveMQ accept far longer ids
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_HELD: list[int] = []  # descriptors of claimed slots: open (and so locked) until the process ends
 
 
 def worker_client_id(
@@ -41,6 +47,37 @@ def worker_client_id(
     prefix = f"edgeline-{role}-"
     room = MAX_LENGTH - len(prefix) - len(suffix) - 1
     return f"{prefix}{host[: max(room, 1)]}-{suffix}"[:MAX_LENGTH]
+
+
+def claim_instance_slot(role: str, lock_dir: Path | None = None, limit: int = 64) -> str | None:
+    """Lock the lowest free slot number for `role` on this host and return it ("1", "2", ...).
+
+    None where file locks are unavailable (Windows) or every slot is taken; the caller then falls back
+    to a pid-based id.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: workers run on Linux, stations use their names
+        return None
+    folder = lock_dir or Path(tempfile.gettempdir()) / "edgeline-instances"
+    try:
+        folder.mkdir(exist_ok=True)
+        folder.chmod(0o1777)  # shared by every user's workers on the host, like /tmp itself
+    except OSError:
+        pass  # someone else's folder: creating lock files in it is what matters
+    for slot in range(1, limit + 1):
+        try:
+            fd = os.open(folder / f"{_UNSAFE.sub('-', role)}-{slot}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        _HELD.append(fd)
+        return str(slot)
+    return None
 
 
 def takeover_message(client_id: str, broker: str, evidence: str = "") -> str:

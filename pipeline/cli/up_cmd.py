@@ -30,8 +30,9 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--client-id",
         help="MQTT client id (setting client_id, EDGELINE_CLIENT_ID); default "
-        "edgeline-worker-<hostname>-<instance>, or -p<pid> without an instance. Every process needs "
-        "its own: a second process with the same id takes the session over and the first one exits",
+        "edgeline-worker-<hostname>-<instance>, the instance being --instance or else the lowest slot "
+        "free on this host (1, 2, ...). Every process needs its own: a second process with the same "
+        "id takes the session over and the first one exits with an error",
     )
     parser.add_argument(
         "--instance",

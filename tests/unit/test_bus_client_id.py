@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from pipeline.bus.client_id import MAX_LENGTH, TakeoverSuspicion, takeover_message, worker_client_id
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeline.bus.client_id import (
+    MAX_LENGTH,
+    TakeoverSuspicion,
+    claim_instance_slot,
+    takeover_message,
+    worker_client_id,
+)
 
 
 def test_default_ids_differ_per_process_on_one_host() -> None:
@@ -72,3 +82,27 @@ def test_a_long_session_or_a_failed_connect_in_between_resets_the_count() -> Non
 
 def test_a_loss_without_a_session_counts_nothing() -> None:
     assert not TakeoverSuspicion(limit=1).lost()
+
+
+def test_instance_slots_are_unique_while_held(tmp_path: Path) -> None:
+    first = claim_instance_slot("worker", tmp_path)
+    second = claim_instance_slot("worker", tmp_path)
+    other_role = claim_instance_slot("station", tmp_path)
+    assert (first, second, other_role) == ("1", "2", "1")
+
+
+_CLAIM_AND_DIE = """
+import os, sys
+from pathlib import Path
+from pipeline.bus.client_id import claim_instance_slot
+print(claim_instance_slot("worker", Path(sys.argv[1])), flush=True)
+os.kill(os.getpid(), 9)
+"""
+
+
+def test_a_killed_process_frees_its_slot_for_its_replacement(tmp_path: Path) -> None:
+    runs = [
+        subprocess.run([sys.executable, "-c", _CLAIM_AND_DIE, str(tmp_path)], capture_output=True, text=True)
+        for _ in range(2)
+    ]
+    assert [r.stdout.strip() for r in runs] == ["1", "1"]  # SIGKILL released the lock: same id again
