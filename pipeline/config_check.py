@@ -34,6 +34,11 @@ def mqtt_problems(s: Settings) -> list[str]:
 
 
 def dps_problems(s: Settings) -> list[str]:
+    """The DPS settings are complete, well-formed, and the device endpoint goes with the service."""
+    return dps_credential_problems(s) + endpoint_problems(s)
+
+
+def dps_credential_problems(s: Settings) -> list[str]:
     """The DPS connection string and ID scope are set and well-formed."""
     problems = []
     if not s.dps_connection_string:
@@ -48,7 +53,7 @@ def dps_problems(s: Settings) -> list[str]:
             problems.append(str(exc))
     if not s.dps_id_scope:
         problems.append("dps_id_scope (EDGELINE_DPS_ID_SCOPE) is not set: it is on the DPS overview page")
-    return problems + endpoint_problems(s)
+    return problems
 
 
 def endpoint_problems(s: Settings) -> list[str]:

@@ -1,0 +1,43 @@
+"""`edgeline doctor`: checks settings, broker, database, DPS and IoT hubs; every problem at once."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from pipeline.bootstrap import open_admin
+from pipeline.cli.common import settings_from
+from pipeline.cli.main import EXIT_FAILURE, EXIT_OK
+from pipeline.config import Settings
+from pipeline.doctor.checks import run_all
+from pipeline.service.context import Context
+
+
+def register(sub: Any) -> None:
+    """Add the `doctor` command."""
+    parser = sub.add_parser(
+        "doctor",
+        help="check settings, broker, database, DPS and IoT hubs before running the line",
+        description="Check what `edgeline up` needs: every setting; the broker (reachable, login, whether "
+        "it drops queued messages, where $SYS is readable); the database (reachable, schema at head); "
+        "DPS (reachable, credentials, the stored group key matching DPS's, the device endpoint "
+        "belonging to the service, this host's clock against DPS's); each IoT hub. Changes nothing. "
+        "Prints one line per problem with what to do; exit 1 if there is any (warnings do not count).",
+    )
+    parser.set_defaults(func=_doctor)
+
+
+def _open(settings: Settings) -> tuple[Context, Callable[[], None]]:
+    session = open_admin(settings)
+    return session.ctx, session.close
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    problems = run_all(settings, _open)
+    for problem in problems:
+        print(f"{'warning' if problem.warning else 'problem'}: {problem.text}")
+    failures = [p for p in problems if not p.warning]
+    print(f"edgeline doctor: {len(failures)} problem(s), {len(problems) - len(failures)} warning(s)")
+    return EXIT_FAILURE if failures else EXIT_OK
