@@ -26,7 +26,7 @@ from pipeline.bus.ports import BusError, InboundMessage
 from pipeline.config import ConfigError, Settings
 from pipeline.config_check import dps_credential_problems, master_key_problems, mqtt_problems, problems_for
 from pipeline.db import migrate
-from pipeline.db.errors import DatabaseUnavailable
+from pipeline.db.errors import DatabaseUnavailable, SchemaMissing
 from pipeline.db.session import Database
 from pipeline.service.common import group_key_context
 from pipeline.service.context import Context
@@ -121,7 +121,7 @@ def check_database(settings: Settings) -> list[Problem]:
     return []
 
 
-def check_group_key(ctx: Context) -> Problem | None:
+def check_group_key(ctx: Context, in_dps: bool) -> Problem | None:
     """Group mode: DPS holds the group, with the key stored (sealed) in the database."""
     group_id = ctx.settings.group_id()
     with ctx.uow_factory() as uow:
@@ -131,7 +131,7 @@ def check_group_key(ctx: Context) -> Problem | None:
             f"DPS: enrollment group {group_id!r} has no key in the database yet: `edgeline up` creates it",
             warning=True,
         )
-    if ctx.dps.get_enrollment_group(group_id) is None:
+    if not in_dps:
         return Problem(
             f"DPS: enrollment group {group_id!r} is in the database but not in DPS: "
             "start `edgeline up` (it re-creates it)"
@@ -140,22 +140,24 @@ def check_group_key(ctx: Context) -> Problem | None:
     secondary = ctx.sealer.unseal_key(
         record.sealed_secondary_key, context=group_key_context(group_id, "secondary")
     )
-    ctx.dps.ensure_enrollment_group(
-        EnrollmentGroupSpec(group_id, primary, secondary)
-    )  # existing: compares keys
+    ctx.dps.ensure_enrollment_group(EnrollmentGroupSpec(group_id, primary, secondary))  # exists: compares
     return None
 
 
 def check_dps(ctx: Context) -> list[Problem]:
-    """DPS answers with these credentials; in group mode the stored group key matches."""
+    """DPS answers with these credentials; in group mode the stored group key matches DPS's."""
+    group_mode = ctx.settings.enrollment_mode == "group"
     try:
-        if ctx.settings.enrollment_mode == "group":
-            problem = check_group_key(ctx)
-            return [problem] if problem else []
-        ctx.dps.get_individual_enrollment("edgeline-doctor-probe")
+        if not group_mode:
+            ctx.dps.get_individual_enrollment("edgeline-doctor-probe")
+            return []
+        in_dps = ctx.dps.get_enrollment_group(ctx.settings.group_id()) is not None
+        problem = check_group_key(ctx, in_dps)
     except AzureError as exc:
         return [Problem(f"DPS: {exc} (EDGELINE_DPS_CONNECTION_STRING)")]
-    return []
+    except (DatabaseUnavailable, SchemaMissing):
+        return []  # reported by check_database; the key comparison needs the database
+    return [problem] if problem else []
 
 
 def check_hubs(ctx: Context) -> list[Problem]:
