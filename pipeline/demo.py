@@ -24,6 +24,7 @@ from pipeline.azure.hub_registry import AzureHubRegistry
 from pipeline.bootstrap import Pipeline, build_pipeline
 from pipeline.bus.embedded import EmbeddedBroker
 from pipeline.config import Settings
+from pipeline.config_check import validate_for
 from pipeline.crypto.station_key import StationKeyPair
 from pipeline.db import migrate
 from pipeline.domain.identity import DeviceIdentity
@@ -115,6 +116,7 @@ def run_demo(base: Settings, options: DemoOptions, on_progress: Callable[[Snapsh
         settings = demo_settings(
             base, workdir=workdir, broker_url=broker_url, embedded=embedded, run_id=run_id, emulator=emulator
         )
+        validate_for(settings, "demo")  # e.g. a DPS endpoint that is not the emulator's
         migrate.upgrade(settings.resolved_database_url())
         hub = AzureHubRegistry(
             {name: emulator.hub_connection_string(name) for name in DEMO_HUBS}, verify=emulator.ca_file

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import os
 
 import pytest
 
+from pipeline.cli.main import main
 from pipeline.config import ConfigError, load_settings
 from pipeline.config_check import problems_for, validate_for
 
@@ -75,3 +77,24 @@ def test_loading_reports_every_bad_value_at_once() -> None:
     assert text.startswith("4 settings to fix:")
     for name in ("ENROLLMENT_MODE", "MQTT_PROTOCOL", "MQTT_SESSION_EXPIRY_SECONDS", "WORKER_THREADS"):
         assert f"EDGELINE_{name}" in text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["up"],
+        ["station", "run", "--name", "S1", "--key-file", "S1.key", "--watch-dir", "ports", "--simulate", "1"],
+    ],
+)
+def test_up_and_station_refuse_the_emulator_with_azures_endpoint_in_one_line(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in [n for n in os.environ if n.startswith("EDGELINE_")]:
+        monkeypatch.delenv(name)
+    for name, value in COMPLETE.items():
+        if name != "EDGELINE_DPS_GLOBAL_ENDPOINT":
+            monkeypatch.setenv(name, value)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"edgeline {argv[0]}: the device global endpoint"), err
+    assert "is Azure's but the DPS service is http://127.0.0.1:5080" in err[0]
