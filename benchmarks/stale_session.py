@@ -96,6 +96,7 @@ def run(args: argparse.Namespace, db_url: str, workdir: Path) -> dict[str, objec
         **_environment(args, db_url, dps_port, key, scope),
         "EDGELINE_MQTT_SESSION_EXPIRY_SECONDS": str(args.session_expiry),
         "EDGELINE_LOG_LEVEL": "INFO",
+        **({"EDGELINE_RECONCILE_STUCK_SECONDS": str(args.reconcile_stuck)} if args.reconcile_stuck else {}),
     }
     processes: list[subprocess.Popen[bytes]] = [broker]
     ids = [f"stale-{uuid.uuid4().hex[:6]}-w{i}" for i in range(2)]
@@ -153,7 +154,9 @@ def run(args: argparse.Namespace, db_url: str, workdir: Path) -> dict[str, objec
         done = _wait(lambda: _counts(db_url).get("assigned", 0) >= args.units, args.timeout)
         rows = _stage_rows(db_url)
         held = None
-        if args.scenario == "fresh-id":
+        if args.scenario == "fresh-id" and killed_at is not None:
+            if args.session_expiry < 300:  # look after the dead session's expiry, not before
+                time.sleep(max(killed_at + args.session_expiry + 2 - time.time(), 0))
             held = _held_for(args.mqtt_url, ids[1], f"{env['EDGELINE_TOPIC_ROOT']}/#")
         kinds = _audit_kinds(db_url)
         return {
@@ -191,6 +194,7 @@ def main() -> int:
     parser.add_argument("--kill-after", type=int, default=8, help="units scanned before the kill")
     parser.add_argument("--mode", choices=["group", "individual"], default="group")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--reconcile-stuck", type=float, default=0, help="seconds (default: the setting's)")
     args = parser.parse_args()
     db_name = f"edgeline_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:

@@ -211,3 +211,25 @@ def test_two_up_processes_with_the_same_id_one_exits_with_one_line(
     assert "Traceback" not in first_log.read_text()
     _wait_for_line(second_log, "workers running")
     assert processes[1].poll() is None, second_log.read_text()[-2000:]
+
+
+def test_messages_left_unacknowledged_are_warned_about(
+    mosquitto: Mosquitto, clients: list[PahoBus], topic_root: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    stuck = Collector(ack=False)  # a handler that never finishes its work
+    bus = connect(
+        clients, mosquitto.url, f"{topic_root}-slow", PahoOptions(protocol="5", unacked_warn_seconds=1)
+    )
+    bus.subscribe(f"{topic_root}/jobs", stuck)
+    bus.connect(10)
+    publisher = connect(clients, mosquitto.url, f"{topic_root}-pub", PahoOptions(clean_session=True))
+    publisher.connect(10)
+    for i in range(3):
+        publisher.publish(f"{topic_root}/jobs", b"%d" % i, timeout=10)
+    stuck.wait_for(3)
+    deadline = time.monotonic() + 20
+    while "unacknowledged" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.2)
+    warnings = [r.getMessage() for r in caplog.records if "unacknowledged" in r.getMessage()]
+    assert warnings, "no warning about 3 messages left un-acked"
+    assert f"{topic_root}-slow holds 3 received message(s) unacknowledged" in warnings[0]
