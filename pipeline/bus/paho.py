@@ -62,7 +62,7 @@ class PahoOptions:
     keepalive: int = 30
     session_expiry_seconds: int = DEFAULT_SESSION_EXPIRY_SECONDS  # MQTT 5 only
     unacked_warn_count: int = 0  # 0: never warn by count
-    unacked_warn_seconds: float = 60.0  # 0: never warn by age
+    unacked_warn_seconds: float = 0.0  # 0: never warn by age (workers: setting mqtt_unacked_warn_seconds)
 
 
 class PahoBus(Bus):
