@@ -83,6 +83,7 @@ def bus_options(settings: Settings, *, clean_session: bool = False) -> PahoOptio
         session_expiry_seconds=settings.mqtt_session_expiry_seconds,
         unacked_warn_count=settings.mqtt_unacked_warn_count,
         unacked_warn_seconds=settings.mqtt_unacked_warn_seconds,
+        stop_on_takeover=True,
     )
 
 

@@ -2,8 +2,11 @@
 
 Responsible for: QoS 1 publishes that block until PUBACK, manual-ack subscriptions whose handlers run
 on a worker thread (pipeline.bus.inbox), persistent sessions under a stable client id (so a restarted
-worker gets what was queued while it was down, and un-acked messages again), reconnecting with backoff
-and re-subscribing, shared subscriptions, the last will, a background mode for processes that must run
+worker gets what was queued while it was down, and un-acked messages again) with a short MQTT 5 expiry
+(so a dead worker's session does not keep taking its share of a shared group), reconnecting with
+backoff and re-subscribing, shared subscriptions, the last will, stopping for good with one line when
+another process takes the client id over (`stop_on_takeover`, `on_fatal`), warning when received
+messages stay un-acknowledged (pipeline.bus.acks), a background mode for processes that must run
 while the broker is away (`start_background`: no error if it is unreachable, paho keeps trying),
 callbacks after every (re)connect, and turning paho/socket errors into BusError messages an operator
 can act on.
@@ -63,6 +66,10 @@ class PahoOptions:
     session_expiry_seconds: int = DEFAULT_SESSION_EXPIRY_SECONDS  # MQTT 5 only
     unacked_warn_count: int = 0  # 0: never warn by count
     unacked_warn_seconds: float = 0.0  # 0: never warn by age (workers: setting mqtt_unacked_warn_seconds)
+    # Stop for good (see `on_fatal`) when another client takes this id over, instead of reconnecting and
+    # taking it back in a loop. For processes that can exit with an error (workers), not for stations,
+    # which must keep trying whatever happens.
+    stop_on_takeover: bool = False
 
 
 class PahoBus(Bus):
@@ -377,7 +384,7 @@ class PahoBus(Bus):
         self._connected.clear()
         self._unacked.clear()  # the broker redelivers un-acked messages on the next session
         churning = self._suspicion.lost()
-        if not self._closing and not self._fatal:
+        if self.options.stop_on_takeover and not self._closing and not self._fatal:
             if self._protocol == "5" and getattr(reason, "value", None) == SESSION_TAKEN_OVER:
                 self._give_up()
                 return

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from tests.conftest import Mosquitto
 
 pytestmark = pytest.mark.mosquitto
-V5 = PahoOptions(protocol="5")
+V5 = PahoOptions(protocol="5", stop_on_takeover=True)
 
 _WORKER = """
 import sys, time
