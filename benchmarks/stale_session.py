@@ -78,6 +78,14 @@ def _audit_kinds(db_url: str) -> dict[str, int]:
     return {str(kind): int(n) for kind, n in rows}
 
 
+def _after(rows: list[dict[str, Any]], killed_at: float | None, expiry: int) -> dict[str, float] | None:
+    """scan->assigned of the units scanned once the dead session had expired (None: no kill / none)."""
+    if killed_at is None:
+        return None
+    later = [r for r in rows if r.get("scanned") and r["scanned"].timestamp() > killed_at + expiry]
+    return stage_latencies(later)["scanned->assigned"] if later else None
+
+
 def _wait(condition: Any, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -167,6 +175,7 @@ def run(args: argparse.Namespace, db_url: str, workdir: Path) -> dict[str, objec
             "all_assigned": done,
             "states": _counts(db_url),
             "scan_to_assigned": stage_latencies(rows)["scanned->assigned"],  # type: ignore[arg-type]
+            "scan_to_assigned_scanned_after_expiry": _after(rows, killed_at, args.session_expiry),
             "redriven": kinds.get("unit.redriven", 0),
             "audit_kinds": kinds,
             "held_for_dead_session_at_end": held,
