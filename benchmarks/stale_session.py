@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.e2e import PG_SERVER, stage_latencies
 from benchmarks.e2e_processes import _counts, _environment, _free_port, _register_station, _spawn, _stage_rows
 from pipeline.bus.paho import PahoBus, PahoOptions
+from pipeline.bus.topics import Topics
 
 
 def _start_mosquitto(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -55,8 +56,11 @@ def _start_mosquitto(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, f"mqtt://127.0.0.1:{port}"
 
 
-def _held_for(url: str, client_id: str, group_filter: str, seconds: float = 3.0) -> int:
-    """How many messages the broker delivers to `client_id`'s old session right after it reconnects."""
+def _held_for(url: str, client_id: str, topic_root: str, seconds: float = 3.0) -> int:
+    """How many messages the broker delivers to `client_id`'s old session right after it reconnects.
+
+    Only the workers' (never retained) event topics count: `#` would also count retained station status.
+    """
     received: list[int] = []
     lock = threading.Lock()
 
@@ -65,7 +69,9 @@ def _held_for(url: str, client_id: str, group_filter: str, seconds: float = 3.0)
             received.append(1)
 
     bus = PahoBus.from_url(url, client_id, PahoOptions(protocol="5", session_expiry_seconds=0))
-    bus.subscribe(group_filter, count, shared_group="edgeline-workers")  # never acks: only counts
+    topics = Topics(topic_root)
+    for topic_filter in (topics.all_station_events(), topics.all_unit_events()):
+        bus.subscribe(topic_filter, count, shared_group="edgeline-workers")  # never acks: only counts
     bus.connect(10)
     time.sleep(seconds)
     bus.close()
@@ -165,7 +171,7 @@ def run(args: argparse.Namespace, db_url: str, workdir: Path) -> dict[str, objec
         if args.scenario == "fresh-id" and killed_at is not None:
             if args.session_expiry < 300:  # look after the dead session's expiry, not before
                 time.sleep(max(killed_at + args.session_expiry + 2 - time.time(), 0))
-            held = _held_for(args.mqtt_url, ids[1], f"{env['EDGELINE_TOPIC_ROOT']}/#")
+            held = _held_for(args.mqtt_url, ids[1], env["EDGELINE_TOPIC_ROOT"])
         kinds = _audit_kinds(db_url)
         return {
             "scenario": args.scenario,
