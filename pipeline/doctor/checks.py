@@ -74,10 +74,11 @@ def check_broker(settings: Settings, wait: float = 3.0) -> list[Problem]:
         time.sleep(0.3)  # the second retained $SYS message follows the first at once, if it exists
     finally:
         bus.close()
-    return [p for p in [_queue_limit(seen)] if p]
+    return [p for p in [queue_limit_problem(seen)] if p]
 
 
-def _queue_limit(seen: dict[str, bytes]) -> Problem | None:
+def queue_limit_problem(seen: dict[str, bytes]) -> Problem | None:
+    """What the broker's $SYS topics (`seen`, topic -> payload) say about dropped messages."""
     if "$SYS/broker/version" not in seen:
         return Problem(
             "broker: its $SYS topics are not readable (not Mosquitto, or an ACL): check by hand that it "
