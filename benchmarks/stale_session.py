@@ -37,7 +37,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.e2e import PG_SERVER, stage_latencies
-from benchmarks.e2e_processes import _counts, _environment, _free_port, _register_station, _spawn, _stage_rows
+from benchmarks.e2e_processes import _counts, _environment, _free_port, _spawn, _stage_rows
 from pipeline.bus.paho import PahoBus, PahoOptions
 from pipeline.bus.topics import Topics
 
@@ -76,6 +76,22 @@ def _held_for(url: str, client_id: str, topic_root: str, seconds: float = 3.0) -
     time.sleep(seconds)
     bus.close()
     return len(received)
+
+
+def _register_station(name: str, workdir: Path, env: dict[str, str]) -> Path:
+    """`edgeline station init` + `station add --public-key=KEY` (a key may start with '-')."""
+    key_file = workdir / f"{name}.key"
+    cli, full_env = [sys.executable, "-m", "pipeline.cli", "station"], {**os.environ, **env}
+    init = subprocess.run(
+        [*cli, "init", "--key-file", str(key_file)], env=full_env, capture_output=True, text=True, check=True
+    )
+    subprocess.run(
+        [*cli, "add", name, f"--public-key={init.stdout.strip()}"],
+        env=full_env,
+        check=True,
+        capture_output=True,
+    )
+    return key_file
 
 
 def _audit_kinds(db_url: str) -> dict[str, int]:
