@@ -22,10 +22,15 @@ Role = Literal["up", "station", "demo", "doctor"]
 _DPS = "dps_connection_string (EDGELINE_DPS_CONNECTION_STRING)"
 
 
+def mqtt_missing(s: Settings) -> list[str]:
+    """The broker URL is set (a station reports a malformed one itself, with its own exit code)."""
+    return [] if s.mqtt_url else ["mqtt_url (EDGELINE_MQTT_URL) is not set, e.g. mqtt://127.0.0.1:1883"]
+
+
 def mqtt_problems(s: Settings) -> list[str]:
     """The broker URL is set and well-formed."""
     if not s.mqtt_url:
-        return ["mqtt_url (EDGELINE_MQTT_URL) is not set, e.g. mqtt://127.0.0.1:1883"]
+        return mqtt_missing(s)
     try:
         parse_mqtt_url(s.mqtt_url)
     except BusError as exc:
@@ -90,7 +95,7 @@ def master_key_problems(s: Settings) -> list[str]:
 _CHECKS: dict[Role, tuple[Callable[[Settings], list[str]], ...]] = {
     "up": (mqtt_problems, dps_problems, hub_problems, master_key_problems),
     "doctor": (mqtt_problems, dps_problems, hub_problems, master_key_problems),
-    "station": (mqtt_problems, endpoint_problems),
+    "station": (mqtt_missing, endpoint_problems),
     "demo": (endpoint_problems, hub_problems),
 }
 
