@@ -146,6 +146,19 @@ def load_settings(
     path: Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any
 ) -> Settings:
     """Load settings from an optional TOML file, then `EDGELINE_*` variables, then explicit overrides."""
+    settings, problems = load_settings_reporting(path, env, **overrides)
+    raise_if_any(problems)
+    return settings
+
+
+def load_settings_reporting(
+    path: Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any
+) -> tuple[Settings, list[str]]:
+    """Like `load_settings`, but return invalid values as problems (those settings keep their defaults).
+
+    For commands that report every problem at once (`edgeline up`, `edgeline doctor`). An unreadable
+    config file still raises: nothing else can be judged without it.
+    """
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     config_path = path or (Path(env["EDGELINE_CONFIG"]) if env.get("EDGELINE_CONFIG") else None)
@@ -179,8 +192,9 @@ def load_settings(
         except ConfigError as exc:
             problems.append(str(exc))
     settings = dataclasses.replace(defaults, **coerced)
-    raise_if_any(problems + invalid_values(settings))
-    return settings
+    bad = problems + invalid_values(settings)
+    invalid = {name for name, (allowed, _) in _CHOICES.items() if getattr(settings, name) not in allowed}
+    return dataclasses.replace(settings, **{name: getattr(defaults, name) for name in invalid}), bad
 
 
 def raise_if_any(problems: list[str]) -> None:

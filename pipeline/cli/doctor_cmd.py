@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pipeline.bootstrap import open_admin
-from pipeline.cli.common import settings_from
 from pipeline.cli.main import EXIT_FAILURE, EXIT_OK
-from pipeline.config import Settings
-from pipeline.doctor.checks import run_all
+from pipeline.config import Settings, load_settings_reporting
+from pipeline.doctor.checks import Problem, run_all
 from pipeline.service.context import Context
 
 
@@ -34,8 +34,9 @@ def _open(settings: Settings) -> tuple[Context, Callable[[], None]]:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    problems = run_all(settings, _open)
+    config = Path(args.config) if getattr(args, "config", None) else None
+    settings, invalid = load_settings_reporting(config)  # invalid values: reported, defaults used
+    problems = [Problem(text) for text in invalid] + run_all(settings, _open)
     for problem in problems:
         print(f"{'warning' if problem.warning else 'problem'}: {problem.text}")
     failures = [p for p in problems if not p.warning]

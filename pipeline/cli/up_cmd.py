@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Any
 
 from pipeline.bootstrap import build_pipeline
 from pipeline.bus.ports import BusError
-from pipeline.cli.common import settings_from, stop_event_on_signals
+from pipeline.cli.common import stop_event_on_signals
 from pipeline.cli.main import EXIT_OK, CommandError
-from pipeline.config_check import validate_for
+from pipeline.config import load_settings_reporting, raise_if_any
+from pipeline.config_check import problems_for
 from pipeline.db.errors import DatabaseUnavailable, SchemaMissing
 
 log = logging.getLogger(__name__)
@@ -43,8 +45,9 @@ def register(sub: Any) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    settings = settings_from(args, client_id=args.client_id, instance=args.instance)
-    validate_for(settings, "up")
+    config = Path(args.config) if getattr(args, "config", None) else None
+    settings, problems = load_settings_reporting(config, client_id=args.client_id, instance=args.instance)
+    raise_if_any(problems + problems_for(settings, "up"))  # every problem at once, one line each
     pipeline = build_pipeline(settings)
     stop = stop_event_on_signals()
     fatal: list[str] = []

@@ -98,3 +98,19 @@ def test_up_and_station_refuse_the_emulator_with_azures_endpoint_in_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"edgeline {argv[0]}: the device global endpoint"), err
     assert "is Azure's but the DPS service is http://127.0.0.1:5080" in err[0]
+
+
+def test_up_reports_invalid_values_and_missing_settings_together(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in [n for n in os.environ if n.startswith("EDGELINE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("EDGELINE_MQTT_PROTOCOL", "4")
+    monkeypatch.setenv("EDGELINE_WORKER_THREADS", "none")
+    assert main(["up"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "edgeline up: 6 settings to fix:"
+    text = "\n".join(err[1:])
+    for setting in ("MQTT_PROTOCOL", "WORKER_THREADS", "MQTT_URL", "DPS_CONNECTION_STRING", "DPS_ID_SCOPE"):
+        assert f"EDGELINE_{setting}" in text
+    assert "EDGELINE_MASTER_KEY" in text and len(err) == 7
