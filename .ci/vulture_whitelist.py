@@ -22,6 +22,7 @@ _.on_connect  # paho client callbacks
 _.on_disconnect
 _.on_publish
 _.on_subscribe
+_.on_connect_fail
 _.SessionExpiryInterval  # paho MQTT v5 properties
 _.caption  # rich Table
 _.isolation_level  # SQLAlchemy connection (SQLite BEGIN handling)
@@ -80,6 +81,11 @@ demo  # pipeline/cli/demo_run.py
 disable  # pipeline/cli/enrollment_run.py
 enable  # pipeline/cli/enrollment_run.py
 up  # pipeline/cli/up_run.py
+_keygen  # pipeline/cli/audit_sign_run.py
+_shift  # pipeline/cli/report_run.py
+_token_create  # pipeline/cli/web_run.py
+_token_list
+_token_revoke
 
 # Read by people and audit queries, not by code: when the MES decided (unit_approvals.decided_at).
 decided_at
@@ -106,3 +112,4 @@ _.should_exit  # uvicorn.Server: set to stop it
 collect  # prometheus-client custom collector protocol
 next_runs  # APScheduler job introspection, read by tests/integration/test_shift_report_cli.py
 _.assign_seconds  # OpenHTF measurement (stations/htf/phases.py)
+_.fatal_error  # PahoBus: why the bus gave up, read by tests/integration/test_bus_sessions.py

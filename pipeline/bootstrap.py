@@ -7,14 +7,13 @@ here (cosmicpython's bootstrap). Nothing is built at import time.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from dataclasses import dataclass, field
 
 from pipeline.azure.dps_service import HttpDpsClient
 from pipeline.azure.ports import DpsClient, HubRegistry
 from pipeline.azure.sas import SasError
-from pipeline.bus.paho import PahoBus
+from pipeline.bus.client_id import claim_instance_slot, worker_client_id
+from pipeline.bus.paho import PahoBus, PahoOptions
 from pipeline.bus.ports import Bus
 from pipeline.bus.topics import Topics
 from pipeline.config import ConfigError, Settings
@@ -88,9 +87,25 @@ def make_approval_runner(settings: Settings) -> ApprovalRunner | None:
     return ApprovalRunner(approver, settings.approval_concurrency)
 
 
-def default_client_id(role: str) -> str:
-    """A stable MQTT client id per host and role, so persistent sessions survive restarts."""
-    return os.environ.get("EDGELINE_CLIENT_ID") or f"edgeline-{role}-{socket.gethostname()}"[:64]
+def default_client_id(role: str, settings: Settings) -> str:
+    """The MQTT client id: the configured one, else per host and instance or free slot; see bus.client_id."""
+    if settings.client_id:
+        return settings.client_id
+    instance = settings.instance or claim_instance_slot(role) or ""
+    return worker_client_id(role, instance=instance)
+
+
+def bus_options(settings: Settings, *, clean_session: bool = False) -> PahoOptions:
+    """How the workers talk to the broker, from the settings."""
+    return PahoOptions(
+        clean_session=clean_session,
+        protocol="3.1.1" if settings.mqtt_protocol == "3.1.1" else "5",
+        shared_subscriptions=settings.mqtt_shared_subscriptions,
+        session_expiry_seconds=settings.mqtt_session_expiry_seconds,
+        unacked_warn_count=settings.mqtt_unacked_warn_count,
+        unacked_warn_seconds=settings.mqtt_unacked_warn_seconds,
+        stop_on_takeover=True,
+    )
 
 
 @dataclass
@@ -147,9 +162,8 @@ def build_pipeline(
     db = Database(settings.resolved_database_url())
     bus = PahoBus.from_url(
         settings.mqtt_url,
-        client_id or default_client_id("worker"),
-        shared_subscriptions=settings.mqtt_shared_subscriptions,
-        clean_session=clean_session,
+        client_id or default_client_id("worker", settings),
+        bus_options(settings, clean_session=clean_session),
     )
     relay = OutboxRelay(db.uow, bus, utcnow, is_transient_db_error)
     approvals = make_approval_runner(settings)

@@ -101,6 +101,13 @@ class Settings:
     metrics_listen: str = ""  # HOST:PORT where `edgeline up` serves /metrics; empty = off
     report_dir: str = ""  # where shift reports are written; default: state_dir/reports
     shift_boundaries: tuple[str, ...] = ("06:00", "14:00", "22:00")  # UTC times a shift ends
+    # --- multiproc: process identity on the bus, MQTT sessions, backlog warnings (issue #8 §2) ---
+    client_id: str = ""  # MQTT client id; default edgeline-worker-<host>-<instance> or -p<pid>
+    instance: str = ""  # e.g. 1, 2 (systemd edgeline-up@N): a stable id per instance on one host
+    mqtt_protocol: str = "5"  # 5 (session expiry, takeover detection) or 3.1.1 (brokers without 5)
+    mqtt_session_expiry_seconds: int = 60  # the DB + reconciler are the truth: survive blips only
+    mqtt_unacked_warn_count: int = 0  # warn when this many received messages wait for an ack (0: off)
+    mqtt_unacked_warn_seconds: float = 60.0  # warn when a received message waits this long (0: off)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state directory."""
@@ -205,6 +212,19 @@ def load_settings(
     path: Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any
 ) -> Settings:
     """Load settings from an optional TOML file, then `EDGELINE_*` variables, then explicit overrides."""
+    settings, problems = load_settings_reporting(path, env, **overrides)
+    raise_if_any(problems)
+    return settings
+
+
+def load_settings_reporting(
+    path: Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any
+) -> tuple[Settings, list[str]]:
+    """Like `load_settings`, but return invalid values as problems (those settings keep their defaults).
+
+    For commands that report every problem at once (`edgeline up`, `edgeline doctor`). An unreadable
+    config file still raises: nothing else can be judged without it.
+    """
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     config_path = path or (Path(env["EDGELINE_CONFIG"]) if env.get("EDGELINE_CONFIG") else None)
@@ -230,46 +250,65 @@ def load_settings(
             values[name] = env_value
     values.update({k: v for k, v in overrides.items() if v is not None})
     defaults = Settings()
-    coerced = {n: _coerce(n, v, getattr(defaults, n)) for n, v in values.items()}
+    coerced: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, value in values.items():
+        try:
+            coerced[name] = _coerce(name, value, getattr(defaults, name))
+        except ConfigError as exc:
+            problems.append(str(exc))
     settings = dataclasses.replace(defaults, **coerced)
-    _validate(settings)
-    return settings
+    bad = problems + invalid_values(settings)
+    invalid = {name for name, (allowed, _) in _CHOICES.items() if getattr(settings, name) not in allowed}
+    return dataclasses.replace(settings, **{name: getattr(defaults, name) for name in invalid}), bad
 
 
-def _validate(s: Settings) -> None:
-    if s.enrollment_mode not in ("group", "individual"):
-        raise ConfigError(
-            f"enrollment_mode (EDGELINE_ENROLLMENT_MODE) must be 'group' or 'individual', "
-            f"not {s.enrollment_mode!r}"
-        )
-    if s.edge_version not in ("1.1", "1.2"):
-        raise ConfigError(
-            f"edge_version (EDGELINE_EDGE_VERSION) must be '1.2' (config.toml) or '1.1' "
-            f"(config.yaml), not {s.edge_version!r}"
-        )
-    if s.approval_fail_mode not in ("closed", "open"):
-        raise ConfigError(
-            f"approval_fail_mode (EDGELINE_APPROVAL_FAIL_MODE) must be 'closed' (units wait for the MES) "
-            f"or 'open' (units pass when the MES is unreachable), not {s.approval_fail_mode!r}"
-        )
+def raise_if_any(problems: list[str]) -> None:
+    """Raise one ConfigError listing every problem, one line each (the first alone if only one)."""
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} settings to fix:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+_CHOICES = {
+    "enrollment_mode": (("group", "individual"), "'group' or 'individual'"),
+    "edge_version": (("1.1", "1.2"), "'1.2' (config.toml) or '1.1' (config.yaml)"),
+    "allocation_policy": (("hashed", "static"), "'hashed' or 'static'"),
+    "mqtt_protocol": (("5", "3.1.1"), "'5' (MQTT 5) or '3.1.1' (brokers without MQTT 5)"),
+    "rework_assigned": (("refuse", "allow"), "'refuse' or 'allow'"),
+    "approval_fail_mode": (
+        ("closed", "open"),
+        "'closed' (units wait for the MES) or 'open' (units pass when the MES is unreachable)",
+    ),
+    "key_store": (("database", "pkcs11"), "'database' or 'pkcs11'"),
+}
+_NOT_NEGATIVE = (
+    "mqtt_session_expiry_seconds",
+    "mqtt_unacked_warn_count",
+    "mqtt_unacked_warn_seconds",
+    "dps_operations_per_minute",
+)
+
+
+def invalid_values(s: Settings) -> list[str]:
+    """Every setting whose value is out of range, one line each (required-ness is `validate_for`'s)."""
+    problems = [
+        f"{name} (EDGELINE_{name.upper()}) must be {words}, not {getattr(s, name)!r}"
+        for name, (allowed, words) in _CHOICES.items()
+        if getattr(s, name) not in allowed
+    ]
+    problems += [
+        f"{name} (EDGELINE_{name.upper()}) must be 0 or more, not {getattr(s, name)!r}"
+        for name in _NOT_NEGATIVE
+        if getattr(s, name) < 0
+    ]
+    if s.worker_threads < 1:
+        problems.append(f"worker_threads (EDGELINE_WORKER_THREADS) must be 1 or more, not {s.worker_threads}")
     if s.approval_url and s.approval_command:
-        raise ConfigError("set approval_url or approval_command, not both (EDGELINE_APPROVAL_URL / _COMMAND)")
-    if s.key_store not in ("database", "pkcs11"):
-        raise ConfigError(
-            f"key_store (EDGELINE_KEY_STORE) must be 'database' or 'pkcs11', not {s.key_store!r}"
-        )
-    if s.allocation_policy not in ("hashed", "static"):
-        raise ConfigError(
-            f"allocation_policy (EDGELINE_ALLOCATION_POLICY) must be 'hashed' or 'static', "
-            f"not {s.allocation_policy!r}"
-        )
-    # guard: admission settings
-    if s.rework_assigned not in ("refuse", "allow"):
-        raise ConfigError(
-            "rework_assigned (EDGELINE_REWORK_ASSIGNED) must be 'refuse' or 'allow', "
-            f"not {s.rework_assigned!r}"
-        )
+        problems.append("set approval_url or approval_command, not both (EDGELINE_APPROVAL_URL / _COMMAND)")
     try:
         s.mac_policy()
     except IdentityError as exc:
-        raise ConfigError(f"mac_allowed_ouis (EDGELINE_MAC_ALLOWED_OUIS): {exc}") from None
+        problems.append(f"mac_allowed_ouis (EDGELINE_MAC_ALLOWED_OUIS): {exc}")
+    return problems

@@ -29,6 +29,7 @@ from pipeline.azure.hub_registry import AzureHubRegistry
 from pipeline.bootstrap import Pipeline, build_pipeline
 from pipeline.bus.embedded import EmbeddedBroker
 from pipeline.config import Settings
+from pipeline.config_check import validate_for
 from pipeline.crypto.station_key import StationKeyPair
 from pipeline.db import migrate
 from pipeline.domain.identity import DeviceIdentity
@@ -97,6 +98,7 @@ def demo_settings(
         database_url=base.database_url or f"sqlite:///{workdir / 'edgeline.db'}",
         mqtt_url=broker_url,
         mqtt_shared_subscriptions=base.mqtt_shared_subscriptions and not embedded,
+        mqtt_protocol="3.1.1" if embedded else base.mqtt_protocol,  # the embedded broker speaks 3.1.1
         topic_root=f"{base.topic_root}-demo-{run_id}",
         dps_connection_string=emu.service_connection_string,
         dps_id_scope=emu.id_scope,
@@ -133,6 +135,7 @@ def run_demo(base: Settings, options: DemoOptions, on_progress: Callable[[Snapsh
         if options.approval:
             mes = stack.enter_context(StubMes())
             settings = replace(settings, approval_url=mes.url)
+        validate_for(settings, "demo")  # e.g. a DPS endpoint that is not the emulator's
         migrate.upgrade(settings.resolved_database_url())
         if options.with_database is not None:
             stack.enter_context(options.with_database(settings))

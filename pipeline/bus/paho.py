@@ -2,8 +2,11 @@
 
 Responsible for: QoS 1 publishes that block until PUBACK, manual-ack subscriptions whose handlers run
 on a worker thread (pipeline.bus.inbox), persistent sessions under a stable client id (so a restarted
-worker gets what was queued while it was down, and un-acked messages again), reconnecting with backoff
-and re-subscribing, shared subscriptions, the last will, a background mode for processes that must run
+worker gets what was queued while it was down, and un-acked messages again) with a short MQTT 5 expiry
+(so a dead worker's session does not keep taking its share of a shared group), reconnecting with
+backoff and re-subscribing, shared subscriptions, the last will, stopping for good with one line when
+another process takes the client id over (`stop_on_takeover`, `on_fatal`), warning when received
+messages stay un-acknowledged (pipeline.bus.acks), a background mode for processes that must run
 while the broker is away (`start_background`: no error if it is unreachable, paho keeps trying),
 callbacks after every (re)connect, and turning paho/socket errors into BusError messages an operator
 can act on.
@@ -21,6 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
@@ -30,6 +34,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from pipeline import metrics
+from pipeline.bus.acks import Acks, UnackedWatch
+from pipeline.bus.client_id import TakeoverSuspicion, takeover_message
 from pipeline.bus.inbox import Inbox, Subscription
 from pipeline.bus.ports import Bus, BusError, InboundMessage, MessageHandler, Will
 from pipeline.bus.probe import describe_unreachable
@@ -39,97 +45,76 @@ log = logging.getLogger(__name__)
 
 Protocol = Literal["3.1.1", "5"]
 QOS = 1
-SESSION_EXPIRY_SECONDS = 7 * 24 * 3600  # MQTT 5: keep a worker's queue over a long weekend
+# MQTT 5 session expiry after a disconnect. Short on purpose: the database and the reconciler are the
+# truth (architecture §6), a session only has to outlive a reconnect blip or a quick restart under the same
+# id. A long expiry let a killed worker's session keep receiving its share of the shared group's
+# messages for days (issue #8: p95 scan->assigned 117 s instead of 1.6 s).
+DEFAULT_SESSION_EXPIRY_SECONDS = 60
+SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT reason: another connection used this client id
 _RECONNECT_MIN, _RECONNECT_MAX = 1, 30  # seconds; paho doubles the delay up to the maximum
 
 
-class _Acks:
-    """Matches broker acknowledgements (PUBACK, SUBACK) to the thread waiting on that packet id.
+@dataclass(frozen=True, slots=True)
+class PahoOptions:
+    """How a PahoBus talks to its broker (everything but where the broker is and who the client is)."""
 
-    An acknowledgement can arrive before `client.publish()` has even returned its mid, so results
-    are stored on arrival and collected by `wait`.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._results: dict[int, str | None] = {}
-        self._abandoned: set[int] = set()
-
-    def complete(self, mid: int, error: str | None) -> None:
-        with self._cond:
-            if mid in self._abandoned:
-                self._abandoned.discard(mid)
-                return
-            self._results[mid] = error
-            self._cond.notify_all()
-
-    def wait(self, mid: int, timeout: float) -> tuple[bool, str | None]:
-        """Return (acknowledged, broker error) for `mid`, giving up after `timeout` seconds."""
-        with self._cond:
-            if self._cond.wait_for(lambda: mid in self._results, max(timeout, 0.0)):
-                return True, self._results.pop(mid)
-            self._abandoned.add(mid)
-            return False, None
+    will: Will | None = None
+    clean_session: bool = False
+    protocol: Protocol = "3.1.1"
+    ca_file: str | None = None
+    shared_subscriptions: bool = True
+    keepalive: int = 30
+    session_expiry_seconds: int = DEFAULT_SESSION_EXPIRY_SECONDS  # MQTT 5 only
+    unacked_warn_count: int = 0  # 0: never warn by count
+    unacked_warn_seconds: float = 0.0  # 0: never warn by age (workers: setting mqtt_unacked_warn_seconds)
+    # Stop for good (see `on_fatal`) when another client takes this id over, instead of reconnecting and
+    # taking it back in a loop. For processes that can exit with an error (workers), not for stations,
+    # which must keep trying whatever happens.
+    stop_on_takeover: bool = False
 
 
 class PahoBus(Bus):
     """A paho-mqtt client speaking QoS 1 with manual acks to one broker."""
 
-    def __init__(
-        self,
-        address: BrokerAddress,
-        client_id: str,
-        *,
-        will: Will | None = None,
-        clean_session: bool = False,
-        protocol: Protocol = "3.1.1",
-        ca_file: str | None = None,
-        shared_subscriptions: bool = True,
-        keepalive: int = 30,
-    ) -> None:
+    def __init__(self, address: BrokerAddress, client_id: str, options: PahoOptions | None = None) -> None:
         if not client_id:
             raise BusError("an MQTT client id is required: persistent sessions are keyed by it")
-        self.address, self.client_id, self._protocol = address, client_id, protocol
-        self._clean_session, self._shared, self._keepalive = clean_session, shared_subscriptions, keepalive
+        self.address, self.client_id = address, client_id
+        self.options = options or PahoOptions()
+        self._protocol = self.options.protocol
         self._connected = threading.Event()
         self._connack = threading.Event()
         self._refused: str | None = None
+        self._fatal: str | None = None
         self._closing = False
-        self._pubacks, self._subacks = _Acks(), _Acks()
+        self._pubacks, self._subacks = Acks(), Acks()
+        self._unacked = UnackedWatch()
+        self._suspicion = TakeoverSuspicion()
         self._resubscribe_mids: list[int] = []
         self._inbox = Inbox(client_id)
         self._connected_callbacks: list[Callable[[], None]] = []
-        self._client = self._make_client(will, ca_file)
+        self._fatal_callbacks: list[Callable[[str], None]] = []
+        self._client = self._make_client(self.options.will, self.options.ca_file)
 
     @classmethod
     def from_url(
-        cls,
-        url: str,
-        client_id: str,
-        *,
-        will: Will | None = None,
-        clean_session: bool = False,
-        protocol: Protocol = "3.1.1",
-        ca_file: str | None = None,
-        shared_subscriptions: bool = True,
+        cls, url: str, client_id: str, options: PahoOptions | None = None, **option_fields: Any
     ) -> PahoBus:
-        """Build a client for `mqtt://[user:pass@]host[:1883]` or `mqtts://...` (TLS, `ca_file` to trust)."""
+        """Build a client for `mqtt://[user:pass@]host[:1883]` or `mqtts://...` (TLS, `ca_file` to trust).
+
+        Options come as a PahoOptions or as its fields by keyword (`clean_session=True`), not both.
+        """
+        if options is not None and option_fields:
+            raise TypeError("pass either a PahoOptions or its fields as keywords, not both")
+        chosen = options or PahoOptions(**option_fields)
         address = parse_mqtt_url(url)
-        if ca_file and not address.tls:
+        if chosen.ca_file and not address.tls:
             raise BusError(f"a CA file was given but {address.url} is not mqtts:// (setting {SETTING})")
-        return cls(
-            address,
-            client_id,
-            will=will,
-            clean_session=clean_session,
-            protocol=protocol,
-            ca_file=ca_file,
-            shared_subscriptions=shared_subscriptions,
-        )
+        return cls(address, client_id, chosen)
 
     def _make_client(self, will: Will | None, ca_file: str | None) -> mqtt.Client:
         v5 = self._protocol == "5"
-        kwargs: dict[str, Any] = {} if v5 else {"clean_session": self._clean_session}
+        kwargs: dict[str, Any] = {} if v5 else {"clean_session": self.options.clean_session}
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
@@ -146,6 +131,7 @@ class PahoBus(Bus):
         client.reconnect_delay_set(_RECONNECT_MIN, _RECONNECT_MAX)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = lambda client, userdata: self._suspicion.connect_failed()
         client.on_publish = self._on_publish
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -170,6 +156,7 @@ class PahoBus(Bus):
             )
         for mid in list(self._resubscribe_mids):
             self._await_suback(mid, "(re)subscribe", deadline)
+        self._start_watch()
         log.info("connected to MQTT broker at %s as %s", self.address.url, self.client_id)
 
     def start_background(self) -> None:
@@ -182,9 +169,10 @@ class PahoBus(Bus):
         """
         self._client.connect_timeout = 5.0
         self._client.connect_async(
-            self.address.host, self.address.port, self._keepalive, **self._connect_kwargs()
+            self.address.host, self.address.port, self.options.keepalive, **self._connect_kwargs()
         )
         self._client.loop_start()
+        self._start_watch()
 
     def wait_connected(self, timeout: float) -> bool:
         """Whether the session is up within `timeout` seconds (use after `start_background`)."""
@@ -204,8 +192,19 @@ class PahoBus(Bus):
         """
         self._connected_callbacks.append(callback)
 
+    def on_fatal(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(one-line reason)` once if the client gives up for good (session taken over)."""
+        self._fatal_callbacks.append(callback)
+
+    @property
+    def fatal_error(self) -> str | None:
+        """Why this client stopped for good (another process took its client id over), or None."""
+        return self._fatal
+
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
+        if self._fatal:
+            raise BusError(f"cannot publish to {topic}: {self._fatal}")
         if self._closing:
             raise BusError(f"cannot publish to {topic}: the MQTT client {self.client_id!r} was closed")
         if not self._connected.wait(timeout):
@@ -266,6 +265,7 @@ class PahoBus(Bus):
 
     def close(self) -> None:
         self._closing = True
+        self._unacked.stop_warnings()
         if self._connected.is_set():
             self._client.disconnect()  # a DISCONNECT packet: the broker discards the last will
         self._stop_network()
@@ -279,7 +279,7 @@ class PahoBus(Bus):
         while True:
             try:
                 self._client.connect(
-                    self.address.host, self.address.port, self._keepalive, **self._connect_kwargs()
+                    self.address.host, self.address.port, self.options.keepalive, **self._connect_kwargs()
                 )
                 return
             except OSError as exc:
@@ -294,12 +294,18 @@ class PahoBus(Bus):
         if self._protocol != "5":
             return {}
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = 0 if self._clean_session else SESSION_EXPIRY_SECONDS
-        return {"clean_start": self._clean_session, "properties": properties}
+        expiry = 0 if self.options.clean_session else self.options.session_expiry_seconds
+        properties.SessionExpiryInterval = expiry
+        return {"clean_start": self.options.clean_session, "properties": properties}
+
+    def _expiry_text(self) -> str:
+        if self._protocol != "5":
+            return "set by the broker (persistent_client_expiration)"
+        return "0 s" if self.options.clean_session else f"{self.options.session_expiry_seconds} s"
 
     def _send_subscribe(self, subscription: Subscription) -> int:
         topic = subscription.topic_filter
-        if subscription.shared_group and self._shared:
+        if subscription.shared_group and self.options.shared_subscriptions:
             topic = f"$share/{subscription.shared_group}/{topic}"
         if self._protocol == "5":
             rc, mid = self._client.subscribe(topic, options=SubscribeOptions(qos=QOS))
@@ -321,6 +327,28 @@ class PahoBus(Bus):
             except Exception:  # one failing callback must not keep the others from running
                 log.exception("a connected-callback of MQTT client %s failed", self.client_id)
 
+    def _start_watch(self) -> None:
+        self._unacked.start_warnings(
+            self.client_id, self.options.unacked_warn_count, self.options.unacked_warn_seconds, log.warning
+        )
+
+    def _give_up(self, evidence: str = "") -> None:
+        """Stop for good after a takeover: reconnecting would only take the session back and forth."""
+        self._fatal = takeover_message(self.client_id, str(self.address), evidence)
+        log.error("%s", self._fatal)
+        self._unacked.stop_warnings()
+        # Not on the network thread: loop_stop() joins it (paho offers no other way to end its reconnects).
+        threading.Thread(target=self._stop_after_takeover, name="mqtt-fatal", daemon=True).start()
+
+    def _stop_after_takeover(self) -> None:
+        self._stop_network()
+        fatal = self._fatal or ""
+        for callback in list(self._fatal_callbacks):
+            try:
+                callback(fatal)
+            except Exception:  # one failing callback must not keep the others from running
+                log.exception("a fatal-callback of MQTT client %s failed", self.client_id)
+
     def _stop_network(self) -> None:
         self._client.loop_stop()
         self._connected.clear()
@@ -329,23 +357,41 @@ class PahoBus(Bus):
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
+            self._suspicion.connect_failed()
             self._refused = str(reason)
             log.warning("MQTT broker at %s refused %s: %s", self.address, self.client_id, reason)
             self._connack.set()
             return
         self._refused = None
         self._connected.set()
+        self._suspicion.connected()
         try:
             self._resubscribe_mids = [self._send_subscribe(s) for s in self._inbox.subscriptions]
         except BusError as exc:  # an exception here would end paho's network thread
             log.error("re-subscribing on %s failed: %s", self.address, exc)
         self._connack.set()
-        log.info("MQTT session with %s up (session present: %s)", self.address, flags.session_present)
+        log.info(
+            "MQTT session with %s up as %s (MQTT %s, session present: %s, expiry %s)",
+            self.address,
+            self.client_id,
+            self._protocol,
+            flags.session_present,
+            self._expiry_text(),
+        )
         if self._connected_callbacks:
             threading.Thread(target=self._run_connected_callbacks, name="mqtt-connected", daemon=True).start()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._connected.clear()
+        self._unacked.clear()  # the broker redelivers un-acked messages on the next session
+        churning = self._suspicion.lost()
+        if self.options.stop_on_takeover and not self._closing and not self._fatal:
+            if self._protocol == "5" and getattr(reason, "value", None) == SESSION_TAKEN_OVER:
+                self._give_up()
+                return
+            if churning:
+                self._give_up("; the broker closed it 3 times within seconds of each connect")
+                return
         if not self._closing:
             log.warning("lost connection to MQTT broker at %s (%s); reconnecting", self.address, reason)
             metrics.current().bus_reconnect()
@@ -360,10 +406,12 @@ class PahoBus(Bus):
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         mid, qos = message.mid, message.qos
         acked = threading.Event()
+        token = self._unacked.received()
 
         def ack() -> None:
             if not acked.is_set():
                 acked.set()
+                self._unacked.acked(token)
                 client.ack(mid, qos)  # paho queues the PUBACK under its own lock: safe from any thread
 
         self._inbox.put(InboundMessage(message.topic, bytes(message.payload), ack, bool(message.dup)))

@@ -76,6 +76,13 @@ class Bus(abc.ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} cannot report (re)connects")
 
+    def on_fatal(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(one-line reason)` if the client stops for good (e.g. its session taken over).
+
+        Adapters that cannot fail that way never call it.
+        """
+        del callback  # nothing can end such a client for good, so there is nothing to report
+
     @abc.abstractmethod
     def close(self) -> None:
         """Disconnect cleanly (the last will is not sent)."""

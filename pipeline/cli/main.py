@@ -41,6 +41,7 @@ COMMAND_MODULES = (
     "pipeline.cli.unit_cmd",
     "pipeline.cli.web_cmd",
     "pipeline.cli.report_cmd",
+    "pipeline.cli.doctor_cmd",
 )
 
 NOISY_LOGGERS = ("amqtt", "transitions", "alembic", "apscheduler", "httpx", "azure", "uamqp", "msrest")

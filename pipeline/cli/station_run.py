@@ -16,6 +16,7 @@ from pipeline.cli.driver_options import driver_factory, sim_device_factory
 from pipeline.cli.main import EXIT_FAILURE, EXIT_OK, CommandError
 from pipeline.cli.station_labels import start_labels
 from pipeline.cli.station_output import StationOutput
+from pipeline.config_check import validate_for
 from pipeline.crypto.station_key import StationKeyError, StationKeyPair, public_key_from_text
 from pipeline.service.actors import cli_identity
 from pipeline.service.unit_of_work import StationRecord
@@ -81,8 +82,7 @@ def add(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run the station until stopped (or until every simulated device is done)."""
     settings = settings_from(args)
-    if not settings.mqtt_url:
-        raise CommandError("mqtt_url (EDGELINE_MQTT_URL) is not set, e.g. mqtt://127.0.0.1:1883", exit_code=2)
+    validate_for(settings, "station")  # broker URL; DPS service/endpoint pairing where both are set
     if not args.port and not args.watch_dir and not args.usb:
         raise CommandError("give at least one --port, --usb or a --watch-dir", exit_code=2)
     usb = _usb_matches(args.usb)

@@ -21,8 +21,15 @@ def register(sub: Any) -> None:
     )
     parser.add_argument(
         "--client-id",
-        help="MQTT client id (default: edgeline-worker-<hostname>); keep it stable "
-        "across restarts so messages queued while down are delivered",
+        help="MQTT client id (setting client_id, EDGELINE_CLIENT_ID); default "
+        "edgeline-worker-<hostname>-<instance>, the instance being --instance or else the lowest slot "
+        "free on this host (1, 2, ...). Every process needs its own: a second process with the same "
+        "id takes the session over and the first one exits with an error",
+    )
+    parser.add_argument(
+        "--instance",
+        help="instance name or number on this host (setting instance, EDGELINE_INSTANCE), e.g. systemd's "
+        "%%i: gives a stable client id, so a restarted instance gets back what was queued for it",
     )
     parser.add_argument(
         "--metrics-listen",

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Any
 
 from pipeline.bootstrap import build_pipeline
 from pipeline.bus.ports import BusError
-from pipeline.cli.common import settings_from, stop_event_on_signals
+from pipeline.cli.common import stop_event_on_signals
 from pipeline.cli.main import EXIT_OK, CommandError
+from pipeline.config import load_settings_reporting, raise_if_any
+from pipeline.config_check import problems_for
 from pipeline.db.errors import DatabaseUnavailable, SchemaMissing
 from pipeline.db.session import Database
 
@@ -17,11 +20,20 @@ log = logging.getLogger(__name__)
 
 
 def up(args: argparse.Namespace) -> int:
-    """Run the workers until SIGINT/SIGTERM."""
-    settings = settings_from(args)
-    pipeline = build_pipeline(settings, client_id=args.client_id)
+    """Run the workers until SIGINT/SIGTERM, or until another process takes over this client id."""
+    config = Path(args.config) if getattr(args, "config", None) else None
+    settings, problems = load_settings_reporting(config, client_id=args.client_id, instance=args.instance)
+    raise_if_any(problems + problems_for(settings, "up"))  # every problem at once, one line each
+    pipeline = build_pipeline(settings)
     metrics_server = _serve_metrics(args.metrics_listen or settings.metrics_listen, pipeline.db)
     stop = stop_event_on_signals()
+    fatal: list[str] = []
+
+    def on_fatal(reason: str) -> None:  # e.g. another process took over this client id
+        fatal.append(reason)
+        stop.set()
+
+    pipeline.bus.on_fatal(on_fatal)
     try:
         pipeline.db.ping()
         pipeline.start()
@@ -41,6 +53,8 @@ def up(args: argparse.Namespace) -> int:
     pipeline.stop()
     if metrics_server is not None:
         metrics_server.shutdown()
+    if fatal:
+        raise CommandError(fatal[0])
     return EXIT_OK
 
 

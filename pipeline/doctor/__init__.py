@@ -1,0 +1,1 @@
+"""`edgeline doctor`: checks of configuration, reachability and credentials, each a small function."""
