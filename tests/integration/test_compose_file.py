@@ -160,7 +160,7 @@ def test_every_edgeline_command_parses_with_the_real_cli() -> None:
     assert {" ".join(args[:2]) for _, args in commands} >= {
         "emulator --host=0.0.0.0",
         "db upgrade",
-        "up --client-id",
+        "up --metrics-listen=0.0.0.0:9100",
         "station run",
         "station init",
         "station add",
