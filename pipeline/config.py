@@ -62,6 +62,15 @@ class Settings:
     reconcile_stuck_seconds: float = 30.0
     worker_threads: int = 4  # handler threads per `edgeline up` (units are partitioned by registration ID)
     log_level: str = "INFO"
+    # --- edge: IoT Edge runtime liveness after assignment; line state in Sparkplug B (both off) ---
+    online_check: bool = False  # assigned -> online | not_online from the hub's $edgeAgent module twin
+    online_timeout_seconds: float = 900.0  # from assignment; then not_online with the last reason seen
+    online_check_interval_seconds: float = 10.0  # per unit, between two looks at its module twins
+    sparkplug_enabled: bool = False  # `edgeline up` publishes line state as a Sparkplug B edge node
+    sparkplug_group_id: str = "edgeline"
+    sparkplug_edge_node_id: str = ""  # default: the line name
+    sparkplug_mqtt_url: str = ""  # default: mqtt_url
+    sparkplug_interval_seconds: float = 5.0  # between two NDATA/DDATA rounds (counts read from the DB)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state directory."""

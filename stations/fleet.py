@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pipeline.azure.ports import DeviceRegistrar, DeviceRegistrationResult
-from stations.boot import BootError, boot
+from stations.boot import BootError, EdgeRuntime, boot
 from stations.results import PortResult
 from stations.simulator import SimulatedDevice
 
@@ -93,6 +93,7 @@ class SimulatedFleet:
         on_boot: BootSink | None = None,
         folder_name: Callable[[DeviceSpec], str] = lambda spec: spec.serial,
         device_factory: DeviceFactory = SimulatedDevice,
+        runtime: EdgeRuntime | None = None,
     ) -> None:
         self._pending = list(reversed(devices))
         self._watch_dir = watch_dir
@@ -103,6 +104,7 @@ class SimulatedFleet:
         self._on_boot = on_boot
         self._folder_name = folder_name
         self._device_factory = device_factory
+        self._runtime = runtime
         self._plugged: dict[str, SimulatedUnit] = {}
         self._rebooting: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
@@ -197,7 +199,7 @@ class SimulatedFleet:
 
     def _boot(self, spec: DeviceSpec, flash_dir: Path) -> None:
         try:
-            result = boot(flash_dir, self._registrar)
+            result = boot(flash_dir, self._registrar, runtime=self._runtime)
         except BootError as exc:
             log.warning("simulated device %s: %s", spec.serial, exc)
             result = DeviceRegistrationResult(

@@ -75,6 +75,8 @@ STAGE_COLUMNS = (
     "failed",
     "quarantined",
     "revoked",
+    "online",  # edge: liveness check (migration "edge")
+    "not_online",
 )
 """Unit states that have a `<state>_at` column on `units` (one per state of the domain model)."""
 
@@ -115,6 +117,8 @@ class UnitRow(Base):
     failed_at: Mapped[datetime | None]
     quarantined_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    online_at: Mapped[datetime | None]
+    not_online_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime] = mapped_column(index=True)
 

@@ -50,6 +50,7 @@ class HubDeviceRecord:
     tags: JsonObject = field(default_factory=dict)
     desired: JsonObject = field(default_factory=dict)
     desired_version: int = 1
+    modules: dict[str, Any] = field(default_factory=dict)  # module id -> hub_modules.ModuleRecord
     generation_id: str = field(default_factory=lambda: str(secrets.randbelow(10**18)))
     created: str = field(default_factory=utc_timestamp)
 

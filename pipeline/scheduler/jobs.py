@@ -14,6 +14,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from pipeline.service.confirming import confirm_due_units, tag_twins
 from pipeline.service.context import Context
+from pipeline.service.liveness import check_liveness
 from pipeline.service.reconciling import reconcile
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,13 @@ class PipelineScheduler:
         def confirm(job_ctx: Context) -> int:
             return confirm_due_units(job_ctx, lambda units: self._tagger.submit(tag_twins, job_ctx, units))
 
-        for name, job, every in (
+        jobs = [
             ("confirmer", confirm, settings.confirm_interval_seconds),
             ("reconciler", reconcile, settings.reconcile_interval_seconds),
-        ):
+        ]
+        if settings.online_check and ctx.hub is not None:  # edge: off by default, nothing changes then
+            jobs.append(("liveness", check_liveness, settings.online_check_interval_seconds))
+        for name, job, every in jobs:
             self._scheduler.add_job(
                 _guarded(name, job, ctx),
                 "interval",
