@@ -195,3 +195,15 @@ def _validate(s: Settings) -> None:
             f"allocation_policy (EDGELINE_ALLOCATION_POLICY) must be 'hashed' or 'static', "
             f"not {s.allocation_policy!r}"
         )
+    _validate_edge(s)
+
+
+def _validate_edge(s: Settings) -> None:
+    """edge: the liveness check and the Sparkplug publisher's settings."""
+    for name in ("online_timeout_seconds", "online_check_interval_seconds", "sparkplug_interval_seconds"):
+        if getattr(s, name) < 0:
+            raise ConfigError(f"{name} (EDGELINE_{name.upper()}) must not be negative")
+    if s.sparkplug_enabled and not (s.sparkplug_group_id and "/" not in s.sparkplug_group_id):
+        raise ConfigError(
+            "sparkplug_group_id (EDGELINE_SPARKPLUG_GROUP_ID) must be a non-empty name without '/'"
+        )

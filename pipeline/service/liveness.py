@@ -96,7 +96,8 @@ def check_liveness(ctx: Context) -> int:
         return 0
     now = ctx.clock()
     with ctx.uow_factory() as uow:
-        candidates = uow.units.stuck((UnitState.ASSIGNED,), now, BATCH)
+        # Every assigned unit, longest-unvisited first (index on state; `stuck` compares strictly).
+        candidates = uow.units.stuck((UnitState.ASSIGNED,), now + timedelta(seconds=1), BATCH)
     due = [u for u in candidates if u.next_check_at is None or u.next_check_at <= now]
     verdicts = {u.registration_id: look(ctx.hub, u) for u in due}
     decided = 0
