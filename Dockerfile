@@ -27,6 +27,7 @@ COPY pyproject.toml ./
 RUN mkdir -p pipeline stations \
     && touch README.md pipeline/__init__.py stations/__init__.py \
     && pip install -e . \
+    && pip install --no-deps 'pysparkplug==0.6.1' \
     && rm -rf pipeline stations
 
 COPY pipeline ./pipeline

@@ -38,9 +38,16 @@ def _up(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     pipeline = build_pipeline(settings, client_id=args.client_id)
     stop = stop_event_on_signals()
+    sparkplug = None
+    if settings.sparkplug_enabled:  # edge: imported only when enabled (pysparkplug is optional to import)
+        from pipeline.sparkplug.wiring import build_sparkplug
+
+        sparkplug = build_sparkplug(settings, pipeline.db)
     try:
         pipeline.db.ping()
         pipeline.start()
+        if sparkplug is not None:
+            sparkplug.start()
     except (BusError, DatabaseUnavailable, SchemaMissing) as exc:
         pipeline.stop()
         raise CommandError(str(exc)) from None
@@ -51,5 +58,7 @@ def _up(args: argparse.Namespace) -> int:
     )
     stop.wait()
     log.info("edgeline up: stopping")
+    if sparkplug is not None:
+        sparkplug.stop()
     pipeline.stop()
     return EXIT_OK

@@ -85,6 +85,8 @@ class UnitRow(Base):
     """One physical device and where it is on its way to `assigned`."""
 
     __tablename__ = "units"
+    # edge: the Sparkplug publisher counts units per (line, station, state) from this index alone.
+    __table_args__ = (Index("ix_units_line_station_state", "line", "station", "state"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     registration_id: Mapped[str] = mapped_column(String(128), unique=True)
