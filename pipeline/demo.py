@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.azure.dps_device import HttpDeviceRegistrar
+from pipeline.azure.hub_device import HttpModuleReporter
 from pipeline.azure.hub_registry import AzureHubRegistry
 from pipeline.bootstrap import Pipeline, build_pipeline
 from pipeline.bus.embedded import EmbeddedBroker
@@ -29,10 +30,12 @@ from pipeline.db import migrate
 from pipeline.domain.identity import DeviceIdentity
 from pipeline.emulator.server import EmulatorConfig, RunningEmulator, start_emulator
 from pipeline.service.unit_of_work import StationRecord
+from stations.boot import EdgeRuntime
 from stations.config import StationConfig
 from stations.fleet import DeviceSpec, SimulatedFleet, make_devices
 from stations.results import PortResult
 from stations.runtime import StationProcess, start_station
+from stations.sim_edge_runtime import SimulatedEdgeRuntime
 
 DEMO_HUBS = ("edgeline-hub-1.azure-devices.net", "edgeline-hub-2.azure-devices.net")
 
@@ -70,6 +73,7 @@ class DemoReport:
     database_url: str
     station_results: list[PortResult]
     registration_ids: list[str]
+    target: str = "assigned"  # edge: "online" when the liveness check is on
 
 
 def demo_settings(
@@ -95,7 +99,18 @@ def demo_settings(
         confirm_backoff_max_seconds=5.0,
         reconcile_interval_seconds=2.0,
         reconcile_stuck_seconds=max(base.reconcile_stuck_seconds, 20.0),
+        online_check_interval_seconds=min(base.online_check_interval_seconds, 1.0),
     )
+
+
+def _edge_runtime(stack: ExitStack, settings: Settings, emulator: RunningEmulator) -> EdgeRuntime | None:
+    """edge: with online_check, simulated devices start an IoT Edge runtime that reports to its hub."""
+    if not settings.online_check:
+        return None
+    hub_urls = {name: f"https://127.0.0.1:{emulator.hub_port(name)}" for name in DEMO_HUBS}
+    reporter = HttpModuleReporter(hub_urls, verify=emulator.ca_file)
+    stack.callback(reporter.close)
+    return SimulatedEdgeRuntime(reporter, "running")
 
 
 def run_demo(base: Settings, options: DemoOptions, on_progress: Callable[[Snapshot], None]) -> DemoReport:
@@ -127,18 +142,23 @@ def run_demo(base: Settings, options: DemoOptions, on_progress: Callable[[Snapsh
         # Real IoT Edge polls every 5 s; the demo polls faster so a short run finishes quickly.
         registrar = HttpDeviceRegistrar(poll_interval=0.2, max_poll_interval=0.5)
         stack.callback(registrar.close)
-        stations = _start_stations(stack, pipeline, settings, options, devices, workdir, run_id, registrar)
-        counts = _watch(pipeline, options, stations, started, on_progress)
+        runtime = _edge_runtime(stack, settings, emulator)
+        stations = _start_stations(
+            stack, pipeline, settings, options, devices, workdir, run_id, registrar, runtime
+        )
+        target = "online" if settings.online_check else "assigned"
+        counts = _watch(pipeline, options, stations, started, on_progress, target)
         registration_ids = [_registration_id(settings, d) for d in devices]
         results = [r for s in stations for r in s.results]
         return DemoReport(
-            ok=counts.get("assigned", 0) == options.units,
+            ok=counts.get(target, 0) == options.units,
             units=options.units,
             counts=counts,
             elapsed=time.monotonic() - started,
             database_url=settings.resolved_database_url(),
             station_results=results,
             registration_ids=registration_ids,
+            target=target,
         )
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -165,6 +185,7 @@ def _start_stations(
     workdir: Path,
     run_id: str,
     registrar: HttpDeviceRegistrar,
+    runtime: EdgeRuntime | None = None,
 ) -> list[StationProcess]:
     flash_root = options.keep_devices or workdir / "devices"
     flash_root.mkdir(parents=True, exist_ok=True)
@@ -192,6 +213,7 @@ def _start_stations(
             fixtures=options.fixtures,
             baud=options.baud,
             folder_name=lambda spec: _registration_id(settings, spec),
+            runtime=runtime,
         )
         config = StationConfig(
             name=name,
@@ -223,6 +245,7 @@ def _watch(
     stations: list[StationProcess],
     started: float,
     on_progress: Callable[[Snapshot], None],
+    target: str = "assigned",
 ) -> dict[str, int]:
     timeout = options.timeout or max(120.0, options.units * 1.5)
     while True:
@@ -238,6 +261,6 @@ def _watch(
                 elapsed=elapsed,
             )
         )
-        if counts.get("assigned", 0) >= options.units or elapsed > timeout:
+        if counts.get(target, 0) >= options.units or elapsed > timeout:
             return counts
         time.sleep(0.5)
