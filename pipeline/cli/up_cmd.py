@@ -37,6 +37,11 @@ def register(sub: Any) -> None:
 def _up(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     pipeline = build_pipeline(settings, client_id=args.client_id)
+    if settings.online_check and pipeline.ctx.hub is None:  # edge: the liveness job reads hub twins
+        raise CommandError(
+            "online_check needs iot_hub_connection_strings (EDGELINE_IOT_HUB_CONNECTION_STRINGS) to read "
+            "the $edgeAgent module twins, or set online_check = false"
+        )
     stop = stop_event_on_signals()
     sparkplug = None
     if settings.sparkplug_enabled:  # edge: imported only when enabled (pysparkplug is optional to import)

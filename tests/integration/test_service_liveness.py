@@ -6,8 +6,11 @@ registry manager, and a simulated IoT Edge runtime reporting to the emulated hub
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import service_helpers
@@ -16,6 +19,7 @@ from service_helpers import HUB, World, to_flashed
 from pipeline.azure.dps_device import HttpDeviceRegistrar
 from pipeline.azure.hub_device import HttpModuleReporter
 from pipeline.azure.hub_registry import AzureHubRegistry
+from pipeline.cli.main import main
 from pipeline.domain.model import UnitState
 from pipeline.emulator.hub_modules import module_of
 from pipeline.scheduler.jobs import PipelineScheduler
@@ -169,3 +173,24 @@ def test_off_by_default_nothing_changes(world: World, registrar: HttpDeviceRegis
         dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings, online_check=True))
     )
     assert "liveness" in [job.id for job in on._scheduler.get_jobs()]
+
+
+def test_up_refuses_online_check_without_hub_connection_strings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in {
+        "EDGELINE_DATABASE_URL": f"sqlite:///{tmp_path / 'e.db'}",
+        "EDGELINE_MQTT_URL": "mqtt://127.0.0.1:9",
+        "EDGELINE_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "EDGELINE_ENROLLMENT_MODE": "individual",
+        "EDGELINE_ONLINE_CHECK": "true",
+        "EDGELINE_DPS_CONNECTION_STRING": "HostName=127.0.0.1:9;SharedAccessKeyName=provisioningserviceowner;"
+        f"SharedAccessKey={base64.b64encode(os.urandom(32)).decode()}",
+        "EDGELINE_DPS_ID_SCOPE": "0ne00000001",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("EDGELINE_IOT_HUB_CONNECTION_STRINGS", raising=False)
+    assert main(["up"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("edgeline up: online_check needs iot_hub_connection_strings")
+    assert "\n" not in error

@@ -7,6 +7,7 @@ data by exception, and NDEATH both from the will (process killed) and from a cle
 
 from __future__ import annotations
 
+import base64
 import os
 import queue
 import signal
@@ -165,3 +166,42 @@ def test_restart_takes_the_next_bdseq_and_a_clean_stop_publishes_ndeath(
             process.kill()
             process.wait(10)
     host.bus.close()
+
+
+def test_edgeline_up_runs_the_publisher_when_enabled(
+    db: Database, db_url: str, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    group = f"G{uuid.uuid4().hex[:6]}"
+    add_unit(db, "S4", UnitState.ASSIGNED)
+    host = Host(mosquitto.url, group)
+    key = base64.b64encode(os.urandom(32)).decode()
+    env = {
+        **os.environ,
+        "EDGELINE_DATABASE_URL": db_url,
+        "EDGELINE_MQTT_URL": mosquitto.url,
+        "EDGELINE_TOPIC_ROOT": f"up-{uuid.uuid4().hex[:8]}",
+        "EDGELINE_LINE": LINE,
+        "EDGELINE_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "EDGELINE_ENROLLMENT_MODE": "individual",  # no DPS call at start-up: none runs here
+        "EDGELINE_DPS_CONNECTION_STRING": "HostName=127.0.0.1:9;SharedAccessKeyName=provisioningserviceowner;"
+        f"SharedAccessKey={key}",
+        "EDGELINE_DPS_ID_SCOPE": "0ne00000001",
+        "EDGELINE_SPARKPLUG_ENABLED": "true",
+        "EDGELINE_SPARKPLUG_GROUP_ID": group,
+        "EDGELINE_SPARKPLUG_EDGE_NODE_ID": "line-7",
+        "EDGELINE_STATE_DIR": str(tmp_path),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli.main", "up"], env=env, stderr=subprocess.PIPE
+    )
+    try:
+        nbirth = host.next("NBIRTH")
+        assert metrics(nbirth)["units/assigned"] == (INT64, 1)
+        assert metrics(host.next("DBIRTH", "S4"))["units/total"] == (INT64, 1)
+        process.send_signal(signal.SIGTERM)
+        assert metrics(host.next("NDEATH"))["bdSeq"] == metrics(nbirth)["bdSeq"]
+        assert process.wait(30) == 0
+    finally:
+        process.kill()
+        process.wait(10)
+        host.bus.close()
