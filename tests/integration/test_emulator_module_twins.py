@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,7 +16,10 @@ from pipeline.azure.hub_registry import AzureHubRegistry
 from pipeline.azure.ports import AzureError, IndividualEnrollmentSpec
 from pipeline.azure.sas import generate_token
 from pipeline.domain.keys import SecretKey
+from pipeline.edgeconfig.model import ProvisioningConfig
+from pipeline.edgeconfig.render import render
 from pipeline.emulator.server import EmulatorConfig, RunningEmulator, start_emulator
+from stations.boot import boot
 from stations.sim_edge_runtime import SimulatedEdgeRuntime, edge_agent_report
 
 HUB = "edgeline-hub-1.azure-devices.net"
@@ -140,3 +144,32 @@ def test_deployment_sets_edge_agent_desired_properties(
     assert response.status_code == 200, response.text
     twin = registry.get_module_twin(HUB, device_id, "$edgeAgent")
     assert twin is not None and twin.desired["systemModules"]["edgeHub"]["status"] == "running"
+
+
+@pytest.mark.parametrize("behaviour", ["running", "never_connects"])
+def test_booting_device_starts_its_runtime_with_the_flashed_key(
+    emulator: RunningEmulator,
+    registry: AzureHubRegistry,
+    reporter: HttpModuleReporter,
+    tmp_path: Path,
+    behaviour: str,
+) -> None:
+    """stations.boot: register with the flashed config, then the runtime reports with the same key."""
+    rid = f"sn-boot{next(_ids)}-mac-bb"
+    key = SecretKey.generate()
+    spec = IndividualEnrollmentSpec(rid, key, SecretKey.generate())
+    with HttpDpsClient.from_connection_string(emulator.service_connection_string) as dps:
+        assert dps.ensure_individual_enrollments([spec]) == {rid: None}
+    rendered = render(ProvisioningConfig(emulator.device_endpoint, emulator.id_scope, rid, key), "1.2")
+    flashed = tmp_path / "config.toml"
+    flashed.write_bytes(rendered.content)
+    registrar = HttpDeviceRegistrar(poll_interval=0.05, max_poll_interval=0.2)
+    try:
+        result = boot(flashed, registrar, timeout=20, runtime=SimulatedEdgeRuntime(reporter, behaviour))
+    finally:
+        registrar.close()
+    assert result.status == "assigned"
+    twin = registry.get_module_twin(HUB, rid, "$edgeAgent")
+    assert twin is not None
+    running = twin.reported.get("systemModules", {}).get("edgeAgent", {}).get("runtimeStatus")
+    assert running == ("running" if behaviour == "running" else None)
