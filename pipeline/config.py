@@ -203,6 +203,8 @@ def _validate_edge(s: Settings) -> None:
     for name in ("online_timeout_seconds", "online_check_interval_seconds", "sparkplug_interval_seconds"):
         if getattr(s, name) < 0:
             raise ConfigError(f"{name} (EDGELINE_{name.upper()}) must not be negative")
+    if s.sparkplug_enabled and s.sparkplug_interval_seconds <= 0:
+        raise ConfigError("sparkplug_interval_seconds (EDGELINE_SPARKPLUG_INTERVAL_SECONDS) must be above 0")
     if s.sparkplug_enabled and not (s.sparkplug_group_id and "/" not in s.sparkplug_group_id):
         raise ConfigError(
             "sparkplug_group_id (EDGELINE_SPARKPLUG_GROUP_ID) must be a non-empty name without '/'"

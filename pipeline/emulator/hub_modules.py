@@ -12,6 +12,7 @@ Not responsible for: device identities and device twins (hub_registry), service 
 
 from __future__ import annotations
 
+import base64
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ class ModuleRecord:
         return {
             "deviceId": device.device_id,
             "moduleId": self.module_id,
-            "etag": f"AAAAAAAAAA{self.version}=",
+            "etag": base64.b64encode(str(self.version).encode("ascii")).decode("ascii"),
             "deviceEtag": device.etag,
             "status": device.status,
             "statusUpdateTime": NEVER,
@@ -99,6 +100,8 @@ class HubModulesApi:
             with self.registry.lock:
                 device = self.registry.get(self.hub_name, device_id)
                 module = module_of(device, module_id) if device is not None else None
+                if device is None and request.path.endswith(REPORTED_SUFFIX):
+                    raise unauthorized("no such device for this token")  # as IoT Hub: no existence oracle
                 if device is None or module is None:
                     raise ApiError(
                         404, 404010, f"Module {device_id}/{module_id} not found in {self.hub_name}."

@@ -52,7 +52,8 @@ class PipelineScheduler:
             ("reconciler", reconcile, settings.reconcile_interval_seconds),
         ]
         if settings.online_check and ctx.hub is not None:  # edge: off by default, nothing changes then
-            jobs.append(("liveness", check_liveness, settings.online_check_interval_seconds))
+            # Units have their own next-check time; the job itself runs at most once a second.
+            jobs.append(("liveness", check_liveness, max(settings.online_check_interval_seconds, 1.0)))
         for name, job, every in jobs:
             self._scheduler.add_job(
                 _guarded(name, job, ctx),
