@@ -214,6 +214,26 @@ class StationStatus(Message):
     online: bool
 
 
+@_message("unit.online")
+@dataclass(frozen=True, slots=True)
+class UnitOnline(Message):
+    """edge: the hub shows the device's IoT Edge runtime running (optional liveness check)."""
+
+    registration_id: str
+    assigned_hub: str
+    device_id: str
+
+
+@_message("unit.online.failed")
+@dataclass(frozen=True, slots=True)
+class UnitNotOnline(Message):
+    """edge: the runtime was not seen running within the timeout (state `not_online`); the reason says why."""
+
+    registration_id: str
+    assigned_hub: str
+    reason: str
+
+
 ALL_MESSAGES: tuple[type[Message], ...] = (
     UnitScanned,
     ScanRejected,
@@ -226,5 +246,7 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     UnitFailed,
     UnitQuarantined,
     StationStatus,
+    UnitOnline,
+    UnitNotOnline,
 )
 BY_TYPE: dict[str, type[Message]] = {m.TYPE: m for m in ALL_MESSAGES}

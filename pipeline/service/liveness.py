@@ -19,8 +19,9 @@ from datetime import timedelta
 from typing import Any
 
 from pipeline.azure.ports import AzureError, HubDevice, HubRegistry, ModuleTwin
+from pipeline.domain.events import UnitNotOnline, UnitOnline
 from pipeline.domain.model import Failure, Unit, UnitState
-from pipeline.service.common import record_transition
+from pipeline.service.common import MAX_REASON, record_transition
 from pipeline.service.context import Context
 from pipeline.service.unit_of_work import UnitOfWork
 
@@ -114,14 +115,22 @@ def _apply(uow: UnitOfWork, ctx: Context, unit: Unit, verdict: Verdict) -> bool:
     now = ctx.clock()
     assigned_at = unit.stage_times.get(UnitState.ASSIGNED.value, now)
     timed_out = now - assigned_at >= timedelta(seconds=ctx.settings.online_timeout_seconds)
+    hub, device_id = unit.assigned_hub or "", unit.device_id or unit.registration_id
     if verdict.online:
         unit.transition(UnitState.ONLINE, now)
-        record_transition(uow, ctx, unit, ACTOR, hub=unit.assigned_hub, outcome=verdict.reason)
+        record_transition(uow, ctx, unit, ACTOR, hub=hub, outcome=verdict.reason)
+        ctx.emit_unit_event(
+            uow, UnitOnline(registration_id=unit.registration_id, assigned_hub=hub, device_id=device_id)
+        )
         return True
     if verdict.final or timed_out:
+        reason = verdict.reason[:MAX_REASON]
         unit.transition(UnitState.NOT_ONLINE, now)
-        unit.failure = Failure(stage="online", reason=verdict.reason, retryable=not verdict.final)
-        record_transition(uow, ctx, unit, ACTOR, hub=unit.assigned_hub, reason=verdict.reason)
+        unit.failure = Failure(stage="online", reason=reason, retryable=not verdict.final)
+        record_transition(uow, ctx, unit, ACTOR, hub=hub, reason=reason)
+        ctx.emit_unit_event(
+            uow, UnitNotOnline(registration_id=unit.registration_id, assigned_hub=hub, reason=reason)
+        )
         return True
     unit.next_check_at = now + timedelta(seconds=ctx.settings.online_check_interval_seconds)
     unit.updated_at = now  # the batch query visits the longest-unvisited units first

@@ -20,6 +20,7 @@ from pipeline.azure.dps_device import HttpDeviceRegistrar
 from pipeline.azure.hub_device import HttpModuleReporter
 from pipeline.azure.hub_registry import AzureHubRegistry
 from pipeline.cli.main import main
+from pipeline.domain.events import UnitNotOnline, UnitOnline
 from pipeline.domain.model import UnitState
 from pipeline.emulator.hub_modules import module_of
 from pipeline.scheduler.jobs import PipelineScheduler
@@ -95,6 +96,9 @@ def test_running_runtime_makes_the_unit_online(
     assert "online" in unit.stage_times
     [record] = [r for r in world.audit(rid) if r.kind == "unit.online"]
     assert record.detail["outcome"] == "IoT Edge runtime running"
+    [(topic, event)] = world.outbox_of(UnitOnline, rid)
+    assert topic.endswith("/v1/units/events/unit.online")
+    assert (event.assigned_hub, event.device_id) == (HUB, rid)
     assert check_liveness(ctx) == 0  # nothing left to look at
 
 
@@ -113,6 +117,8 @@ def test_runtime_that_never_connects_is_not_online_after_the_timeout(
     assert unit.state is UnitState.NOT_ONLINE
     assert unit.failure is not None and unit.failure.stage == "online"
     assert unit.failure.reason.startswith("never connected")
+    [(_, event)] = world.outbox_of(UnitNotOnline, rid)
+    assert event.reason == unit.failure.reason and event.assigned_hub == HUB
 
 
 def test_runtime_error_is_reported_with_the_runtime_own_words(

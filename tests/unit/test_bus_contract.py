@@ -38,6 +38,8 @@ SAMPLES: dict[type[Message], Message] = {
     events.UnitFailed: events.UnitFailed("sn-1-mac-a", "enroll", "DPS 401", False, 3),
     events.UnitQuarantined: events.UnitQuarantined("sn-1-mac-a", "same MAC", "sn-2-mac-a"),
     events.StationStatus: events.StationStatus("L1", "S1", True),
+    events.UnitOnline: events.UnitOnline("sn-1-mac-a", "hub1.azure-devices.net", "sn-1-mac-a"),
+    events.UnitNotOnline: events.UnitNotOnline("sn-1-mac-a", "hub1.azure-devices.net", "never connected"),
 }
 
 
