@@ -59,3 +59,21 @@ def node_death(bd_seq: int) -> bytes:
     """NDEATH: only the bdSeq of the session it ends (registered as the MQTT will at connect)."""
     metric = spb.Metric(timestamp=None, name=BD_SEQ, datatype=spb.DataType.INT64, value=bd_seq)
     return bytes(spb.NDeath(timestamp=spb.get_current_timestamp(), bd_seq_metric=metric).encode())
+
+
+def is_rebirth_request(raw: bytes) -> bool:
+    """Whether an NCMD payload sets `Node Control/Rebirth` true (what a host sends to get births again).
+
+    A payload that does not decode is not a request (the caller logs it; a host cannot crash the node).
+    """
+    try:
+        command = spb.NCmd.decode(raw)
+    except Exception:  # protobuf's DecodeError and pysparkplug's own errors: untrusted bytes
+        return False
+    return any(m.name == REBIRTH and m.value is True for m in command.metrics)
+
+
+def rebirth_request(timestamp: int) -> bytes:
+    """The NCMD a host sends to ask for a rebirth (for tests and tools)."""
+    metric = spb.Metric(timestamp=timestamp, name=REBIRTH, datatype=spb.DataType.BOOLEAN, value=True)
+    return bytes(spb.NCmd(timestamp, (metric,)).encode(include_dtypes=True))

@@ -4,7 +4,8 @@ Responsible for: the session's birth/death certificates and sequence numbers: ND
 session's `bdSeq` registered as the MQTT will (so a host learns of a crash from the broker), NBIRTH
 (seq 0, same `bdSeq`) and one DBIRTH per station after every (re)connect, then NDATA/DDATA with the
 metrics that changed, every `sparkplug_interval_seconds`, `seq` counting 0..255 and wrapping; a station
-seen for the first time gets its DBIRTH first; a clean stop publishes NDEATH before disconnecting.
+seen for the first time gets its DBIRTH first; an NCMD `Node Control/Rebirth` = true from a host
+publishes the births again; a clean stop publishes NDEATH before disconnecting.
 `bdSeq` goes up by one (mod 256) per process start, kept in `{state_dir}/sparkplug-bdseq`.
 Not responsible for: encoding (codec), reading the database (a `LineStateReader`), MQTT (the bus port).
 """
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from pipeline.bus.ports import Bus, BusError, Will
+from pipeline.bus.ports import Bus, BusError, InboundMessage, Will
 from pipeline.sparkplug import codec
 from pipeline.sparkplug.model import LineSnapshot, MetricValue, changed, metrics_of
 
@@ -82,6 +83,7 @@ class SparkplugPublisher:
     def start(self, timeout: float = 10.0) -> None:
         """Connect (the will is registered then), publish the births, start the periodic reports."""
         self._bus.on_connected(self._rebirth)
+        self._bus.subscribe(codec.topic("NCMD", self._group, self._node), self._on_command)
         self._bus.connect(timeout)
         self._thread.start()
 
@@ -95,6 +97,20 @@ class SparkplugPublisher:
         except BusError as exc:
             log.warning("sparkplug: NDEATH not published (%s); hosts will see the will instead", exc)
         self._bus.close()
+
+    def _on_command(self, message: InboundMessage) -> None:
+        """NCMD: `Node Control/Rebirth` = true publishes the births again (hosts ask after a seq gap)."""
+        try:
+            if codec.is_rebirth_request(message.payload):
+                log.info("sparkplug: rebirth requested by a host")
+                self._rebirth()
+            else:
+                log.warning(
+                    "sparkplug: ignored an NCMD that is not a rebirth request (%d bytes)",
+                    len(message.payload),
+                )
+        finally:
+            message.ack()
 
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) % SEQ_LIMIT

@@ -205,3 +205,29 @@ def test_edgeline_up_runs_the_publisher_when_enabled(
         process.kill()
         process.wait(10)
         host.bus.close()
+
+
+def test_host_rebirth_command_republishes_the_births(
+    db: Database, db_url: str, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    group = f"G{uuid.uuid4().hex[:6]}"
+    add_unit(db, "S1", UnitState.ASSIGNED)
+    host = Host(mosquitto.url, group)
+    process = start_publisher(db_url, mosquitto, group, tmp_path)
+    try:
+        first = host.next("NBIRTH")
+        host.next("DBIRTH", "S1")
+        ncmd = f"spBv1.0/{group}/NCMD/{LINE}"
+        host.bus.publish(ncmd, b"\xff\x00 not protobuf")  # a broken command is ignored, not fatal
+        command = tahu.Payload(timestamp=int(time.time() * 1000))
+        metric = command.metrics.add(name="Node Control/Rebirth", datatype=BOOLEAN)
+        metric.boolean_value = True
+        host.bus.publish(ncmd, command.SerializeToString())
+        again = host.next("NBIRTH")
+        assert again.seq == 0 and metrics(again)["bdSeq"] == metrics(first)["bdSeq"]
+        assert host.next("DBIRTH", "S1").seq == 1
+        assert process.poll() is None
+    finally:
+        process.kill()
+        process.wait(10)
+        host.bus.close()
