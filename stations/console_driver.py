@@ -117,6 +117,7 @@ class LinuxConsoleDriver(DeviceDriver):
         _check_path(path)
         expected = hashlib.sha256(content).hexdigest()
         with self._lock:
+            self.last_edge_check = None
             problem = "no attempt made"
             for _ in range(max(1, self._options.flash_attempts)):
                 stored, problem = self._attempt(path, content, expected)

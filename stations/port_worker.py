@@ -258,6 +258,7 @@ class PortWorker(threading.Thread):
                 station=cfg.name,
                 port=self.port,
                 config_sha256=readback,
+                edge_check=_edge_check(driver),
             )
         )
         try:
@@ -284,6 +285,13 @@ class PortWorker(threading.Thread):
                 elapsed_seconds=time.monotonic() - visit.started,
             )
         )
+
+
+def _edge_check(driver: object) -> str | None:
+    """The summary of device-side IoT Edge checks, for drivers that ran them (linux-console)."""
+    outcome = getattr(driver, "last_edge_check", None)
+    summary = getattr(outcome, "summary", None)
+    return summary[:1000] if isinstance(summary, str) else None
 
 
 def _clip(text: str | None) -> str | None:

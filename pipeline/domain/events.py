@@ -158,6 +158,7 @@ class ConfigFlashed(Message):
     station: str
     port: str
     config_sha256: str
+    edge_check: str | None = None  # edge: summary of the device-side IoT Edge checks, if the driver ran them
 
 
 @_message("flash.failed")

@@ -33,8 +33,9 @@ def handle_flashed(ctx: Context, envelope: Envelope) -> None:
             unit.transition(UnitState.FLASHED, now)
             unit.checks = 0
             unit.next_check_at = now + timedelta(seconds=ctx.settings.confirm_backoff_initial_seconds)
+            checked = {"edge_check": event.edge_check} if event.edge_check else {}  # edge: device-side checks
             record_transition(
-                uow, ctx, unit, event.station, config_sha256=event.config_sha256, port=event.port
+                uow, ctx, unit, event.station, config_sha256=event.config_sha256, port=event.port, **checked
             )
         elif event.config_sha256 != unit.config_sha256:
             audit(uow, ctx, unit, "flash.ignored", event.station, reason="result for another config version")

@@ -26,6 +26,7 @@ from pipeline.db import migrate
 from pipeline.demo import DEMO_HUBS, demo_settings
 from pipeline.emulator.server import EmulatorConfig, RunningEmulator, start_emulator
 from pipeline.service.unit_of_work import StationRecord
+from stations.boot import EdgeRuntime
 from stations.config import StationConfig
 from stations.driver import DeviceDriver
 from stations.fleet import DeviceFactory, DeviceSpec, SimulatedFleet
@@ -138,6 +139,7 @@ def run_station(
     device_factory: DeviceFactory = SimulatedDevice,
     open_driver: Callable[[str], DeviceDriver] | None = None,
     on_stage: StageHook | None = None,
+    runtime: EdgeRuntime | None = None,
     **config: Any,
 ) -> StationRun:
     """Register station `name`, start it on `workdir/ports` and plug `devices` in; stopped with `stack`.
@@ -154,6 +156,7 @@ def run_station(
         registrar,
         fixtures=fixtures,
         device_factory=device_factory,
+        runtime=runtime,
     )
     station_config = StationConfig(
         name=name,
