@@ -34,11 +34,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What the hub shows: online, or not (yet), why, and whether waiting longer can change it."""
+    """What the hub shows: online, or not (yet), why, and whether waiting longer can change it.
+
+    `answered` is False when the hub could not be asked for a passing reason (429, 5xx, no response):
+    such a look never times a unit out, so a hub outage cannot turn a line's units `not_online`.
+    """
 
     online: bool
     reason: str
     final: bool = False
+    answered: bool = True
 
 
 def _section(document: dict[str, Any], *path: str) -> dict[str, Any]:
@@ -86,8 +91,8 @@ def look(hub_registry: HubRegistry, unit: Unit) -> Verdict:
     try:
         device = hub_registry.get_device(hub, device_id)
         agent = hub_registry.get_module_twin(hub, device_id, EDGE_AGENT) if device is not None else None
-    except AzureError as exc:
-        return Verdict(False, f"hub {hub} could not be asked: {exc}")
+    except AzureError as exc:  # e.g. no connection string for the hub DPS chose: counts, unlike a 503
+        return Verdict(False, f"hub {hub} could not be asked: {exc}", answered=not exc.retryable)
     return judge(hub, device_id, device, agent)
 
 
@@ -123,7 +128,7 @@ def _apply(uow: UnitOfWork, ctx: Context, unit: Unit, verdict: Verdict) -> bool:
             uow, UnitOnline(registration_id=unit.registration_id, assigned_hub=hub, device_id=device_id)
         )
         return True
-    if verdict.final or timed_out:
+    if verdict.final or (timed_out and verdict.answered):
         reason = verdict.reason[:MAX_REASON]
         unit.transition(UnitState.NOT_ONLINE, now)
         unit.failure = Failure(stage="online", reason=reason, retryable=not verdict.final)

@@ -121,6 +121,23 @@ def test_runtime_that_never_connects_is_not_online_after_the_timeout(
     assert event.reason == unit.failure.reason and event.assigned_hub == HUB
 
 
+def test_hub_outage_never_times_a_unit_out(
+    world: World, registrar: HttpDeviceRegistrar, reporter: HttpModuleReporter
+) -> None:
+    ctx = liveness_context(world)
+    rid = assigned_unit(world, ctx, registrar, SimulatedEdgeRuntime(reporter, "never_connects"))
+    world.clock.advance(seconds=TIMEOUT + 1)
+    world.emulator.set_faults(throttle=True)  # every hub call answers 429
+    try:
+        assert check_liveness(ctx) == 0
+    finally:
+        world.emulator.set_faults()
+    assert world.unit(rid).state is UnitState.ASSIGNED
+    assert check_liveness(ctx) == 1  # the hub answers again: now the timeout counts
+    unit = world.unit(rid)
+    assert unit.failure is not None and unit.failure.reason.startswith("never connected")
+
+
 def test_runtime_error_is_reported_with_the_runtime_own_words(
     world: World, registrar: HttpDeviceRegistrar, reporter: HttpModuleReporter
 ) -> None:
