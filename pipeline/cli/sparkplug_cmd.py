@@ -9,7 +9,8 @@ from typing import Any
 from pipeline.bus.ports import BusError
 from pipeline.cli.common import settings_from, stop_event_on_signals
 from pipeline.cli.main import EXIT_OK, CommandError
-from pipeline.db.errors import DatabaseUnavailable
+from pipeline.db.errors import DatabaseUnavailable, SchemaMissing
+from pipeline.db.line_state import SqlLineState
 from pipeline.db.session import Database
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,9 @@ def _run(args: argparse.Namespace) -> int:
     stop = stop_event_on_signals()
     try:
         database.ping()
+        SqlLineState(database, settings.line).snapshot()  # a missing schema is one line here, not a log flood
         publisher.start()
-    except (BusError, DatabaseUnavailable) as exc:
+    except (BusError, DatabaseUnavailable, SchemaMissing) as exc:
         database.dispose()
         raise CommandError(str(exc)) from None
     log.info("edgeline sparkplug: publishing as %r", publisher)
