@@ -1,8 +1,8 @@
 """`AzureHubRegistry`: IoT Hub device identities and twin tags through azure-iot-hub.
 
 Responsible for: the `HubRegistry` port on `IoTHubRegistryManager` (one per hub, chosen by the hub host
-DPS assigned): reading identities, twin tags, enabling/disabling identities (revocation), and mapping
-msrest/requests exceptions to `AzureError` at this one boundary.
+DPS assigned): reading identities, twin tags and module twins (`$edgeAgent`), enabling/disabling
+identities (revocation), and mapping msrest/requests exceptions to `AzureError` at this one boundary.
 Not responsible for: creating device identities (DPS does that on assignment) or device-side hub traffic.
 The only module importing `azure.iot.hub`; it does so lazily, inside the class, because that import
 (msrest, uamqp) costs about a second. The SDK always uses https; a private CA is trusted through
