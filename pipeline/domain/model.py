@@ -55,7 +55,7 @@ TRANSITIONS: dict[UnitState, frozenset[UnitState]] = {
     # config_issued -> config_issued: the flash command is re-sent (reconciler, station came back).
     S.CONFIG_ISSUED: frozenset({S.CONFIG_ISSUED, S.FLASHED, S.FAILED, S.REVOKED}),
     S.FLASHED: frozenset({S.ASSIGNED, S.FAILED, S.REVOKED}),
-    # Liveness (optional): assigned -> online | not_online; a late runtime report may still bring it online.
+    # Liveness (optional): assigned -> online | not_online; not_online -> online is left open for a re-check.
     S.ASSIGNED: frozenset({S.ONLINE, S.NOT_ONLINE, S.REVOKED}),
     S.ONLINE: frozenset({S.REVOKED}),
     S.NOT_ONLINE: frozenset({S.ONLINE, S.REVOKED}),
