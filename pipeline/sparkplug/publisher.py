@@ -6,7 +6,8 @@ session's `bdSeq` registered as the MQTT will (so a host learns of a crash from 
 metrics that changed, every `sparkplug_interval_seconds`, `seq` counting 0..255 and wrapping; a station
 seen for the first time gets its DBIRTH first; an NCMD `Node Control/Rebirth` = true from a host
 publishes the births again; a clean stop publishes NDEATH before disconnecting.
-`bdSeq` goes up by one (mod 256) per process start, kept in `{state_dir}/sparkplug-bdseq`.
+`bdSeq` goes up by one (mod 256) with every MQTT CONNECT (a `Session` makes the will just before it,
+the births then carry the same number), kept in `{state_dir}/sparkplug-bdseq-{node}` across restarts.
 Not responsible for: encoding (codec), reading the database (a `LineStateReader`), MQTT (the bus port).
 """
 
@@ -50,6 +51,25 @@ def death_will(group: str, node: str, bd_seq: int) -> Will:
     return Will(codec.topic("NDEATH", group, node), codec.node_death(bd_seq), retain=False)
 
 
+class Session:
+    """The birth/death sequence number of the current MQTT session: a new one for every CONNECT."""
+
+    def __init__(self, group: str, node: str, path: Path) -> None:
+        self._group, self._node, self._path = group, node, path
+        self.bd_seq = -1  # none yet: set by next_will, just before each CONNECT
+
+    def next_will(self) -> Will:
+        """Take the next bdSeq and return the NDEATH carrying it (paho's pre-connect hook: never raises)."""
+        try:
+            self.bd_seq = next_bd_seq(self._path)
+        except OSError as exc:  # an unwritable state dir must not stop the connection
+            log.warning(
+                "sparkplug: cannot keep bdSeq in %s (%s); counting in memory", self._path, exc.strerror
+            )
+            self.bd_seq = (self.bd_seq + 1) % SEQ_LIMIT
+        return death_will(self._group, self._node, self.bd_seq)
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -64,12 +84,12 @@ class SparkplugPublisher:
         *,
         group: str,
         node: str,
-        bd_seq: int,
+        session: Session,
         interval: float,
         clock_ms: Callable[[], int] = _now_ms,
     ) -> None:
         self._bus, self._reader = bus, reader
-        self._group, self._node, self._bd_seq = group, node, bd_seq
+        self._group, self._node, self._session = group, node, session
         self._interval, self._clock_ms = interval, clock_ms
         self._seq = 0
         self._last: dict[str | None, list[MetricValue]] = {}  # None: the node itself
@@ -78,10 +98,10 @@ class SparkplugPublisher:
         self._thread = threading.Thread(target=self._run, name="sparkplug", daemon=True)
 
     def __repr__(self) -> str:
-        return f"SparkplugPublisher(group={self._group!r}, node={self._node!r}, bdSeq={self._bd_seq})"
+        return f"SparkplugPublisher(group={self._group!r}, node={self._node!r}, bdSeq={self._session.bd_seq})"
 
     def start(self, timeout: float = 10.0) -> None:
-        """Connect (the will is registered then), publish the births, start the periodic reports."""
+        """Connect (the session's will is made just before), publish the births, start the reports."""
         self._bus.on_connected(self._rebirth)
         self._bus.subscribe(codec.topic("NCMD", self._group, self._node), self._on_command)
         self._bus.connect(timeout)
@@ -93,7 +113,8 @@ class SparkplugPublisher:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         try:
-            self._bus.publish(codec.topic("NDEATH", self._group, self._node), codec.node_death(self._bd_seq))
+            death = codec.node_death(self._session.bd_seq)
+            self._bus.publish(codec.topic("NDEATH", self._group, self._node), death)
         except BusError as exc:
             log.warning("sparkplug: NDEATH not published (%s); hosts will see the will instead", exc)
         self._bus.close()
@@ -125,7 +146,7 @@ class SparkplugPublisher:
                 self._seq = 0
                 node_metrics = metrics_of(snapshot.line_state())
                 now = self._clock_ms()
-                payload = codec.node_birth(now, self._bd_seq, node_metrics)
+                payload = codec.node_birth(now, self._session.bd_seq, node_metrics)
                 self._bus.publish(codec.topic("NBIRTH", self._group, self._node), payload)
                 self._last[None] = node_metrics
                 for station, state in snapshot.stations.items():

@@ -15,7 +15,7 @@ from pipeline.db.line_state import SqlLineState
 from pipeline.db.session import Database
 
 try:
-    from pipeline.sparkplug.publisher import SparkplugPublisher, death_will, next_bd_seq
+    from pipeline.sparkplug.publisher import Session, SparkplugPublisher
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installation
     if exc.name != "pysparkplug":
         raise
@@ -45,15 +45,15 @@ def build_sparkplug(settings: Settings, database: Database) -> SparkplugPublishe
             "mqtt_url (EDGELINE_MQTT_URL), e.g. mqtt://127.0.0.1:1883"
         )
     node = edge_node_id(settings)
-    bd_seq = next_bd_seq(settings.state_dir / f"sparkplug-bdseq-{node}")
-    will = death_will(settings.sparkplug_group_id, node, bd_seq)
+    session = Session(settings.sparkplug_group_id, node, settings.state_dir / f"sparkplug-bdseq-{node}")
     client_id = f"edgeline-sparkplug-{node}-{socket.gethostname()}-{os.getpid()}"[:64]
-    bus = PahoBus.from_url(url, client_id, will=will, clean_session=True)
+    bus = PahoBus.from_url(url, client_id, clean_session=True)
+    bus.renew_will_on_connect(session.next_will)
     return SparkplugPublisher(
         bus,
         SqlLineState(database, settings.line),
         group=settings.sparkplug_group_id,
         node=node,
-        bd_seq=bd_seq,
+        session=session,
         interval=settings.sparkplug_interval_seconds,
     )

@@ -39,9 +39,9 @@ WAIT = 30.0
 class Host:
     """A minimal Sparkplug host: every message on `spBv1.0/{group}/#`, decoded with Tahu's protobuf."""
 
-    def __init__(self, url: str, group: str) -> None:
+    def __init__(self, url: str, group: str, *, clean_session: bool = True) -> None:
         self.messages: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self.bus = PahoBus.from_url(url, f"host-{uuid.uuid4().hex[:8]}", clean_session=True)
+        self.bus = PahoBus.from_url(url, f"host-{uuid.uuid4().hex[:8]}", clean_session=clean_session)
         self.bus.connect()
         self.bus.subscribe(f"spBv1.0/{group}/#", self._on_message)
 
@@ -227,6 +227,27 @@ def test_host_rebirth_command_republishes_the_births(
         assert again.seq == 0 and metrics(again)["bdSeq"] == metrics(first)["bdSeq"]
         assert host.next("DBIRTH", "S1").seq == 1
         assert process.poll() is None
+    finally:
+        process.kill()
+        process.wait(10)
+        host.bus.close()
+
+
+def test_every_reconnect_is_a_new_session_with_the_next_bdseq(
+    db: Database, db_url: str, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    group = f"G{uuid.uuid4().hex[:6]}"
+    add_unit(db, "S1", UnitState.ASSIGNED)
+    host = Host(mosquitto.url, group, clean_session=False)  # its subscription survives the broker restart
+    process = start_publisher(db_url, mosquitto, group, tmp_path)
+    try:
+        assert metrics(host.next("NBIRTH"))["bdSeq"] == (INT64, 0)
+        mosquitto.stop()  # the broker goes away and comes back (persistent sessions kept)
+        mosquitto.start()
+        rebirth = host.next("NBIRTH")  # the publisher reconnected: a new session, a new will
+        assert rebirth.seq == 0 and metrics(rebirth)["bdSeq"] == (INT64, 1)
+        process.kill()
+        assert metrics(host.next("NDEATH"))["bdSeq"] == (INT64, 1)
     finally:
         process.kill()
         process.wait(10)
