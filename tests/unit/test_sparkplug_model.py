@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pipeline.domain.model import UnitState
 from pipeline.sparkplug.model import Kind, LineSnapshot, StationState, changed, metrics_of, yield_of
-from pipeline.sparkplug.publisher import SEQ_LIMIT, next_bd_seq
+from pipeline.sparkplug.publisher import SEQ_LIMIT, Session, next_bd_seq
 
 
 def test_yield_counts_finished_units_only() -> None:
@@ -51,3 +51,13 @@ def test_bd_seq_goes_up_per_start_and_wraps(tmp_path: Path) -> None:
     assert next_bd_seq(path) == 0
     path.write_text("garbage")
     assert next_bd_seq(path) == 0
+
+
+def test_session_takes_a_new_bdseq_per_connect_even_without_a_writable_state_dir(tmp_path: Path) -> None:
+    session = Session("G", "N", tmp_path / "bdseq")
+    wills = [session.next_will() for _ in range(2)]
+    assert session.bd_seq == 1 and wills[0].topic == "spBv1.0/G/NDEATH/N" and not wills[0].retain
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    stuck = Session("G", "N", blocked / "bdseq")  # its parent is a file: cannot be created
+    assert [stuck.next_will() and stuck.bd_seq for _ in range(3)] == [0, 1, 2]
