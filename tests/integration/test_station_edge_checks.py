@@ -90,6 +90,11 @@ def test_checked_devices_pass_with_the_summary_recorded_and_come_online(
     pipeline_line = line[0]
     ids, results = _run(line, "EC1", ConsoleFaults(), 1)
     assert all(r.startswith("PASS") for r in results), results
+    wait_for(  # the station reports PASS once config.flashed is sent; the pipeline records it soon after
+        lambda: all(pipeline_line.audit_count("unit.flashed", i) == 1 for i in ids),
+        60,
+        lambda: "a unit.flashed record per unit",
+    )
     for rid in ids:
         [(detail,)] = pipeline_line.query(
             "SELECT detail FROM audit_log WHERE kind = 'unit.flashed' AND registration_id = ?", rid
