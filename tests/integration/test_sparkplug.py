@@ -68,17 +68,29 @@ def metrics(payload: Any) -> dict[str, tuple[int, Any]]:
     return {m.name: (m.datatype, getattr(m, m.WhichOneof("value"))) for m in payload.metrics}
 
 
-def add_unit(db: Database, station: str, state: UnitState, reason: str | None = None) -> None:
-    n = uuid.uuid4().int % 10**9
-    unit = Unit(
-        f"sn-{n}-mac-aa", str(n), "02:00:00:00:00:01", LINE, station, EnrollmentMode.GROUP, state=state
-    )
-    unit.updated_at = datetime.now(UTC)
-    if reason:
-        unit.failure = Failure("enroll", reason, retryable=False)
+def add_units(db: Database, *units: tuple[str, UnitState, str | None]) -> None:
+    """Add (station, state, failure reason) units in ONE transaction: one publisher round sees them all."""
     with db.uow() as uow:
-        uow.units.add(unit)
+        for station, state, reason in units:
+            n = uuid.uuid4().int % 10**9
+            unit = Unit(
+                f"sn-{n}-mac-aa",
+                str(n),
+                "02:00:00:00:00:01",
+                LINE,
+                station,
+                EnrollmentMode.GROUP,
+                state=state,
+            )
+            unit.updated_at = datetime.now(UTC)
+            if reason:
+                unit.failure = Failure("enroll", reason, retryable=False)
+            uow.units.add(unit)
         uow.commit()
+
+
+def add_unit(db: Database, station: str, state: UnitState, reason: str | None = None) -> None:
+    add_units(db, (station, state, reason))
 
 
 @pytest.fixture
@@ -130,8 +142,7 @@ def test_births_data_and_death_seen_by_an_independent_host(
         assert metrics(s1)["last failure"][1].endswith("enroll: DPS refused the enrollment")
         assert metrics(s2)["units/total"] == (INT64, 1)
 
-        add_unit(db, "S2", UnitState.NOT_ONLINE, reason="never connected")
-        add_unit(db, "S3", UnitState.SCANNED)
+        add_units(db, ("S2", UnitState.NOT_ONLINE, "never connected"), ("S3", UnitState.SCANNED, None))
         ndata, ddata, dbirth = host.next("NDATA"), host.next("DDATA", "S2"), host.next("DBIRTH", "S3")
         assert [ndata.seq, ddata.seq, dbirth.seq] == [3, 4, 5]
         assert metrics(ndata)["units/not_online"] == (INT64, 1)
@@ -247,7 +258,10 @@ def test_every_reconnect_is_a_new_session_with_the_next_bdseq(
         rebirth = host.next("NBIRTH")  # the publisher reconnected: a new session, a new will
         assert rebirth.seq == 0 and metrics(rebirth)["bdSeq"] == (INT64, 1)
         process.kill()
-        assert metrics(host.next("NDEATH"))["bdSeq"] == (INT64, 1)
+        death = host.next("NDEATH")
+        if metrics(death)["bdSeq"] == (INT64, 0):  # a broker may still deliver the first session's will
+            death = host.next("NDEATH")
+        assert metrics(death)["bdSeq"] == (INT64, 1)
     finally:
         process.kill()
         process.wait(10)
