@@ -35,7 +35,9 @@ RUN groupadd --system --gid "${EDGELINE_GID}" edgeline \
 
 COPY --from=build /dist/ /tmp/dist/
 COPY deploy/station-setup.sh /usr/local/bin/edgeline-station-setup
+# pysparkplug (Sparkplug B payloads) declares paho-mqtt<2 for a client edgeline does not use: no deps.
 RUN pip install /tmp/dist/edgeline-*.whl \
+    && pip install --no-deps 'pysparkplug==0.6.1' \
     && rm -rf /tmp/dist \
     && chmod 0755 /usr/local/bin/edgeline-station-setup \
     && edgeline --version \

@@ -23,6 +23,7 @@ _.on_disconnect
 _.on_publish
 _.on_subscribe
 _.on_connect_fail
+_.on_pre_connect
 _.SessionExpiryInterval  # paho MQTT v5 properties
 _.caption  # rich Table
 _.isolation_level  # SQLAlchemy connection (SQLite BEGIN handling)
@@ -39,6 +40,8 @@ keyed_at
 enrolled_at
 assigned_at
 flashed_at
+online_at
+not_online_at
 failed_at
 quarantined_at
 revoked_at

@@ -108,6 +108,15 @@ class Settings:
     mqtt_session_expiry_seconds: int = 60  # the DB + reconciler are the truth: survive blips only
     mqtt_unacked_warn_count: int = 0  # warn when this many received messages wait for an ack (0: off)
     mqtt_unacked_warn_seconds: float = 60.0  # warn when a received message waits this long (0: off)
+    # --- edge: IoT Edge runtime liveness after assignment; line state in Sparkplug B (both off) ---
+    online_check: bool = False  # assigned -> online | not_online from the hub's $edgeAgent module twin
+    online_timeout_seconds: float = 900.0  # from assignment; then not_online with the last reason seen
+    online_check_interval_seconds: float = 10.0  # per unit, between two looks at its module twins
+    sparkplug_enabled: bool = False  # `edgeline up` publishes line state as a Sparkplug B edge node
+    sparkplug_group_id: str = "edgeline"
+    sparkplug_edge_node_id: str = ""  # default: the line name
+    sparkplug_mqtt_url: str = ""  # default: mqtt_url
+    sparkplug_interval_seconds: float = 5.0  # between two NDATA/DDATA rounds (counts read from the DB)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state directory."""
@@ -288,6 +297,9 @@ _NOT_NEGATIVE = (
     "mqtt_unacked_warn_count",
     "mqtt_unacked_warn_seconds",
     "dps_operations_per_minute",
+    "online_timeout_seconds",
+    "online_check_interval_seconds",
+    "sparkplug_interval_seconds",
 )
 
 
@@ -311,4 +323,8 @@ def invalid_values(s: Settings) -> list[str]:
         s.mac_policy()
     except IdentityError as exc:
         problems.append(f"mac_allowed_ouis (EDGELINE_MAC_ALLOWED_OUIS): {exc}")
+    if s.sparkplug_enabled and s.sparkplug_interval_seconds <= 0:
+        problems.append("sparkplug_interval_seconds (EDGELINE_SPARKPLUG_INTERVAL_SECONDS) must be above 0")
+    if s.sparkplug_enabled and not (s.sparkplug_group_id and "/" not in s.sparkplug_group_id):
+        problems.append("sparkplug_group_id (EDGELINE_SPARKPLUG_GROUP_ID) must be a non-empty name without '/'")
     return problems

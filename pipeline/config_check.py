@@ -99,9 +99,19 @@ def master_key_problems(s: Settings) -> list[str]:
     return []
 
 
+def online_check_problems(s: Settings) -> list[str]:
+    """`online_check` reads the $edgeAgent module twins from the hubs: it needs their connection strings."""
+    if s.online_check and not s.iot_hub_connection_strings:
+        return [
+            "online_check needs iot_hub_connection_strings (EDGELINE_IOT_HUB_CONNECTION_STRINGS) to read "
+            "the $edgeAgent module twins, or set online_check = false"
+        ]
+    return []
+
+
 _CHECKS: dict[Role, tuple[Callable[[Settings], list[str]], ...]] = {
-    "up": (mqtt_problems, dps_problems, hub_problems, master_key_problems),
-    "doctor": (mqtt_problems, dps_problems, hub_problems, master_key_problems),
+    "up": (mqtt_problems, dps_problems, hub_problems, master_key_problems, online_check_problems),
+    "doctor": (mqtt_problems, dps_problems, hub_problems, master_key_problems, online_check_problems),
     "station": (mqtt_missing, endpoint_problems),
     "demo": (endpoint_problems, hub_problems),
 }

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.azure.dps_device import HttpDeviceRegistrar
+from pipeline.azure.hub_device import HttpModuleReporter
 from pipeline.azure.hub_registry import AzureHubRegistry
 from pipeline.bootstrap import Pipeline, build_pipeline
 from pipeline.bus.embedded import EmbeddedBroker
@@ -39,6 +40,8 @@ from pipeline.service.unit_of_work import StationRecord
 from stations.runtime.config import StationConfig
 from stations.runtime.process import StationProcess, start_station
 from stations.runtime.results import PortResult
+from stations.simulation.boot import EdgeRuntime
+from stations.simulation.edge_runtime import SimulatedEdgeRuntime
 from stations.simulation.fleet import DeviceSpec, SimulatedFleet, make_devices
 
 DEMO_HUBS = ("edgeline-hub-1.azure-devices.net", "edgeline-hub-2.azure-devices.net")
@@ -85,6 +88,7 @@ class DemoReport:
     database_url: str
     station_results: list[PortResult]
     registration_ids: list[str]
+    target: str = "assigned"  # edge: "online" when the liveness check is on
 
 
 def demo_settings(
@@ -111,7 +115,18 @@ def demo_settings(
         confirm_backoff_max_seconds=5.0,
         reconcile_interval_seconds=2.0,
         reconcile_stuck_seconds=max(base.reconcile_stuck_seconds, 20.0),
+        online_check_interval_seconds=min(base.online_check_interval_seconds, 1.0),
     )
+
+
+def _edge_runtime(stack: ExitStack, settings: Settings, emulator: RunningEmulator) -> EdgeRuntime | None:
+    """edge: with online_check, simulated devices start an IoT Edge runtime that reports to its hub."""
+    if not settings.online_check:
+        return None
+    hub_urls = {name: f"https://127.0.0.1:{emulator.hub_port(name)}" for name in DEMO_HUBS}
+    reporter = HttpModuleReporter(hub_urls, verify=emulator.ca_file)
+    stack.callback(reporter.close)
+    return SimulatedEdgeRuntime(reporter, "running")
 
 
 def run_demo(base: Settings, options: DemoOptions, on_progress: Callable[[Snapshot], None]) -> DemoReport:
@@ -151,18 +166,23 @@ def run_demo(base: Settings, options: DemoOptions, on_progress: Callable[[Snapsh
         # Real IoT Edge polls every 5 s; the demo polls faster so a short run finishes quickly.
         registrar = HttpDeviceRegistrar(poll_interval=0.2, max_poll_interval=0.5)
         stack.callback(registrar.close)
-        stations = _start_stations(stack, pipeline, settings, options, devices, workdir, run_id, registrar)
-        counts = _watch(pipeline, options, stations, started, on_progress)
+        runtime = _edge_runtime(stack, settings, emulator)
+        stations = _start_stations(
+            stack, pipeline, settings, options, devices, workdir, run_id, registrar, runtime
+        )
+        target = "online" if settings.online_check else "assigned"
+        counts = _watch(pipeline, options, stations, started, on_progress, target)
         registration_ids = [_registration_id(settings, d) for d in devices]
         results = [r for s in stations for r in s.results]
         return DemoReport(
-            ok=counts.get("assigned", 0) == options.units,
+            ok=counts.get(target, 0) == options.units,
             units=options.units,
             counts=counts,
             elapsed=time.monotonic() - started,
             database_url=settings.resolved_database_url(),
             station_results=results,
             registration_ids=registration_ids,
+            target=target,
         )
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -211,6 +231,7 @@ def _start_stations(
     workdir: Path,
     run_id: str,
     registrar: HttpDeviceRegistrar,
+    runtime: EdgeRuntime | None = None,
 ) -> list[StationProcess]:
     flash_root = options.keep_devices or workdir / "devices"
     flash_root.mkdir(parents=True, exist_ok=True)
@@ -238,6 +259,7 @@ def _start_stations(
             fixtures=options.fixtures,
             baud=options.baud,
             folder_name=lambda spec: _registration_id(settings, spec),
+            runtime=runtime,
         )
         config = StationConfig(
             name=name,
@@ -269,6 +291,7 @@ def _watch(
     stations: list[StationProcess],
     started: float,
     on_progress: Callable[[Snapshot], None],
+    target: str = "assigned",
 ) -> dict[str, int]:
     timeout = options.timeout or max(120.0, options.units * 1.5)
     while True:
@@ -284,6 +307,6 @@ def _watch(
                 elapsed=elapsed,
             )
         )
-        if counts.get("assigned", 0) >= options.units or elapsed > timeout:
+        if counts.get(target, 0) >= options.units or elapsed > timeout:
             return counts
         time.sleep(0.5)

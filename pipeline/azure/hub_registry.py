@@ -1,8 +1,8 @@
 """`AzureHubRegistry`: IoT Hub device identities and twin tags through azure-iot-hub.
 
 Responsible for: the `HubRegistry` port on `IoTHubRegistryManager` (one per hub, chosen by the hub host
-DPS assigned): reading identities, twin tags, enabling/disabling identities (revocation), and mapping
-msrest/requests exceptions to `AzureError` at this one boundary.
+DPS assigned): reading identities, twin tags and module twins (`$edgeAgent`), enabling/disabling
+identities (revocation), and mapping msrest/requests exceptions to `AzureError` at this one boundary.
 Not responsible for: creating device identities (DPS does that on assignment) or device-side hub traffic.
 The only module importing `azure.iot.hub`; it does so lazily, inside the class, because that import
 (msrest, uamqp) costs about a second. The SDK always uses https; a private CA is trusted through
@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pipeline.azure.ports import AzureError, HubDevice, HubRegistry
+from pipeline.azure.ports import AzureError, HubDevice, HubRegistry, ModuleTwin
 from pipeline.azure.sas import parse_connection_string
 
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
@@ -153,6 +153,25 @@ class AzureHubRegistry(HubRegistry):
                     return False
                 if error.status != 412 or attempts == 0:
                     raise error from None
+
+    def get_module_twin(self, hub_host: str, device_id: str, module_id: str) -> ModuleTwin | None:
+        """Read a module twin with `get_module_twin`; None on 404 (device or module unknown to the hub)."""
+        manager = self._manager(hub_host)
+        try:
+            twin = manager.get_module_twin(device_id, module_id)
+        except _sdk_errors() as exc:
+            error = error_from_sdk(exc, what=f"IoT hub {hub_host}: module twin {device_id}/{module_id}")
+            if error.status == 404:
+                return None
+            raise error from None
+        properties = getattr(twin, "properties", None)
+        return ModuleTwin(
+            device_id=str(twin.device_id or device_id),
+            module_id=str(twin.module_id or module_id),
+            desired=dict(getattr(properties, "desired", None) or {}),
+            reported=dict(getattr(properties, "reported", None) or {}),
+            connection_state=str(getattr(twin, "connection_state", None) or "Disconnected"),
+        )
 
     def close(self) -> None:
         """Drop the managers (their AMQP clients disconnect when collected)."""

@@ -171,6 +171,17 @@ class HubDevice:
     tags: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class ModuleTwin:
+    """A module twin's properties (e.g. `$edgeAgent`: desired = the deployment, reported = runtime state)."""
+
+    device_id: str
+    module_id: str
+    desired: dict[str, Any]
+    reported: dict[str, Any]
+    connection_state: str = "Disconnected"
+
+
 class HubRegistry(abc.ABC):
     """IoT Hub registry and twins (azure-iot-hub's IoTHubRegistryManager behind this port)."""
 
@@ -187,3 +198,10 @@ class HubRegistry(abc.ABC):
         A disabled device can no longer connect to its hub, even with a valid key; its identity and
         twin are kept, so enabling restores it as it was.
         """
+
+    def get_module_twin(self, hub_host: str, device_id: str, module_id: str) -> ModuleTwin | None:
+        """Read a module twin (`$edgeAgent`, `$edgeHub`); None if the hub has no such device or module.
+
+        Not abstract so that registries without module support keep working; they answer with an error.
+        """
+        raise AzureError(f"{type(self).__name__} cannot read module twins (IoT hub {hub_host})")

@@ -68,6 +68,8 @@ CHANNELS: dict[type[Message], Channel] = {
     events.UnitAssigned: Channel.UNIT_EVENT,
     events.UnitFailed: Channel.UNIT_EVENT,
     events.UnitQuarantined: Channel.UNIT_EVENT,
+    events.UnitOnline: Channel.UNIT_EVENT,  # edge
+    events.UnitNotOnline: Channel.UNIT_EVENT,  # edge
 }
 
 

@@ -201,6 +201,19 @@ class PahoBus(Bus):
         """Why this client stopped for good (another process took its client id over), or None."""
         return self._fatal
 
+    def renew_will_on_connect(self, make_will: Callable[[], Will]) -> None:
+        """Register `make_will()` as the last will before every (re)connect (edge: Sparkplug's bdSeq).
+
+        Call before `connect`. paho runs the hook on its network thread just before each CONNECT, so each
+        session's will is the one `make_will` returned last; it must not block.
+        """
+
+        def before_connect(client: mqtt.Client, userdata: Any) -> None:
+            will = make_will()
+            client.will_set(will.topic, will.payload, qos=QOS, retain=will.retain)
+
+        self._client.on_pre_connect = before_connect
+
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         if self._fatal:

@@ -49,7 +49,7 @@ def demo(args: argparse.Namespace) -> int:
     _print_where(report, Console())
     if not report.ok:
         print(
-            f"edgeline demo: {report.counts.get('assigned', 0)} of {report.units} units assigned",
+            f"edgeline demo: {report.counts.get(report.target, 0)} of {report.units} units {report.target}",
             file=sys.stderr,
         )
         return EXIT_FAILURE
@@ -118,7 +118,7 @@ def _plain_progress(units: int) -> Any:
 def _summary_table(report: DemoReport) -> Table:
     table = Table(
         title=f"edgeline demo — {'PASS' if report.ok else 'FAIL'}: "
-        f"{report.counts.get('assigned', 0)}/{report.units} assigned in {report.elapsed:.1f} s"
+        f"{report.counts.get(report.target, 0)}/{report.units} {report.target} in {report.elapsed:.1f} s"
     )
     table.add_column("station")
     table.add_column("PASS", justify="right")

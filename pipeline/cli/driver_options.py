@@ -55,6 +55,12 @@ def add_driver_arguments(run: argparse.ArgumentParser) -> None:
         help="linux-console: run `iotedge config apply` after a verified write (IoT Edge 1.2+)",
     )
     run.add_argument(
+        "--console-edge-checks",
+        action="store_true",
+        help="linux-console: after writing (and applying) the config, run `iotedge system status` and "
+        "`iotedge check --output json` on the device; a failed check fails the unit with its words",
+    )
+    run.add_argument(
         "--sim-driver",
         choices=SIM_DRIVERS,
         default="line-protocol",
@@ -97,6 +103,7 @@ def driver_factory(args: argparse.Namespace) -> DriverFactory:
             "iface": args.console_iface,
             "sudo": args.console_sudo,
             "apply": args.console_apply,
+            "edge_checks": args.console_edge_checks,
         }
     try:
         return load_driver_factory(name, **options)

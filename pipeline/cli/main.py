@@ -42,6 +42,7 @@ COMMAND_MODULES = (
     "pipeline.cli.web_cmd",
     "pipeline.cli.report_cmd",
     "pipeline.cli.doctor_cmd",
+    "pipeline.cli.sparkplug_cmd",
 )
 
 NOISY_LOGGERS = ("amqtt", "transitions", "alembic", "apscheduler", "httpx", "azure", "uamqp", "msrest")

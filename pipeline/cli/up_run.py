@@ -34,9 +34,16 @@ def up(args: argparse.Namespace) -> int:
         stop.set()
 
     pipeline.bus.on_fatal(on_fatal)
+    sparkplug = None
+    if settings.sparkplug_enabled:  # imported only when enabled (pysparkplug is optional to install)
+        from pipeline.sparkplug.wiring import build_sparkplug
+
+        sparkplug = build_sparkplug(settings, pipeline.db)
     try:
         pipeline.db.ping()
         pipeline.start()
+        if sparkplug is not None:
+            sparkplug.start()
     except (BusError, DatabaseUnavailable, SchemaMissing) as exc:
         pipeline.stop()
         raise CommandError(str(exc)) from None
@@ -50,6 +57,8 @@ def up(args: argparse.Namespace) -> int:
     )
     stop.wait()
     log.info("edgeline up: stopping")
+    if sparkplug is not None:
+        sparkplug.stop()
     pipeline.stop()
     if metrics_server is not None:
         metrics_server.shutdown()

@@ -76,6 +76,8 @@ STAGE_COLUMNS = (
     "failed",
     "quarantined",
     "revoked",
+    "online",  # edge: liveness check (migration "edge")
+    "not_online",
 )
 """Unit states that have a `<state>_at` column on `units` (one per state of the domain model)."""
 
@@ -84,7 +86,11 @@ class UnitRow(Base):
     """One physical device and where it is on its way to `assigned`."""
 
     __tablename__ = "units"
-    __table_args__ = (Index("ix_units_key_ledger", "key_source", "key_fingerprint"),)
+    __table_args__ = (
+        Index("ix_units_key_ledger", "key_source", "key_fingerprint"),
+        # the Sparkplug publisher counts units per (line, station, state) from this index alone
+        Index("ix_units_line_station_state", "line", "station", "state"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     registration_id: Mapped[str] = mapped_column(String(128), unique=True)
@@ -124,6 +130,8 @@ class UnitRow(Base):
     key_store: Mapped[str | None] = mapped_column(String(16))
     key_source: Mapped[str | None] = mapped_column(String(160))
     key_fingerprint: Mapped[str | None] = mapped_column(String(16))
+    online_at: Mapped[datetime | None]
+    not_online_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime] = mapped_column(index=True)
 

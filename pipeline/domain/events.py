@@ -158,6 +158,7 @@ class ConfigFlashed(Message):
     station: str
     port: str
     config_sha256: str
+    edge_check: str | None = None  # edge: summary of the device-side IoT Edge checks, if the driver ran them
 
 
 @_message("flash.failed")
@@ -268,6 +269,26 @@ class StationStatus(Message):
     online: bool
 
 
+@_message("unit.online")
+@dataclass(frozen=True, slots=True)
+class UnitOnline(Message):
+    """edge: the hub shows the device's IoT Edge runtime running (optional liveness check)."""
+
+    registration_id: str
+    assigned_hub: str
+    device_id: str
+
+
+@_message("unit.online.failed")
+@dataclass(frozen=True, slots=True)
+class UnitNotOnline(Message):
+    """edge: the runtime was not seen running within the timeout (state `not_online`); the reason says why."""
+
+    registration_id: str
+    assigned_hub: str
+    reason: str
+
+
 ALL_MESSAGES: tuple[type[Message], ...] = (
     UnitScanned,
     ScanRejected,
@@ -283,5 +304,7 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     StationStatus,
     FlashRecorded,
     UnitNotice,
+    UnitOnline,
+    UnitNotOnline,
 )
 BY_TYPE: dict[str, type[Message]] = {m.TYPE: m for m in ALL_MESSAGES}

@@ -21,6 +21,8 @@ class UnitState(enum.StrEnum):
     CONFIG_ISSUED = "config_issued"
     FLASHED = "flashed"
     ASSIGNED = "assigned"
+    ONLINE = "online"  # the hub shows the IoT Edge runtime running (optional liveness check)
+    NOT_ONLINE = "not_online"  # the runtime was not seen running within the timeout; reason in failure
     FAILED = "failed"
     QUARANTINED = "quarantined"
     REVOKED = "revoked"
@@ -35,7 +37,17 @@ class EnrollmentMode(enum.StrEnum):
 
 S = UnitState
 # A rescan (rework) may restart any unit that is not held for a human (quarantined) or scrapped (revoked).
-_RESCANNABLE = {S.SCANNED, S.KEYED, S.ENROLLED, S.CONFIG_ISSUED, S.FLASHED, S.ASSIGNED, S.FAILED}
+_RESCANNABLE = {
+    S.SCANNED,
+    S.KEYED,
+    S.ENROLLED,
+    S.CONFIG_ISSUED,
+    S.FLASHED,
+    S.ASSIGNED,
+    S.ONLINE,
+    S.NOT_ONLINE,
+    S.FAILED,
+}
 TRANSITIONS: dict[UnitState, frozenset[UnitState]] = {
     S.SCANNED: frozenset({S.KEYED, S.FAILED, S.QUARANTINED, S.REVOKED}),
     S.KEYED: frozenset({S.ENROLLED, S.FAILED, S.REVOKED}),
@@ -43,7 +55,10 @@ TRANSITIONS: dict[UnitState, frozenset[UnitState]] = {
     # config_issued -> config_issued: the flash command is re-sent (reconciler, station came back).
     S.CONFIG_ISSUED: frozenset({S.CONFIG_ISSUED, S.FLASHED, S.FAILED, S.REVOKED}),
     S.FLASHED: frozenset({S.ASSIGNED, S.FAILED, S.REVOKED}),
-    S.ASSIGNED: frozenset({S.REVOKED}),
+    # Liveness (optional): assigned -> online | not_online; not_online -> online is left open for a re-check.
+    S.ASSIGNED: frozenset({S.ONLINE, S.NOT_ONLINE, S.REVOKED}),
+    S.ONLINE: frozenset({S.REVOKED}),
+    S.NOT_ONLINE: frozenset({S.ONLINE, S.REVOKED}),
     # A retryable failure goes back to the stage that failed; see Unit.retry.
     S.FAILED: frozenset({S.SCANNED, S.KEYED, S.ENROLLED, S.CONFIG_ISSUED, S.FLASHED, S.REVOKED}),
     S.QUARANTINED: frozenset({S.SCANNED, S.REVOKED}),

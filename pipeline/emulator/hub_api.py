@@ -14,6 +14,7 @@ from typing import Any
 from pipeline.domain.keys import SecretKey
 from pipeline.emulator.auth import check_service_token
 from pipeline.emulator.http import App, Request, Response, Router
+from pipeline.emulator.hub_modules import REPORTED_SUFFIX, HubModulesApi
 from pipeline.emulator.hub_registry import HubRegistry
 from pipeline.emulator.limits import FaultInjector
 from pipeline.emulator.wire import ApiError, bad_request, utc_timestamp
@@ -57,11 +58,14 @@ class HubApi:
         router.add("GET", f"/twins/{DEVICE}", self._get_twin)
         router.add("PATCH", f"/twins/{DEVICE}", self._patch_twin(replace=False))
         router.add("PUT", f"/twins/{DEVICE}", self._patch_twin(replace=True))
+        HubModulesApi(self.registry, self.hub_name).add_routes(router)
         return App(router, render_hub_error, [faults, self._guard])
 
     def _guard(self, request: Request) -> None:
         if not request.query.get("api-version"):
             raise bad_request("The api-version query parameter is required.")
+        if request.path.endswith(REPORTED_SUFFIX):
+            return  # device-side route: checks a device token itself (hub_modules)
         check_service_token(request, self.policy, self.key, extra_hosts=(self.hub_name,))
 
     def _require(self, device_id: str) -> Any:

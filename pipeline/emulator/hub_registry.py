@@ -3,7 +3,8 @@
 Responsible for: the device and twin documents IoT Hub returns (shapes `azure-iot-hub` deserialises),
 creating them when DPS assigns a device (capabilities.iotEdge, initialTwin tags and desired properties,
 azure-notes §2.4), moving them on re-provisioning, twin merge-patches with versions and ETags.
-Not responsible for: HTTP and SAS (hub_api), deciding assignment (provisioning).
+Not responsible for: HTTP and SAS (hub_api), deciding assignment (provisioning), module twins
+(hub_modules: kept on the device record, so they move and reset with it).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class HubDeviceRecord:
     tags: JsonObject = field(default_factory=dict)
     desired: JsonObject = field(default_factory=dict)
     desired_version: int = 1
+    modules: dict[str, Any] = field(default_factory=dict)  # module id -> hub_modules.ModuleRecord
     generation_id: str = field(default_factory=lambda: str(secrets.randbelow(10**18)))
     created: str = field(default_factory=utc_timestamp)
 

@@ -15,6 +15,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from pipeline.service.confirming import confirm_due_units, tag_twins
 from pipeline.service.context import Context
+from pipeline.service.liveness import check_liveness
 from pipeline.service.reconciling import reconcile
 
 log = logging.getLogger(__name__)
@@ -47,10 +48,14 @@ class PipelineScheduler:
         def confirm(job_ctx: Context) -> int:
             return confirm_due_units(job_ctx, lambda units: self._tagger.submit(tag_twins, job_ctx, units))
 
-        for name, job, every in (
+        jobs = [
             ("confirmer", confirm, settings.confirm_interval_seconds),
             ("reconciler", reconcile, settings.reconcile_interval_seconds),
-        ):
+        ]
+        if settings.online_check and ctx.hub is not None:  # edge: off by default, nothing changes then
+            # Units have their own next-check time; the job itself runs at most once a second.
+            jobs.append(("liveness", check_liveness, max(settings.online_check_interval_seconds, 1.0)))
+        for name, job, every in jobs:
             self._scheduler.add_job(
                 _guarded(name, job, ctx),
                 "interval",

@@ -45,7 +45,10 @@ def handle_flashed(ctx: Context, envelope: Envelope) -> None:
             unit.transition(UnitState.FLASHED, now)
             unit.checks = 0
             unit.next_check_at = now + timedelta(seconds=ctx.settings.confirm_backoff_initial_seconds)
-            record_transition(uow, ctx, unit, by, config_sha256=event.config_sha256, port=event.port)
+            checked = {"edge_check": event.edge_check} if event.edge_check else {}  # device-side checks
+            record_transition(
+                uow, ctx, unit, by, config_sha256=event.config_sha256, port=event.port, **checked
+            )
             outcome = "flashed"
         elif event.config_sha256 != unit.config_sha256:
             outcome = "ignored: result for another config version"

@@ -269,6 +269,7 @@ class PortWorker(threading.Thread):
                 station=cfg.name,
                 port=self.port,
                 config_sha256=readback,
+                edge_check=_edge_check(driver),
             )
         )
         try:
@@ -301,6 +302,13 @@ class PortWorker(threading.Thread):
 def refusal_text(refusal: UnitRefused) -> str:
     """The operator's one-line reason for a unit the pipeline refused."""
     return f"{refusal.kind} by the pipeline: {refusal.reason}"
+
+
+def _edge_check(driver: object) -> str | None:
+    """The summary of device-side IoT Edge checks, for drivers that ran them (linux-console)."""
+    outcome = getattr(driver, "last_edge_check", None)
+    summary = getattr(outcome, "summary", None)
+    return summary[:1000] if isinstance(summary, str) else None
 
 
 def _clip(text: str | None) -> str | None:

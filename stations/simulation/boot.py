@@ -17,12 +17,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from pipeline.azure.ports import AzureError, DeviceRegistrar, DeviceRegistrationResult
+from pipeline.domain.keys import SecretKey
 from pipeline.edgeconfig.model import EdgeConfigError
 from pipeline.edgeconfig.parse import parse_provisioning
 
 CONFIG_PATHS = ("etc/aziot/config.toml", "etc/iotedge/config.yaml")
+
+
+class EdgeRuntime(Protocol):
+    """The device's IoT Edge runtime, started once DPS assigned the device (e.g. SimulatedEdgeRuntime)."""
+
+    def start(self, hub_host: str, device_id: str, key: SecretKey) -> bool: ...
 
 
 class BootError(RuntimeError):
@@ -65,11 +73,13 @@ def boot(
     stop: threading.Event | None = None,
     clock: Callable[[], float] = time.monotonic,
     rng: Callable[[float, float], float] = random.uniform,
+    runtime: EdgeRuntime | None = None,
 ) -> DeviceRegistrationResult:
     """Parse the flashed config (a file, or a flash folder to look in) and register with DPS using its key.
 
     Transient failures are retried per `retry` (default: `ProvisioningRetry()`) until DPS answers,
-    the retry time runs out, or `stop` is set (the device is switched off).
+    the retry time runs out, or `stop` is set (the device is switched off). Once assigned, `runtime`
+    (if any) starts and reports to the assigned hub with the same key.
     """
     path = flashed if flashed.is_file() else flashed_config(flashed)
     try:
@@ -82,7 +92,7 @@ def boot(
     attempt = 0
     while True:
         try:
-            return registrar.register(
+            result = registrar.register(
                 global_endpoint=parsed.global_endpoint,
                 id_scope=parsed.id_scope,
                 registration_id=parsed.registration_id,
@@ -94,6 +104,10 @@ def boot(
             attempt += 1
             if not exc.retryable or clock() + wait > deadline or stop.wait(wait):
                 return _failed(exc, attempt)
+            continue
+        if runtime is not None and result.status == "assigned" and result.assigned_hub:
+            runtime.start(result.assigned_hub, result.device_id or parsed.registration_id, parsed.device_key)
+        return result
 
 
 def _failed(exc: AzureError, attempts: int) -> DeviceRegistrationResult:

@@ -21,7 +21,7 @@ from pipeline.azure.ports import DeviceRegistrar, DeviceRegistrationResult
 from stations.drivers.line_protocol.simulator import SimulatedDevice
 from stations.drivers.port import DeviceFactory, SimulatedUnit
 from stations.runtime.results import PortResult
-from stations.simulation.boot import BootError, ProvisioningRetry, boot
+from stations.simulation.boot import BootError, EdgeRuntime, ProvisioningRetry, boot
 
 log = logging.getLogger(__name__)
 REBOOT_WAIT_SECONDS = 10.0  # how long the simulated operator waits for a passed device to start rebooting
@@ -67,6 +67,7 @@ class SimulatedFleet:
         folder_name: Callable[[DeviceSpec], str] = lambda spec: spec.serial,
         device_factory: DeviceFactory = SimulatedDevice,
         provisioning_retry: ProvisioningRetry | None = None,
+        runtime: EdgeRuntime | None = None,
     ) -> None:
         self._pending = list(reversed(devices))
         self._watch_dir = watch_dir
@@ -78,6 +79,7 @@ class SimulatedFleet:
         self._folder_name = folder_name
         self._device_factory = device_factory
         self._retry = provisioning_retry
+        self._runtime = runtime
         self._plugged: dict[str, SimulatedUnit] = {}
         self._rebooting: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
@@ -172,7 +174,9 @@ class SimulatedFleet:
 
     def _boot(self, spec: DeviceSpec, flash_dir: Path) -> None:
         try:
-            result = boot(flash_dir, self._registrar, retry=self._retry, stop=self._stop)
+            result = boot(
+                flash_dir, self._registrar, retry=self._retry, stop=self._stop, runtime=self._runtime
+            )
         except BootError as exc:
             log.warning("simulated device %s: %s", spec.serial, exc)
             result = DeviceRegistrationResult(

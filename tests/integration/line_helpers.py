@@ -31,6 +31,7 @@ from stations.drivers.port import DeviceDriver, DeviceFactory
 from stations.runtime.config import StationConfig
 from stations.runtime.process import StationProcess, start_station
 from stations.runtime.stages import StageHook
+from stations.simulation.boot import EdgeRuntime
 from stations.simulation.fleet import DeviceSpec, SimulatedFleet
 
 
@@ -138,6 +139,7 @@ def run_station(
     device_factory: DeviceFactory = SimulatedDevice,
     open_driver: Callable[[str], DeviceDriver] | None = None,
     on_stage: StageHook | None = None,
+    runtime: EdgeRuntime | None = None,
     **config: Any,
 ) -> StationRun:
     """Register station `name`, start it on `workdir/ports` and plug `devices` in; stopped with `stack`.
@@ -154,6 +156,7 @@ def run_station(
         registrar,
         fixtures=fixtures,
         device_factory=device_factory,
+        runtime=runtime,
     )
     station_config = StationConfig(
         name=name,

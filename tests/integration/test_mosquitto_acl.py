@@ -256,6 +256,24 @@ def test_mes_reads_unit_events_but_not_commands_and_cannot_publish(connect: Call
     assert b"forged-by-mes" not in payloads(worker.expect(b"real-assigned"))
 
 
+def test_worker_publishes_sparkplug_and_reads_only_its_commands(connect: Callable[..., Client]) -> None:
+    """edge: the Sparkplug publisher runs as `worker`; a SCADA dashboard as `mes` sees it read-only."""
+    mes = connect("mes")
+    mes.subscribe("spBv1.0/#")
+    worker = connect("worker")
+    worker.subscribe("spBv1.0/edgeline/NCMD/line1")
+
+    for topic in ("spBv1.0/edgeline/NBIRTH/line1", "spBv1.0/edgeline/DDATA/line1/S1"):
+        assert worker.publish(topic, topic.encode()) in ACCEPTED
+        assert payloads(mes.expect(topic.encode()))[-1] == topic.encode()
+    assert worker.publish("spBv1.0/edgeline/NCMD/line1", b"worker-ncmd") == NOT_AUTHORIZED
+    # other connections: a denied publish costs the publisher its (clean) session and subscriptions
+    assert connect("mes").publish("spBv1.0/edgeline/NBIRTH/line1", b"forged-birth") == NOT_AUTHORIZED
+    assert connect("S1").publish("spBv1.0/edgeline/NDATA/line1", b"station-forged") == NOT_AUTHORIZED
+    assert worker.publish("spBv1.0/edgeline/NDATA/line1", b"real-data") in ACCEPTED
+    assert b"forged-birth" not in payloads(mes.expect(b"real-data"))
+
+
 def test_mqtt311_forbidden_publish_is_dropped_and_the_client_recovers(broker_port: int) -> None:
     """edgeline's own clients speak MQTT 3.1.1: no reason code, the message is gone, paho reconnects."""
     worker = Client(broker_port, "worker")

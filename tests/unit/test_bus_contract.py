@@ -43,6 +43,8 @@ SAMPLES: dict[type[Message], Message] = {
         "sn-1-mac-a", "S1", "3f1c0f5e-0000-4000-8000-000000000001", "flashed"
     ),
     events.UnitNotice: events.UnitNotice("sn-1-mac-a", "S1", "assigned", "assigned", "DPS assigned it", True),
+    events.UnitOnline: events.UnitOnline("sn-1-mac-a", "hub1.azure-devices.net", "sn-1-mac-a"),
+    events.UnitNotOnline: events.UnitNotOnline("sn-1-mac-a", "hub1.azure-devices.net", "never connected"),
 }
 
 

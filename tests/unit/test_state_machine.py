@@ -143,8 +143,8 @@ def test_stages_cannot_be_skipped(source: UnitState, target: UnitState) -> None:
         make_unit(source).transition(target, at(1))
 
 
-def test_assigned_unit_can_only_be_revoked_or_rescanned() -> None:
-    assert TRANSITIONS[S.ASSIGNED] == {S.REVOKED, S.SCANNED}
+def test_assigned_unit_can_only_be_revoked_rescanned_or_judged_by_liveness() -> None:
+    assert TRANSITIONS[S.ASSIGNED] == {S.REVOKED, S.SCANNED, S.ONLINE, S.NOT_ONLINE}
 
 
 # ---------------------------------------------------------------------------------------------------------

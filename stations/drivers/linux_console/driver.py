@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
+from stations.drivers.linux_console.edge_checks import EdgeCheckOutcome, run_edge_checks
 from stations.drivers.linux_console.parsing import (
     CommandResult,
     ParseError,
@@ -71,6 +72,8 @@ class ConsoleOptions:
     serial_source: str = "device-tree"  # "device-tree", "dmi", or an absolute file path
     sudo: bool = False  # prefix privileged commands with `sudo -n` (needs NOPASSWD)
     apply: bool = False  # run `iotedge config apply` after a verified write (IoT Edge 1.2+)
+    edge_checks: bool = False  # then `iotedge system status` + `iotedge check`; a failure is a FAIL
+    check_timeout: float = 90.0  # `iotedge check` probes DPS and the hub: it can take a while
     reboot: Literal["reboot", "iotedge-restart"] = "reboot"
     command_timeout: float = 5.0
     retries: int = 2  # extra tries of read-only commands
@@ -103,6 +106,7 @@ class LinuxConsoleDriver(DeviceDriver):
             prompt_timeout=self._options.prompt_timeout,
         )
         self._lock = threading.Lock()
+        self.last_edge_check: EdgeCheckOutcome | None = None  # what the device-side checks said
 
     def identify(self) -> DeviceInfo:
         with self._lock:
@@ -119,11 +123,13 @@ class LinuxConsoleDriver(DeviceDriver):
         _check_path(path)
         expected = hashlib.sha256(content).hexdigest()
         with self._lock:
+            self.last_edge_check = None
             problem = "no attempt made"
             for _ in range(max(1, self._options.flash_attempts)):
                 stored, problem = self._attempt(path, content, expected)
                 if stored is not None:
                     self._apply()
+                    self._edge_checks()
                     return stored
             raise FlashError(
                 f"could not write and verify {path} in {self._options.flash_attempts} attempts; "
@@ -184,6 +190,12 @@ class LinuxConsoleDriver(DeviceDriver):
                 self._must(self._sudo("iotedge config apply"))
             except CommandFailed as exc:
                 raise FlashError(f"config verified but {exc.reason}", retryable=False) from exc
+
+    def _edge_checks(self) -> None:
+        """The article's closing checks, on the device; FlashError with their words if one fails."""
+        if self._options.edge_checks:
+            timeout = max(self._options.check_timeout, self._options.command_timeout)
+            self.last_edge_check = run_edge_checks(lambda c: self._session.run(self._sudo(c), timeout))
 
     # --- commands -----------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 Responsible for: tokenising a command line (`;`, `&&`, quotes, `>`, `>>`, `$?`), running `echo`,
 `export`, `stty`, `umask`, `cat`, `printf`, `touch`, `base64 -d`, `chmod`, `mv`, `mkdir -p`,
-`sha256sum`, `rm`, `sudo -n`, `sh -c`, `iotedge`, `reboot` against read-only identity files (sysfs,
+`sha256sum`, `rm`, `fold -w`, `sudo -n`, `sh -c`, `iotedge` (config apply, system restart|status,
+check --output json: see `stations.sim_iotedge`), `reboot` against read-only identity files (sysfs,
 device tree, DMI, os-release) plus files stored under `flash_dir` mirroring device paths; and the
 storage faults (corrupted write, wrong read-back hash).
 Not responsible for: the login, the tty, echo or line faults (`stations.drivers.linux_console.simulator`).
@@ -20,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from stations.drivers.linux_console.simulated_iotedge import CONFIG_PATH, check_json, system_status
+
 __all__ = ["SimulatedShell", "StorageFaults"]
 
 _Outcome = tuple[int, bytes, bytes]  # exit code, stdout, stderr
@@ -31,6 +34,7 @@ class StorageFaults(Protocol):
 
     corrupt_write: bool
     wrong_hash: bool
+    edge_runtime_error: bool
 
 
 class _Failure(Exception):
@@ -67,6 +71,7 @@ class SimulatedShell:
             "mkdir": self._mkdir,
             "sha256sum": self._sha256sum,
             "rm": self._rm,
+            "fold": self._fold,
             "iotedge": self._iotedge,
             "reboot": self._reboot,
         }
@@ -208,12 +213,25 @@ class SimulatedShell:
             self.host_path(path).unlink(missing_ok=True)
         return 0, b"", b""
 
+    def _fold(self, args: list[str]) -> _Outcome:
+        if len(args) != 3 or args[0] != "-w" or not args[1].isdigit() or int(args[1]) < 1:
+            raise _Failure("fold: only `fold -w WIDTH FILE` is supported here")
+        width, lines = int(args[1]), []
+        for line in self._read(args[2], "fold").decode(errors="replace").splitlines():
+            lines += [line[i : i + width] for i in range(0, len(line), width)] or [""]
+        return 0, "".join(f"{line}\n" for line in lines).encode(), b""
+
     def _iotedge(self, args: list[str]) -> _Outcome:
         if args == ["config", "apply"]:
             return 0, b"Azure IoT Edge has been configured successfully!\n", b""
         if args == ["system", "restart"]:
             self.restart_requested = True
             return 0, b"", b""
+        if args in (["system", "status"], ["check", "--output", "json"]):
+            configured = self.host_path(CONFIG_PATH).is_file()
+            broken = self.faults.edge_runtime_error
+            rc, text = system_status(broken) if args[1] == "status" else check_json(configured, broken)
+            return rc, text.encode(), b""
         raise _Failure(f"iotedge: unsupported arguments {' '.join(args)}", 2)
 
     def _reboot(self, args: list[str]) -> _Outcome:

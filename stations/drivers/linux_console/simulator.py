@@ -37,6 +37,7 @@ class ConsoleFaults:
     corrupt_write: bool = False  # `base64 -d` stores bytes that differ from what was sent
     wrong_hash: bool = False  # `sha256sum` prints a digest that is not the stored file's
     failed_logins: int = 0  # answer the next N correct logins with `Login incorrect`
+    edge_runtime_error: bool = False  # `iotedge system status` / `iotedge check` show a broken runtime
 
 
 class SimulatedConsole(PtySimulator):

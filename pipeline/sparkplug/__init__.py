@@ -1,0 +1,1 @@
+"""Optional Sparkplug B view of the line for SCADA hosts (Ignition, ...): see docs/sparkplug.md."""
