@@ -326,5 +326,5 @@ def invalid_values(s: Settings) -> list[str]:
     if s.sparkplug_enabled and s.sparkplug_interval_seconds <= 0:
         problems.append("sparkplug_interval_seconds (EDGELINE_SPARKPLUG_INTERVAL_SECONDS) must be above 0")
     if s.sparkplug_enabled and not (s.sparkplug_group_id and "/" not in s.sparkplug_group_id):
-        problems.append("sparkplug_group_id (EDGELINE_SPARKPLUG_GROUP_ID) must be a non-empty name without '/'")
+        problems.append("sparkplug_group_id (EDGELINE_SPARKPLUG_GROUP_ID) must be a name without '/'")
     return problems

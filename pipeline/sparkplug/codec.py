@@ -71,4 +71,3 @@ def is_rebirth_request(raw: bytes) -> bool:
     except Exception:  # protobuf's DecodeError and pysparkplug's own errors: untrusted bytes
         return False
     return any(m.name == REBIRTH and m.value is True for m in command.metrics)
-

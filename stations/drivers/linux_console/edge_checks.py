@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-
 from stations.drivers.linux_console.parsing import CommandResult
 from stations.errors import FlashError, ParseError
 
