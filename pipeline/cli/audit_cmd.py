@@ -36,11 +36,7 @@ def register(sub: Any) -> None:
     )
     _add_filters(units)
     units.add_argument("--limit", type=int, default=None, help="at most this many units")
-    units.add_argument(
-        "--overdue",
-        action="store_true",
-        help="only units flashed longer than assignment_overdue_seconds ago and still not assigned by DPS",
-    )
+
     _add_format(units, ("table", "json", "csv"), "table")
     units.set_defaults(func=f"{RUN}:units")
     unit = audit_sub.add_parser(
@@ -80,6 +76,11 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--line", help="line name (must be one present in the database)")
     parser.add_argument("--since", type=_timestamp, help="ISO 8601 time (UTC if no zone), inclusive")
     parser.add_argument("--until", type=_timestamp, help="ISO 8601 time (UTC if no zone), exclusive")
+    parser.add_argument(
+        "--overdue",
+        action="store_true",
+        help="only units flashed longer than assignment_overdue_seconds ago and still not assigned by DPS",
+    )
 
 
 def _add_format(parser: argparse.ArgumentParser, choices: tuple[str, ...], default: str) -> None:

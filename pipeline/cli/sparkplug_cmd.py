@@ -6,12 +6,8 @@ import argparse
 import logging
 from typing import Any
 
-from pipeline.bus.ports import BusError
 from pipeline.cli.common import settings_from, stop_event_on_signals
 from pipeline.cli.main import EXIT_OK, CommandError
-from pipeline.db.errors import DatabaseUnavailable, SchemaMissing
-from pipeline.db.line_state import SqlLineState
-from pipeline.db.session import Database
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +28,10 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pipeline.bus.ports import BusError
+    from pipeline.db.errors import DatabaseUnavailable, SchemaMissing
+    from pipeline.db.line_state import SqlLineState
+    from pipeline.db.session import Database
     from pipeline.sparkplug.wiring import build_sparkplug
 
     settings = settings_from(args)
