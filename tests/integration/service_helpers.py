@@ -18,8 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
+from pipeline.azure.dps_device import HttpDeviceRegistrar
 from pipeline.azure.dps_service import HttpDpsClient
 from pipeline.azure.pacing import Backoff
+from pipeline.azure.ports import AzureError
 from pipeline.bus.cloudevents import Envelope, decode, encode
 from pipeline.bus.topics import Topics
 from pipeline.config import load_settings
@@ -30,11 +32,13 @@ from pipeline.db.audit import AuditRecordView, audit_records
 from pipeline.db.session import Database
 from pipeline.domain.events import ConfigFlashed, FlashConfig, Message, UnitEnrolled, UnitKeyed, UnitScanned
 from pipeline.domain.identity import DeviceIdentity
+from pipeline.domain.keys import SecretKey
 from pipeline.domain.model import Unit
 from pipeline.edgeconfig.model import ParsedProvisioning
 from pipeline.edgeconfig.parse import parse_provisioning
 from pipeline.emulator.server import EmulatorConfig, RunningEmulator, start_emulator
 from pipeline.service import configuring, enrolling, flashing, keying
+from pipeline.service.common import device_key
 from pipeline.service.context import Context
 from pipeline.service.unit_of_work import StationRecord
 
@@ -276,3 +280,38 @@ def to_flashed(world: World, ctx: Context, message: UnitScanned | None = None) -
         ),
     )
     return rid
+
+
+# -- devices registering with the emulated DPS ----------------------------------------------------------
+
+
+@pytest.fixture(name="registrar")
+def registrar_fixture() -> Iterator[HttpDeviceRegistrar]:
+    """A device-side DPS client polling fast (the emulator answers at once)."""
+    device = HttpDeviceRegistrar(poll_interval=0.05, max_poll_interval=0.2)
+    yield device
+    device.close()
+
+
+def register(world: World, registrar: HttpDeviceRegistrar, rid: str, key: SecretKey) -> str:
+    """Register as the device would at first boot; 'unauthorized' when DPS answers 401."""
+    try:
+        result = registrar.register(
+            global_endpoint=world.emulator.device_endpoint,
+            id_scope=world.emulator.id_scope,
+            registration_id=rid,
+            key=key,
+            timeout=20,
+        )
+    except AzureError as exc:
+        if exc.status == 401:
+            return "unauthorized"
+        raise
+    return result.status
+
+
+def flashed_unit_key(world: World, ctx: Context) -> tuple[str, SecretKey]:
+    """Take a new unit to `flashed`; return its registration ID and the key flashed onto it."""
+    rid = to_flashed(world, ctx)
+    with world.db.uow() as uow:
+        return rid, device_key(uow, ctx, world.unit(rid))

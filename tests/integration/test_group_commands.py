@@ -9,22 +9,24 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import service_helpers
-from service_helpers import World, to_flashed
+from service_helpers import World
 
 from pipeline.azure.dps_device import HttpDeviceRegistrar
 from pipeline.azure.ports import AzureError
 from pipeline.cli.main import main
 from pipeline.domain.keys import SecretKey
-from pipeline.service.common import device_key, group_key_context
+from pipeline.service.common import group_key_context
 from pipeline.service.context import Context
 from pipeline.service.unit_of_work import GroupRecord
 
 shared_emulator = service_helpers.shared_emulator
+registrar_fixture = service_helpers.registrar_fixture
+register = service_helpers.register
+flashed_unit_key = service_helpers.flashed_unit_key
 world_fixture = service_helpers.world_fixture
 
 
@@ -50,37 +52,6 @@ def ctx(world: World, master_key: str, monkeypatch: pytest.MonkeyPatch) -> Conte
     context = world.context("group", master_key=master_key)
     world.add_station(context)
     return context
-
-
-@pytest.fixture(name="registrar")
-def registrar_fixture() -> Iterator[HttpDeviceRegistrar]:
-    device = HttpDeviceRegistrar(poll_interval=0.05, max_poll_interval=0.2)
-    yield device
-    device.close()
-
-
-def register(world: World, registrar: HttpDeviceRegistrar, rid: str, key: SecretKey) -> str:
-    """Register as the device would at first boot; 'unauthorized' when DPS answers 401."""
-    try:
-        result = registrar.register(
-            global_endpoint=world.emulator.device_endpoint,
-            id_scope=world.emulator.id_scope,
-            registration_id=rid,
-            key=key,
-            timeout=20,
-        )
-    except AzureError as exc:
-        if exc.status == 401:
-            return "unauthorized"
-        raise
-    return result.status
-
-
-def flashed_unit_key(world: World, ctx: Context) -> tuple[str, SecretKey]:
-    """Take a new unit to `flashed`; return its registration ID and the key flashed onto it."""
-    rid = to_flashed(world, ctx)
-    with world.db.uow() as uow:
-        return rid, device_key(uow, ctx, world.unit(rid))
 
 
 def stored_keys(world: World, ctx: Context) -> tuple[SecretKey, SecretKey]:

@@ -15,17 +15,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import service_helpers
-from service_helpers import World, scan, to_config_issued, to_flashed
+from service_helpers import World, scan, to_config_issued
 
 from pipeline.azure.dps_device import HttpDeviceRegistrar
-from pipeline.azure.ports import AzureError
 from pipeline.cli.main import main
-from pipeline.domain.keys import SecretKey, derive_device_key
+from pipeline.domain.keys import derive_device_key
 from pipeline.keystore.pkcs11 import Pkcs11GroupKeyStore, Pkcs11Token, TokenSettings
 from pipeline.service.common import device_key
 from pipeline.service.context import Context
 
 shared_emulator = service_helpers.shared_emulator
+registrar_fixture = service_helpers.registrar_fixture
+register = service_helpers.register
+flashed_unit_key = service_helpers.flashed_unit_key
 world_fixture = service_helpers.world_fixture
 
 
@@ -66,34 +68,6 @@ def ctx(
     return context
 
 
-@pytest.fixture(name="registrar")
-def registrar_fixture() -> Iterator[HttpDeviceRegistrar]:
-    device = HttpDeviceRegistrar(poll_interval=0.05, max_poll_interval=0.2)
-    yield device
-    device.close()
-
-
-def register(world: World, registrar: HttpDeviceRegistrar, rid: str, key: SecretKey) -> str:
-    try:
-        return registrar.register(
-            global_endpoint=world.emulator.device_endpoint,
-            id_scope=world.emulator.id_scope,
-            registration_id=rid,
-            key=key,
-            timeout=20,
-        ).status
-    except AzureError as exc:
-        if exc.status == 401:
-            return "unauthorized"
-        raise
-
-
-def flashed(world: World, ctx: Context) -> tuple[str, SecretKey]:
-    rid = to_flashed(world, ctx)
-    with world.db.uow() as uow:
-        return rid, device_key(uow, ctx, world.unit(rid))
-
-
 def test_group_created_in_the_token_is_locked_and_derives_what_dps_accepts(
     world: World, ctx: Context, registrar: HttpDeviceRegistrar, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -110,7 +84,7 @@ def test_group_created_in_the_token_is_locked_and_derives_what_dps_accepts(
         record.sealed_primary_key, group_id, "primary", dps_primary
     )
 
-    rid, key = flashed(world, ctx)
+    rid, key = flashed_unit_key(world, ctx)
     assert key == derive_device_key(dps_primary, rid)  # derived in the token, as DPS derives it
     assert register(world, registrar, rid, key) == "assigned"
     unit = world.unit(rid)
@@ -126,14 +100,14 @@ def test_rollover_keeps_field_units_working_and_the_ledger_answers_the_blast_rad
     world: World, ctx: Context, registrar: HttpDeviceRegistrar, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["group", "create"]) == 0
-    old = [flashed(world, ctx) for _ in range(3)]
+    old = [flashed_unit_key(world, ctx) for _ in range(3)]
     old_fp = world.unit(old[0][0]).key_fingerprint
     assert old_fp is not None
 
     assert main(["group", "rotate-key"]) == 0
     assert all(register(world, registrar, rid, key) == "assigned" for rid, key in old)  # secondary now
     world.clock.now = datetime.now(UTC) + timedelta(seconds=1)
-    new_rid, new_key = flashed(world, ctx)
+    new_rid, new_key = flashed_unit_key(world, ctx)
     assert register(world, registrar, new_rid, new_key) == "assigned"
     assert world.unit(new_rid).key_fingerprint != old_fp
     capsys.readouterr()
