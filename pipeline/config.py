@@ -62,6 +62,13 @@ class Settings:
     reconcile_stuck_seconds: float = 30.0
     worker_threads: int = 4  # handler threads per `edgeline up` (units are partitioned by registration ID)
     log_level: str = "INFO"
+    # --- perf: retention of delivery-only tables (the audit log is never pruned) ---
+    retention_interval_seconds: float = 300.0  # how often the retention job runs
+    outbox_retention_hours: float = 24.0  # published outbox rows older than this are deleted
+    # Redeliveries older than this are no longer recognised as duplicates: keep it well above the
+    # longest broker session expiry / station spool age.
+    processed_retention_hours: float = 168.0
+    retention_batch: int = 5000  # rows per delete transaction (short transactions, no long locks)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state directory."""

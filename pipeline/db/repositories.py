@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from pipeline.db import tables as t
@@ -205,6 +205,17 @@ class SqlOutbox(ports.Outbox):
             statement = update(t.OutboxRow).where(t.OutboxRow.id.in_(ids)).values(published_at=at)
             self._session.execute(statement.execution_options(synchronize_session=False))
 
+    def prune_published(self, published_before: datetime, limit: int) -> int:
+        oldest = (
+            select(t.OutboxRow.id)
+            .where(t.OutboxRow.published_at < published_before)  # NULL (unpublished) never matches
+            .order_by(t.OutboxRow.published_at)
+            .limit(limit)
+        )
+        statement = delete(t.OutboxRow).where(t.OutboxRow.id.in_(oldest.scalar_subquery()))
+        result = self._session.execute(statement.execution_options(synchronize_session=False))
+        return int(getattr(result, "rowcount", 0) or 0)
+
 
 class SqlProcessedMessages(ports.ProcessedMessages):
     """(event id, handler) pairs already handled; a concurrent duplicate fails the second commit."""
@@ -218,3 +229,15 @@ class SqlProcessedMessages(ports.ProcessedMessages):
     def record(self, event_id: str, handler: str, at: datetime) -> None:
         self._session.add(t.ProcessedMessageRow(event_id=event_id, handler=handler, processed_at=at))
         self._session.flush()
+
+    def prune(self, processed_before: datetime, limit: int) -> int:
+        row = t.ProcessedMessageRow
+        oldest = (
+            select(row.event_id, row.handler)
+            .where(row.processed_at < processed_before)
+            .order_by(row.processed_at)
+            .limit(limit)
+        )
+        statement = delete(row).where(tuple_(row.event_id, row.handler).in_(oldest))
+        result = self._session.execute(statement.execution_options(synchronize_session=False))
+        return int(getattr(result, "rowcount", 0) or 0)

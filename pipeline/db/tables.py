@@ -83,6 +83,11 @@ class UnitRow(Base):
     """One physical device and where it is on its way to `assigned`."""
 
     __tablename__ = "units"
+    # (state, time) pairs back the reconciler's and confirmer's LIMITed scans (migration `perf`).
+    __table_args__ = (
+        Index("ix_units_state_updated_at", "state", "updated_at"),
+        Index("ix_units_state_next_check_at", "state", "next_check_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     registration_id: Mapped[str] = mapped_column(String(128), unique=True)
@@ -174,7 +179,7 @@ class ProcessedMessageRow(Base):
 
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     handler: Mapped[str] = mapped_column(String(64), primary_key=True)
-    processed_at: Mapped[datetime]
+    processed_at: Mapped[datetime] = mapped_column(index=True)  # pruned by age (retention job)
 
 
 class AuditRow(Base):

@@ -1,4 +1,4 @@
-"""The periodic jobs (APScheduler 3.x, in the worker process): confirmer and reconciler.
+"""The periodic jobs (APScheduler 3.x, in the worker process): confirmer, reconciler, retention.
 
 APScheduler is imported only here. Each job runs at most one instance at a time and coalesces missed
 runs; a failing run is logged and the next one tries again.
@@ -15,6 +15,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from pipeline.service.confirming import confirm_due_units, tag_twins
 from pipeline.service.context import Context
 from pipeline.service.reconciling import reconcile
+from pipeline.service.retention import prune
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def _guarded(name: str, job: Callable[[Context], int], ctx: Context) -> Callable
 
 
 class PipelineScheduler:
-    """Starts and stops the confirmer and reconciler jobs.
+    """Starts and stops the confirmer, reconciler and retention jobs.
 
     Twin tagging after assignment (IoT Hub round trips over HTTPS) runs on its own thread, so a slow
     hub never delays the next confirmation round.
@@ -49,6 +50,7 @@ class PipelineScheduler:
         for name, job, every in (
             ("confirmer", confirm, settings.confirm_interval_seconds),
             ("reconciler", reconcile, settings.reconcile_interval_seconds),
+            ("retention", prune, settings.retention_interval_seconds),
         ):
             self._scheduler.add_job(
                 _guarded(name, job, ctx),

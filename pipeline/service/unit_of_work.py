@@ -126,6 +126,13 @@ class Outbox(abc.ABC):
     @abc.abstractmethod
     def mark_published(self, ids: list[int], at: datetime) -> None: ...
 
+    @abc.abstractmethod
+    def prune_published(self, published_before: datetime, limit: int) -> int:
+        """Delete up to `limit` rows published before `published_before`; return how many.
+
+        Unpublished rows are never deleted, whatever their age.
+        """
+
 
 class ProcessedMessages(abc.ABC):
     @abc.abstractmethod
@@ -133,6 +140,10 @@ class ProcessedMessages(abc.ABC):
 
     @abc.abstractmethod
     def record(self, event_id: str, handler: str, at: datetime) -> None: ...
+
+    @abc.abstractmethod
+    def prune(self, processed_before: datetime, limit: int) -> int:
+        """Forget up to `limit` records older than `processed_before`, oldest first; return how many."""
 
 
 class AuditLog(abc.ABC):

@@ -1,0 +1,33 @@
+"""perf: composite indexes for the periodic jobs' scans, and one for pruning processed messages
+
+Revision ID: perf
+Revises: 0001_initial
+Create Date: 2026-12-03 06:00:00 UTC
+
+Why: the reconciler asks for "units in state S not updated since T" and the confirmer for "flashed units
+due before T"; with one index per column PostgreSQL either walks every old (assigned) unit through the
+`updated_at` index or bitmap-ANDs two large indexes, so their cost grew with the table. A (state, time)
+index answers both with a range scan that stops at LIMIT. `processed_messages.processed_at` lets the
+retention job delete old rows by range instead of a sequential scan.
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "perf"
+down_revision: str | None = "0001_initial"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_units_state_updated_at", "units", ["state", "updated_at"])
+    op.create_index("ix_units_state_next_check_at", "units", ["state", "next_check_at"])
+    op.create_index("ix_processed_messages_processed_at", "processed_messages", ["processed_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_processed_messages_processed_at", table_name="processed_messages")
+    op.drop_index("ix_units_state_next_check_at", table_name="units")
+    op.drop_index("ix_units_state_updated_at", table_name="units")
