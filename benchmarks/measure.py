@@ -76,6 +76,36 @@ def pg_counters(admin_url: str, db_name: str) -> PgCounters:
     return PgCounters(int(row[0]), int(row[1]), {pid: cpu_seconds(pid) for pid in pids})
 
 
+def table_reads(db_url: str) -> dict[str, dict[str, int]]:
+    """Per table: sequential scans, tuples they read, index scans and tuples fetched through indexes."""
+    query = (
+        "SELECT relname, seq_scan, seq_tup_read, coalesce(idx_scan, 0), coalesce(idx_tup_fetch, 0) "
+        "FROM pg_stat_user_tables"
+    )
+    index_query = "SELECT indexrelname, idx_scan, idx_tup_read FROM pg_stat_user_indexes"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        rows = conn.execute(query).fetchall()
+        index_rows = conn.execute(index_query).fetchall()
+    keys = ("seq_scan", "seq_tup_read", "idx_scan", "idx_tup_fetch")
+    reads = {str(name): dict(zip(keys, map(int, values), strict=True)) for name, *values in rows}
+    for name, scans, entries in index_rows:
+        reads[str(name)] = {"idx_scan": int(scans), "idx_tup_read": int(entries)}
+    return reads
+
+
+def table_delta(
+    before: dict[str, dict[str, int]], after: dict[str, dict[str, int]], units: int
+) -> dict[str, dict[str, float]]:
+    """Per-unit table reads between two `table_reads`, tables with no reads left out."""
+    result = {}
+    for table, counts in after.items():
+        old = before.get(table, {})
+        per_unit = {k: round((v - old.get(k, 0)) / max(units, 1), 2) for k, v in counts.items()}
+        if any(per_unit.values()):
+            result[table] = per_unit
+    return result
+
+
 def pg_delta(before: PgCounters, after: PgCounters) -> tuple[int, int, float]:
     """(tuples read, commits, backend CPU seconds) between two readings (new backends count fully)."""
     cpu = sum(seconds - before.backend_cpu.get(pid, 0.0) for pid, seconds in after.backend_cpu.items())

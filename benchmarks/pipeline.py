@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,8 @@ from benchmarks.measure import (
     pg_counters,
     pg_delta,
     raw_qos1_rate,
+    table_delta,
+    table_reads,
 )
 from benchmarks.seed import seed
 from pipeline.bus.paho import PahoBus
@@ -130,6 +133,15 @@ def _stage_rows(db_url: str) -> list[dict[str, Any]]:
     return [dict(zip(STAGES, row, strict=True)) for row in rows]
 
 
+def _profile(args: argparse.Namespace, pid: int, workdir: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling worker 0 for the run (collapsed stacks), if --profile was given."""
+    if not args.profile:
+        return None
+    spy = Path(sys.executable).with_name("py-spy")
+    command = [str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "-o", args.profile]
+    return subprocess.Popen(command, stdout=(workdir / "py-spy.log").open("wb"), stderr=subprocess.STDOUT)
+
+
 def _per_unit_ms(seconds: float, units: int) -> float:
     return round(seconds * 1000 / max(units, 1), 2)
 
@@ -151,14 +163,20 @@ def run(args: argparse.Namespace, db_url: str, db_name: str, workdir: Path) -> d
         sampler = RssSampler({k: v for k, v in pids.items() if v})
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
         pg_before = pg_counters(f"{PG_SERVER}/postgres", db_name)
+        tables_before = table_reads(db_url)
         sampler.start()
+        profiler = _profile(args, procs["worker0"].pid, workdir)
         started = time.monotonic()
         ok = gen.run(args.units, args.timeout)
         wall = time.monotonic() - started
         cpu_after = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
         sampler.stop()
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
+            profiler.wait(30)
         time.sleep(1.5)  # backends report their statistics at most once a second
         tuples, commits, pg_cpu = pg_delta(pg_before, pg_counters(f"{PG_SERVER}/postgres", db_name))
+        tables = table_delta(tables_before, table_reads(db_url), len(gen.progress.assigned_at))
         done = len(gen.progress.assigned_at)
         rate = done / wall if wall > 0 else 0.0
         command_lat = [gen.progress.command_at[r] - t for r, t in gen.progress.scanned_at.items()
@@ -172,6 +190,7 @@ def run(args: argparse.Namespace, db_url: str, db_name: str, workdir: Path) -> d
             "cpu_ms_per_unit": cpu_ms,
             "pg_tuples_read_per_unit": round(tuples / max(done, 1), 1),
             "pg_commits_per_unit": round(commits / max(done, 1), 2),
+            "pg_table_reads_per_unit": tables,
             "scan_to_flash_command_ms": percentiles(command_lat),
             "stage_latency": stage_latencies(_stage_rows(db_url)),
             "rss_mib_peak": sampler.peaks(),
@@ -212,6 +231,7 @@ def main() -> int:
     parser.add_argument("--raw-messages", type=int, default=20_000, help="messages for the raw broker rate")
     parser.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--profile", help="write py-spy collapsed stacks of worker 0 to this file")
     args = parser.parse_args()
     args.topic_root = f"bench-{secrets.token_hex(4)}"
     db_name = f"edgeline_bench_{uuid.uuid4().hex[:8]}"

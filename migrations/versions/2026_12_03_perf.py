@@ -8,12 +8,17 @@ Why: the reconciler asks for "units in state S not updated since T" and the conf
 due before T"; with one index per column PostgreSQL either walks every old (assigned) unit through the
 `updated_at` index or bitmap-ANDs two large indexes, so their cost grew with the table. A (state, time)
 index answers both with a range scan that stops at LIMIT. `processed_messages.processed_at` lets the
-retention job delete old rows by range instead of a sequential scan.
+retention job delete old rows by range instead of a sequential scan. `ix_outbox_pending` (partial:
+unpublished rows only) is what the relay's claim walks: the (published_at, id) index keeps an entry for
+every row version ever pending until VACUUM, and the claim read ~1,000 of them per unit at 600 units.
 """
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
+
+PENDING = "published_at IS NULL"
 
 revision: str = "perf"
 down_revision: str | None = "0001_initial"
@@ -25,9 +30,17 @@ def upgrade() -> None:
     op.create_index("ix_units_state_updated_at", "units", ["state", "updated_at"])
     op.create_index("ix_units_state_next_check_at", "units", ["state", "next_check_at"])
     op.create_index("ix_processed_messages_processed_at", "processed_messages", ["processed_at"])
+    op.create_index(
+        "ix_outbox_pending",
+        "outbox",
+        ["id"],
+        postgresql_where=sa.text(PENDING),
+        sqlite_where=sa.text(PENDING),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_pending", table_name="outbox")
     op.drop_index("ix_processed_messages_processed_at", table_name="processed_messages")
     op.drop_index("ix_units_state_next_check_at", table_name="units")
     op.drop_index("ix_units_state_updated_at", table_name="units")

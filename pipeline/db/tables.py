@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -162,7 +163,16 @@ class OutboxRow(Base):
     """A message committed with a state change; `published_at` is set by the relay."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_published_at_id", "published_at", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_published_at_id", "published_at", "id"),
+        # The relay's claim walks only pending rows (partial index; migration `perf`).
+        Index(
+            "ix_outbox_pending",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(String(64), unique=True)
