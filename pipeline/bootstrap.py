@@ -142,6 +142,7 @@ def build_pipeline(
         shared_group=shared,
         workers=settings.worker_threads,
         is_conflict=is_write_conflict,
+        batch_size=settings.consumer_batch_size,
     )
     return Pipeline(ctx=ctx, bus=bus, db=db, relay=relay, consumer=consumer, scheduler=PipelineScheduler(ctx))
 

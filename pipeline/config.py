@@ -69,6 +69,7 @@ class Settings:
     # longest broker session expiry / station spool age.
     processed_retention_hours: float = 168.0
     retention_batch: int = 5000  # rows per delete transaction (short transactions, no long locks)
+    consumer_batch_size: int = 100  # queued messages a handler thread commits (and acks) together
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state directory."""

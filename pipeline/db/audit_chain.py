@@ -105,6 +105,11 @@ class SqlAuditLog(AuditLog):
         """Forget records of a transaction that is rolled back."""
         self._pending.clear()
 
+    def adopt(self, other: SqlAuditLog) -> None:
+        """Take over the records `other` holds (a batch member committing into this transaction)."""
+        self._pending.extend(other._pending)
+        other._pending.clear()
+
     def _insert(
         self,
         head: AuditHeadRow,

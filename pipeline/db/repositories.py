@@ -28,12 +28,16 @@ class SqlUnitRepository(ports.UnitRepository):
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._loaded: dict[str, t.UnitRow] = {}  # rows this session read, so save() need not re-read
 
     def _row(self, registration_id: str, *, for_update: bool = False) -> t.UnitRow | None:
         query = select(t.UnitRow).where(t.UnitRow.registration_id == registration_id)
         if for_update:  # SQLite: dropped by the dialect; BEGIN IMMEDIATE already serialises writers
             query = query.with_for_update()
-        return self._session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+        row = self._session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+        if row is not None:
+            self._loaded[registration_id] = row
+        return row
 
     def get(self, registration_id: str, *, for_update: bool = False) -> Unit | None:
         row = self._row(registration_id, for_update=for_update)
@@ -51,11 +55,15 @@ class SqlUnitRepository(ports.UnitRepository):
         return unit_from_row(row) if row else None
 
     def add(self, unit: Unit) -> None:
-        self._session.add(new_row(unit, _now()))
+        row = new_row(unit, _now())
+        self._session.add(row)
         self._session.flush()
+        self._loaded[unit.registration_id] = row
 
     def save(self, unit: Unit) -> None:
-        row = self._row(unit.registration_id)
+        row = self._loaded.get(unit.registration_id)
+        if row is None or row not in self._session:  # not read in this session (or expunged)
+            row = self._row(unit.registration_id)
         if row is None:
             raise LookupError(f"unit {unit.registration_id} was never added; add() it first")
         copy_to_row(unit, row, _now())

@@ -154,6 +154,10 @@ class AuditLog(abc.ABC):
         """Append a hash-chained record. `detail` must never contain a key."""
 
 
+class BatchAborted(RuntimeError):
+    """A handler left a batch member without committing what it wrote: redo the batch one by one."""
+
+
 class UnitOfWork(abc.ABC):
     """One transaction over all repositories. Use as `with uow: ...; uow.commit()`."""
 
@@ -177,3 +181,11 @@ class UnitOfWork(abc.ABC):
     @abc.abstractmethod
     def rollback(self) -> None:
         """Undo anything not committed (a no-op after commit)."""
+
+    def member(self) -> UnitOfWork:
+        """A unit of work whose `commit()` only joins this one's transaction (batched handling).
+
+        Handlers run unchanged on members; this unit of work commits them all at once. A member left
+        without commit after it wrote raises BatchAborted (its writes cannot be undone alone).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot batch units of work")
