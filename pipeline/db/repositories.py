@@ -23,6 +23,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _wrote(session: Session) -> None:
+    """Count a write in this transaction (a batch member must not leave one uncommitted)."""
+    session.info["writes"] = session.info.get("writes", 0) + 1
+
+
+def writes(session: Session) -> int:
+    """How many repository writes this session's transactions made so far."""
+    return int(session.info.get("writes", 0))
+
+
 class SqlUnitRepository(ports.UnitRepository):
     """Units, keyed by registration ID; `for_update` takes a row lock on PostgreSQL."""
 
@@ -55,10 +65,11 @@ class SqlUnitRepository(ports.UnitRepository):
         return unit_from_row(row) if row else None
 
     def add(self, unit: Unit) -> None:
+        # No flush: the next query autoflushes, the commit sends a whole batch's rows together.
         row = new_row(unit, _now())
         self._session.add(row)
-        self._session.flush()
         self._loaded[unit.registration_id] = row
+        _wrote(self._session)
 
     def save(self, unit: Unit) -> None:
         row = self._loaded.get(unit.registration_id)
@@ -67,7 +78,7 @@ class SqlUnitRepository(ports.UnitRepository):
         if row is None:
             raise LookupError(f"unit {unit.registration_id} was never added; add() it first")
         copy_to_row(unit, row, _now())
-        self._session.flush()
+        _wrote(self._session)
 
     def stuck(self, states: tuple[UnitState, ...], updated_before: datetime, limit: int) -> list[Unit]:
         query = (
@@ -110,6 +121,7 @@ class SqlKeyRepository(ports.KeyRepository):
             )
         else:
             row.sealed_key = sealed_key
+        _wrote(self._session)
         self._session.flush()
 
 
@@ -136,6 +148,7 @@ class SqlGroupRepository(ports.GroupRepository):
         row.sealed_primary_key = record.sealed_primary_key
         row.sealed_secondary_key = record.sealed_secondary_key
         row.updated_at = _now()
+        _wrote(self._session)
         self._session.flush()
 
 
@@ -160,6 +173,7 @@ class SqlStationRepository(ports.StationRepository):
             self._session.add(row)
         row.line = record.line
         row.public_key = record.public_key
+        _wrote(self._session)
         self._session.flush()
 
     def list(self) -> list[ports.StationRecord]:
@@ -178,7 +192,7 @@ class SqlOutbox(ports.Outbox):
 
     def add(self, event_id: str, topic: str, payload: bytes) -> None:
         self._session.add(t.OutboxRow(event_id=event_id, topic=topic, payload=payload, created_at=_now()))
-        self._session.flush()
+        _wrote(self._session)
 
     def pending(self, limit: int) -> list[ports.OutboxItem]:
         query = (
@@ -212,6 +226,7 @@ class SqlOutbox(ports.Outbox):
         if ids:
             statement = update(t.OutboxRow).where(t.OutboxRow.id.in_(ids)).values(published_at=at)
             self._session.execute(statement.execution_options(synchronize_session=False))
+            _wrote(self._session)
 
     def prune_published(self, published_before: datetime, limit: int) -> int:
         oldest = (
@@ -222,6 +237,7 @@ class SqlOutbox(ports.Outbox):
         )
         statement = delete(t.OutboxRow).where(t.OutboxRow.id.in_(oldest.scalar_subquery()))
         result = self._session.execute(statement.execution_options(synchronize_session=False))
+        _wrote(self._session)
         return int(getattr(result, "rowcount", 0) or 0)
 
 
@@ -236,7 +252,7 @@ class SqlProcessedMessages(ports.ProcessedMessages):
 
     def record(self, event_id: str, handler: str, at: datetime) -> None:
         self._session.add(t.ProcessedMessageRow(event_id=event_id, handler=handler, processed_at=at))
-        self._session.flush()
+        _wrote(self._session)
 
     def prune(self, processed_before: datetime, limit: int) -> int:
         row = t.ProcessedMessageRow
@@ -248,4 +264,5 @@ class SqlProcessedMessages(ports.ProcessedMessages):
         )
         statement = delete(row).where(tuple_(row.event_id, row.handler).in_(oldest))
         result = self._session.execute(statement.execution_options(synchronize_session=False))
+        _wrote(self._session)
         return int(getattr(result, "rowcount", 0) or 0)

@@ -7,10 +7,9 @@ Not responsible for: engine set-up (pipeline.db.session / engine) or business lo
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Self
 
-from sqlalchemy import event
-from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.db.audit_chain import SqlAuditLog
 from pipeline.db.repositories import (
@@ -20,6 +19,7 @@ from pipeline.db.repositories import (
     SqlProcessedMessages,
     SqlStationRepository,
     SqlUnitRepository,
+    writes,
 )
 from pipeline.service.unit_of_work import BatchAborted, UnitOfWork
 
@@ -32,8 +32,6 @@ class SqlUnitOfWork(UnitOfWork):
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._session_factory = session_factory
         self._session: Session | None = None
-        self._writes = 0  # statements that changed rows, counted once member() is used
-        self._counting = False
 
     @property
     def session(self) -> Session:
@@ -62,27 +60,15 @@ class SqlUnitOfWork(UnitOfWork):
         finally:
             self.session.close()
             self._session = None
-            self._counting = False
 
     def member(self) -> UnitOfWork:
         """A unit of work sharing this transaction; its commit joins it, this one commits them all."""
-        if not self._counting:
-            event.listen(self.session, "after_flush", self._count_flush)
-            event.listen(self.session, "do_orm_execute", self._count_statement)
-            self._counting = True
         return _MemberUnitOfWork(self)
 
     @property
     def writes(self) -> int:
-        """How many flushes / DML statements this transaction ran since member() was first called."""
-        return self._writes
-
-    def _count_flush(self, session: Session, flush_context: Any) -> None:
-        self._writes += 1
-
-    def _count_statement(self, state: ORMExecuteState) -> None:
-        if state.is_insert or state.is_update or state.is_delete:
-            self._writes += 1
+        """How many repository writes this unit of work made so far."""
+        return writes(self.session)
 
     def commit(self) -> None:
         self.audit.flush_pending()
