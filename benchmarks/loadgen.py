@@ -60,7 +60,7 @@ class LoadGenerator:
         dps_endpoint: str,
         window: int,
         rate: float,
-        device_threads: int = 8,
+        device_threads: int = 32,
     ) -> None:
         self._bus, self._topics, self._stations, self._line = bus, topics, stations, line
         self._id_scope, self._dps_endpoint = id_scope, dps_endpoint
@@ -68,7 +68,7 @@ class LoadGenerator:
         self._rate = rate
         self._outgoing: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self._devices = ThreadPoolExecutor(max_workers=device_threads, thread_name_prefix="device")
-        self._registrar = HttpDeviceRegistrar(poll_interval=0.05, max_poll_interval=0.2)
+        self._registrar = HttpDeviceRegistrar(poll_interval=0.02, max_poll_interval=0.05)
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._expected = 0

@@ -156,7 +156,8 @@ def run(args: argparse.Namespace, db_url: str, db_name: str, workdir: Path) -> d
         raw_rate = raw_qos1_rate(args.mqtt_url, args.topic_root, args.raw_messages)
         bus.connect()
         gen = LoadGenerator(bus, Topics(args.topic_root), stations, line=LINE, id_scope=dps["scope"],
-                            dps_endpoint=dps["dps"], window=args.window, rate=args.rate)  # fmt: skip
+                            dps_endpoint=dps["dps"], window=args.window, rate=args.rate,
+                            device_threads=args.device_threads)  # fmt: skip
         gen.start()
         broker = listener_pid(int(args.mqtt_url.rsplit(":", 1)[1]))
         pids = {name: p.pid for name, p in procs.items()} | {"broker": broker or 0, "loadgen": os.getpid()}
@@ -231,6 +232,7 @@ def main() -> int:
     parser.add_argument("--raw-messages", type=int, default=20_000, help="messages for the raw broker rate")
     parser.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--device-threads", type=int, default=32, help="devices registering at once")
     parser.add_argument("--profile", help="write py-spy collapsed stacks of worker 0 to this file")
     args = parser.parse_args()
     args.topic_root = f"bench-{secrets.token_hex(4)}"
