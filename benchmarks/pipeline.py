@@ -134,11 +134,23 @@ def _stage_rows(db_url: str) -> list[dict[str, Any]]:
 
 
 def _profile(args: argparse.Namespace, pid: int, workdir: Path) -> subprocess.Popen[bytes] | None:
-    """py-spy sampling worker 0 for the run (collapsed stacks), if --profile was given."""
+    """py-spy sampling worker 0 while it holds the GIL (CPU, not waits), if --profile was given."""
     if not args.profile:
         return None
     spy = Path(sys.executable).with_name("py-spy")
-    command = [str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "-o", args.profile]
+    command = [
+        str(spy),
+        "record",
+        "--pid",
+        str(pid),
+        "--format",
+        "raw",
+        "--gil",
+        "--rate",
+        "200",
+        "-o",
+        args.profile,
+    ]
     return subprocess.Popen(command, stdout=(workdir / "py-spy.log").open("wb"), stderr=subprocess.STDOUT)
 
 

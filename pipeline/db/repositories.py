@@ -39,14 +39,41 @@ class SqlUnitRepository(ports.UnitRepository):
     def __init__(self, session: Session) -> None:
         self._session = session
         self._loaded: dict[str, t.UnitRow] = {}  # rows this session read, so save() need not re-read
+        # Registration IDs whose row this transaction holds locked (or created, or knows absent): their
+        # state in the session is authoritative until commit, so get() needs no query (batches).
+        self._locked: set[str] = set()
+
+    def forget(self) -> None:
+        """Drop what this transaction knew (its locks end with commit or rollback)."""
+        self._loaded.clear()
+        self._locked.clear()
+
+    def lock_many(self, registration_ids: list[str]) -> None:
+        wanted = sorted(set(registration_ids) - self._locked)
+        if not wanted:
+            return
+        query = (
+            select(t.UnitRow)
+            .where(t.UnitRow.registration_id.in_(wanted))
+            .order_by(t.UnitRow.id)  # one lock order for every transaction: no deadlock between them
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        for row in self._session.scalars(query):
+            self._loaded[row.registration_id] = row
+        self._locked.update(wanted)
 
     def _row(self, registration_id: str, *, for_update: bool = False) -> t.UnitRow | None:
+        if registration_id in self._locked:
+            return self._loaded.get(registration_id)
         query = select(t.UnitRow).where(t.UnitRow.registration_id == registration_id)
         if for_update:  # SQLite: dropped by the dialect; BEGIN IMMEDIATE already serialises writers
             query = query.with_for_update()
         row = self._session.scalars(query.execution_options(populate_existing=True)).one_or_none()
         if row is not None:
             self._loaded[registration_id] = row
+            if for_update:
+                self._locked.add(registration_id)
         return row
 
     def get(self, registration_id: str, *, for_update: bool = False) -> Unit | None:
@@ -69,6 +96,7 @@ class SqlUnitRepository(ports.UnitRepository):
         row = new_row(unit, _now())
         self._session.add(row)
         self._loaded[unit.registration_id] = row
+        self._locked.add(unit.registration_id)  # ours: others see it only after our commit
         _wrote(self._session)
 
     def save(self, unit: Unit) -> None:
@@ -246,12 +274,31 @@ class SqlProcessedMessages(ports.ProcessedMessages):
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._checked: set[str] = set()  # event ids whose every record is in `_known`
+        self._known: set[tuple[str, str]] = set()
+
+    def forget(self) -> None:
+        """Drop what this transaction knew."""
+        self._checked.clear()
+        self._known.clear()
+
+    def preload(self, event_ids: list[str]) -> None:
+        wanted = sorted(set(event_ids) - self._checked)
+        if not wanted:
+            return
+        row = t.ProcessedMessageRow
+        query = select(row.event_id, row.handler).where(row.event_id.in_(wanted))
+        self._known.update((str(e), str(h)) for e, h in self._session.execute(query))
+        self._checked.update(wanted)
 
     def seen(self, event_id: str, handler: str) -> bool:
+        if event_id in self._checked or (event_id, handler) in self._known:
+            return (event_id, handler) in self._known
         return self._session.get(t.ProcessedMessageRow, (event_id, handler)) is not None
 
     def record(self, event_id: str, handler: str, at: datetime) -> None:
         self._session.add(t.ProcessedMessageRow(event_id=event_id, handler=handler, processed_at=at))
+        self._known.add((event_id, handler))  # a duplicate later in the same batch is then a no-op
         _wrote(self._session)
 
     def prune(self, processed_before: datetime, limit: int) -> int:

@@ -73,10 +73,18 @@ class SqlUnitOfWork(UnitOfWork):
     def commit(self) -> None:
         self.audit.flush_pending()
         self.session.commit()
+        self._forget()
 
     def rollback(self) -> None:
         self.audit.discard_pending()
         self.session.rollback()
+        self._forget()
+
+    def _forget(self) -> None:
+        assert isinstance(self.units, SqlUnitRepository)
+        assert isinstance(self.processed, SqlProcessedMessages)
+        self.units.forget()
+        self.processed.forget()
 
 
 class _MemberUnitOfWork(UnitOfWork):

@@ -143,6 +143,9 @@ class Consumer:
         """Run every handler of `batch` in one transaction and commit it (raises if any failed)."""
         with self._ctx.uow_factory() as outer:
             ctx = dataclasses.replace(self._ctx, uow_factory=outer.member, notify_outbox=_nothing)
+            # Two round trips for the whole batch instead of two per message (handlers then hit caches).
+            outer.processed.preload([envelope.id for _, envelope, _ in batch])
+            outer.units.lock_many([e.subject for _, e, _ in batch if e.subject])
             for handler, envelope, _ in batch:
                 handler(ctx, envelope)
             outer.commit()

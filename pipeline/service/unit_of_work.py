@@ -75,6 +75,13 @@ class UnitRepository(abc.ABC):
     @abc.abstractmethod
     def count_by_state(self) -> dict[str, int]: ...
 
+    def lock_many(self, registration_ids: list[str]) -> None:
+        """Lock (and load) these units in one round trip; later `get`s in this transaction are free.
+
+        An optimisation hint for batches: implementations may do nothing.
+        """
+        return None
+
 
 class KeyRepository(abc.ABC):
     @abc.abstractmethod
@@ -137,6 +144,10 @@ class Outbox(abc.ABC):
 class ProcessedMessages(abc.ABC):
     @abc.abstractmethod
     def seen(self, event_id: str, handler: str) -> bool: ...
+
+    def preload(self, event_ids: list[str]) -> None:
+        """Read every record of these events in one round trip (a hint; may do nothing)."""
+        return None
 
     @abc.abstractmethod
     def record(self, event_id: str, handler: str, at: datetime) -> None: ...
