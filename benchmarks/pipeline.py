@@ -154,6 +154,18 @@ def _profile(args: argparse.Namespace, pid: int, workdir: Path) -> subprocess.Po
     return subprocess.Popen(command, stdout=(workdir / "py-spy.log").open("wb"), stderr=subprocess.STDOUT)
 
 
+def _duplicates(db_url: str) -> int:
+    """(unit, transition) pairs recorded more than once: work done twice across workers or batches."""
+    query = (
+        "SELECT count(*) FROM (SELECT registration_id, kind FROM audit_log WHERE actor <> 'seed' AND kind IN "
+        "('unit.keyed', 'unit.enrolled', 'unit.config_issued', 'unit.flashed', 'unit.assigned') "
+        "GROUP BY registration_id, kind HAVING count(*) > 1) AS twice"
+    )
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(query).fetchone()  # type: ignore[arg-type]
+    return int(row[0]) if row else -1
+
+
 def _per_unit_ms(seconds: float, units: int) -> float:
     return round(seconds * 1000 / max(units, 1), 2)
 
@@ -211,6 +223,7 @@ def run(args: argparse.Namespace, db_url: str, db_name: str, workdir: Path) -> d
             "broker_raw_qos1_msgs_per_s": round(raw_rate),
             "pipeline_msgs_per_s": round(rate * MESSAGES_PER_UNIT),
             "pipeline_to_raw_ratio": round(rate * MESSAGES_PER_UNIT / raw_rate, 3) if raw_rate else None,
+            "duplicated_transitions": _duplicates(db_url),
             "failed_events": len(gen.progress.failed), "bad_commands": gen.progress.bad_commands,
             "device_errors": gen.progress.device_errors, "logs": str(workdir),
         }  # fmt: skip

@@ -19,6 +19,16 @@ import sqlalchemy as sa
 from alembic import op
 
 PENDING = "published_at IS NULL"
+# PostgreSQL: vacuum the outbox after a fixed number of changed rows rather than a fraction of the table,
+# so dead entries of published rows do not pile up in ix_outbox_pending as the table grows.
+OUTBOX_VACUUM = (
+    "ALTER TABLE outbox SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000, "
+    "autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 5000)"
+)
+OUTBOX_VACUUM_RESET = (
+    "ALTER TABLE outbox RESET (autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold, "
+    "autovacuum_analyze_scale_factor, autovacuum_analyze_threshold)"
+)
 
 revision: str = "perf"
 down_revision: str | None = "0001_initial"
@@ -37,9 +47,13 @@ def upgrade() -> None:
         postgresql_where=sa.text(PENDING),
         sqlite_where=sa.text(PENDING),
     )
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(OUTBOX_VACUUM)
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(OUTBOX_VACUUM_RESET)
     op.drop_index("ix_outbox_pending", table_name="outbox")
     op.drop_index("ix_processed_messages_processed_at", table_name="processed_messages")
     op.drop_index("ix_units_state_next_check_at", table_name="units")
