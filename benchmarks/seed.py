@@ -20,22 +20,22 @@ SELECT 'sn-seed' || g || '-mac-' || replace(m, ':', '-'), 'SEED' || g, m, 'line1
     t, t, t, t, t, t, t, t
 FROM (SELECT g, '02:5e:' || substr(h, 1, 2) || ':' || substr(h, 3, 2) || ':' || substr(h, 5, 2) || ':'
              || substr(h, 7, 2) AS m, now() - interval '1 day' + g * interval '1 millisecond' AS t
-      FROM (SELECT g, lpad(to_hex(g), 8, '0') AS h FROM generate_series(1, %(n)s) g) s) x
+      FROM (SELECT g, lpad(to_hex(g), 8, '0') AS h FROM generate_series(1, %(n)s::int) g) s) x
 """
 _AUDIT = """
 INSERT INTO audit_log (id, at, kind, actor, registration_id, detail, prev_hash, hash)
 SELECT g, now() - interval '1 day' + g * interval '1 millisecond', 'unit.seeded', 'seed',
     'sn-seed' || (g / 6), '{}', lpad(to_hex(g - 1), 64, '0'), lpad(to_hex(g), 64, '0')
-FROM generate_series(%(first)s, %(last)s) g
+FROM generate_series(%(first)s::int, %(last)s::int) g
 """
 _PROCESSED = """
 INSERT INTO processed_messages (event_id, handler, processed_at)
-SELECT md5(g::text), 'seed', now() - interval '1 hour' FROM generate_series(1, %(m)s) g
+SELECT md5(g::text), 'seed', now() - interval '1 hour' FROM generate_series(1, %(m)s::int) g
 """
 _OUTBOX = """
 INSERT INTO outbox (event_id, topic, payload, created_at, published_at)
 SELECT 'seed-' || g, 'seed/topic', '\\x7b7d', now() - interval '2 hours', now() - interval '2 hours'
-FROM generate_series(1, %(m)s) g
+FROM generate_series(1, %(m)s::int) g
 """
 
 
@@ -50,7 +50,7 @@ def seed(url: str, n: int) -> None:
         first = (last[0] if last else 0) + 1
         conn.execute(_AUDIT, {"first": first, "last": first + m - 1})
         conn.execute(
-            "UPDATE audit_head SET last_id = %(last)s, last_hash = lpad(to_hex(%(last)s), 64, '0')",
+            "UPDATE audit_head SET last_id = %(last)s::int, last_hash = lpad(to_hex(%(last)s::int), 64, '0')",
             {"last": first + m - 1},
         )
         conn.execute(_PROCESSED, {"m": m})
