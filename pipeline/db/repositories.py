@@ -222,10 +222,10 @@ class SqlOutbox(ports.Outbox):
         self._session.add(t.OutboxRow(event_id=event_id, topic=topic, payload=payload, created_at=_now()))
         _wrote(self._session)
 
-    def pending(self, limit: int) -> list[ports.OutboxItem]:
+    def pending(self, limit: int, *, min_id: int = 0) -> list[ports.OutboxItem]:
         query = (
             select(t.OutboxRow)
-            .where(t.OutboxRow.published_at.is_(None))
+            .where(t.OutboxRow.published_at.is_(None), t.OutboxRow.id >= min_id)
             .order_by(t.OutboxRow.id)
             .limit(limit)
         )
@@ -233,7 +233,7 @@ class SqlOutbox(ports.Outbox):
         query = query.with_for_update(skip_locked=True)
         return [ports.OutboxItem(r.id, r.event_id, r.topic, r.payload) for r in self._session.scalars(query)]
 
-    def claim_pending(self, limit: int) -> list[ports.OutboxItem]:
+    def claim_pending(self, limit: int, *, min_id: int = 0) -> list[ports.OutboxItem]:
         """Lock a batch until commit (PostgreSQL) or read it in a transaction ended at once (SQLite).
 
         PostgreSQL: the FOR UPDATE SKIP LOCKED locks stay while the relay publishes, so another
@@ -245,7 +245,7 @@ class SqlOutbox(ports.Outbox):
         """
         if self._session.in_transaction():
             raise RuntimeError("claim_pending must be the first call of its unit of work")
-        items = self.pending(limit)
+        items = self.pending(limit, min_id=min_id)
         if self._session.get_bind().dialect.name == "sqlite":
             self._session.rollback()  # read-only so far: ends the transaction and its write lock
         return items

@@ -117,12 +117,12 @@ class Outbox(abc.ABC):
     def add(self, event_id: str, topic: str, payload: bytes) -> None: ...
 
     @abc.abstractmethod
-    def pending(self, limit: int) -> list[OutboxItem]:
-        """Unpublished items, oldest first."""
+    def pending(self, limit: int, *, min_id: int = 0) -> list[OutboxItem]:
+        """Unpublished items with `id >= min_id`, oldest first."""
 
     @abc.abstractmethod
-    def claim_pending(self, limit: int) -> list[OutboxItem]:
-        """Claim unpublished items for the relay; must be the first call of its unit of work.
+    def claim_pending(self, limit: int, *, min_id: int = 0) -> list[OutboxItem]:
+        """Claim unpublished items with `id >= min_id` for the relay; first call of its unit of work.
 
         Where the database can lock single rows, the claim holds until the unit of work ends, so
         relays in other processes skip these items (publish, `mark_published`, `commit`, all in the
