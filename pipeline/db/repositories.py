@@ -9,8 +9,9 @@ sealing keys (callers hand over sealed bytes only).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from pipeline.db import tables as t
@@ -213,16 +214,33 @@ def _station(row: t.StationRow) -> ports.StationRecord:
 
 
 class SqlOutbox(ports.Outbox):
-    """Messages committed with state changes, published later by the relay in id order."""
+    """Messages committed with state changes, published later by the relay in id order.
+
+    `add` only collects rows; they are inserted together by `flush_deferred` (SqlUnitOfWork.commit),
+    or before this adapter's own queries, so a batch of handlers costs one INSERT.
+    """
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._deferred: list[dict[str, Any]] = []
 
     def add(self, event_id: str, topic: str, payload: bytes) -> None:
-        self._session.add(t.OutboxRow(event_id=event_id, topic=topic, payload=payload, created_at=_now()))
+        row = {"event_id": event_id, "topic": topic, "payload": payload, "created_at": _now()}
+        self._deferred.append(row)
         _wrote(self._session)
 
+    def flush_deferred(self) -> None:
+        """Insert the rows added in this transaction, all in one statement (called before commit)."""
+        if self._deferred:
+            rows, self._deferred = self._deferred, []
+            self._session.execute(insert(t.OutboxRow), rows)
+
+    def forget(self) -> None:
+        """Drop rows never sent (the transaction is rolled back)."""
+        self._deferred = []
+
     def pending(self, limit: int, *, min_id: int = 0) -> list[ports.OutboxItem]:
+        self.flush_deferred()
         query = (
             select(t.OutboxRow)
             .where(t.OutboxRow.published_at.is_(None), t.OutboxRow.id >= min_id)
@@ -276,11 +294,13 @@ class SqlProcessedMessages(ports.ProcessedMessages):
         self._session = session
         self._checked: set[str] = set()  # event ids whose every record is in `_known`
         self._known: set[tuple[str, str]] = set()
+        self._deferred: list[dict[str, Any]] = []
 
     def forget(self) -> None:
-        """Drop what this transaction knew."""
+        """Drop what this transaction knew, and records never sent."""
         self._checked.clear()
         self._known.clear()
+        self._deferred = []
 
     def preload(self, event_ids: list[str]) -> None:
         wanted = sorted(set(event_ids) - self._checked)
@@ -297,9 +317,17 @@ class SqlProcessedMessages(ports.ProcessedMessages):
         return self._session.get(t.ProcessedMessageRow, (event_id, handler)) is not None
 
     def record(self, event_id: str, handler: str, at: datetime) -> None:
-        self._session.add(t.ProcessedMessageRow(event_id=event_id, handler=handler, processed_at=at))
+        if at.tzinfo is None:  # checked here: the INSERT runs only at commit
+            raise ValueError(f"naive datetime {at.isoformat()} refused: pass a timezone-aware time")
+        self._deferred.append({"event_id": event_id, "handler": handler, "processed_at": at})
         self._known.add((event_id, handler))  # a duplicate later in the same batch is then a no-op
         _wrote(self._session)
+
+    def flush_deferred(self) -> None:
+        """Insert the records of this transaction in one statement (called before commit)."""
+        if self._deferred:
+            rows, self._deferred = self._deferred, []
+            self._session.execute(insert(t.ProcessedMessageRow), rows)
 
     def prune(self, processed_before: datetime, limit: int) -> int:
         row = t.ProcessedMessageRow

@@ -71,6 +71,10 @@ class SqlUnitOfWork(UnitOfWork):
         return writes(self.session)
 
     def commit(self) -> None:
+        assert isinstance(self.outbox, SqlOutbox)
+        assert isinstance(self.processed, SqlProcessedMessages)
+        self.outbox.flush_deferred()
+        self.processed.flush_deferred()
         self.audit.flush_pending()
         self.session.commit()
         self._forget()
@@ -83,8 +87,10 @@ class SqlUnitOfWork(UnitOfWork):
     def _forget(self) -> None:
         assert isinstance(self.units, SqlUnitRepository)
         assert isinstance(self.processed, SqlProcessedMessages)
+        assert isinstance(self.outbox, SqlOutbox)
         self.units.forget()
         self.processed.forget()
+        self.outbox.forget()
 
 
 class _MemberUnitOfWork(UnitOfWork):

@@ -213,7 +213,7 @@ def test_a_row_committed_below_the_floor_is_published_by_the_next_full_scan(
         with pg_database.uow() as slow:
             slow.outbox.add("late", topic, encode(UnitKeyed(registration_id="sn-1-mac-01", mode="group"),
                                                   source="edgeline/test", event_id="late")[1])  # fmt: skip
-            slow.session.flush()  # its id is taken now, its commit comes later
+            slow.outbox.flush_deferred()  # its id is taken now, its commit comes later
             early = fill_outbox(pg_database, topic, 3)
             assert relay.run_once() == 3  # the floor is now above the uncommitted row
             slow.commit()
