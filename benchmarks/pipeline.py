@@ -248,7 +248,9 @@ def main() -> int:
     parser.add_argument("--units", type=int, default=2000)
     parser.add_argument("--mode", choices=["group", "individual"], default="group")
     parser.add_argument("--stations", type=int, default=4)
-    parser.add_argument("--window", type=int, default=400, help="units in flight at most")
+    parser.add_argument(
+        "--window", type=int, default=400, help="units in flight at most (system Mosquitto: keep <= 400)"
+    )
     parser.add_argument(
         "--rate", type=float, default=0.0, help="scans per second (0 = as fast as the window)"
     )
