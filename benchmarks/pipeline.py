@@ -94,10 +94,25 @@ def _start(args: argparse.Namespace, db_url: str, workdir: Path) -> tuple[dict[s
     subprocess.run([sys.executable, "-m", "pipeline.cli", "db", "upgrade"], env={**os.environ, **env},
                    check=True, capture_output=True, cwd=REPO)  # fmt: skip
     seed(db_url, args.seed_rows)
-    for index in range(args.workers):
-        client = {"EDGELINE_CLIENT_ID": f"bench-worker-{index}-{uuid.uuid4().hex[:6]}"}
-        procs[f"worker{index}"] = _spawn(["up"], {**env, **client}, workdir / f"up-{index}.log")
-    return procs, {"scope": scope, "dps": f"http://127.0.0.1:{dps_port}"}
+    _spawn_worker(procs, env, 0, workdir)
+    return procs, {"scope": scope, "dps": f"http://127.0.0.1:{dps_port}", "env": json.dumps(env)}
+
+
+def _spawn_worker(procs: dict[str, Any], env: dict[str, str], index: int, workdir: Path) -> None:
+    client = {"EDGELINE_CLIENT_ID": f"bench-worker-{index}-{uuid.uuid4().hex[:6]}"}
+    procs[f"worker{index}"] = _spawn(["up"], {**env, **client}, workdir / f"up-{index}.log")
+
+
+def _more_workers(
+    args: argparse.Namespace, procs: dict[str, Any], env: dict[str, str], workdir: Path
+) -> None:
+    """Workers 1..W-1, once worker 0 created the enrollment group.
+
+    Two `edgeline up` creating the group at the same moment collide on its primary key and the loser
+    exits (ensure_group has no retry; reported, not fixed here).
+    """
+    for index in range(1, args.workers):
+        _spawn_worker(procs, env, index, workdir)
 
 
 def _wait_ready(db_url: str, workers: int, timeout: float = 60.0) -> None:
@@ -175,6 +190,8 @@ def run(args: argparse.Namespace, db_url: str, db_name: str, workdir: Path) -> d
     gen: LoadGenerator | None = None
     bus = PahoBus.from_url(args.mqtt_url, f"bench-loadgen-{uuid.uuid4().hex[:8]}", clean_session=True)
     try:
+        _wait_ready(db_url, 1)
+        _more_workers(args, procs, json.loads(dps["env"]), workdir)
         _wait_ready(db_url, args.workers)
         stations = _stations(db_url, args.stations)
         raw_rate = raw_qos1_rate(args.mqtt_url, args.topic_root, args.raw_messages)
