@@ -161,7 +161,8 @@ class SqlGroupRepository(ports.GroupRepository):
         self._session = session
 
     def get(self, group_id: str) -> ports.GroupRecord | None:
-        row = self._session.get(t.EnrollmentGroupRow, group_id)
+        with self._session.no_autoflush:  # group rows never depend on a handler's pending writes
+            row = self._session.get(t.EnrollmentGroupRow, group_id)
         if row is None:
             return None
         return ports.GroupRecord(
@@ -188,7 +189,8 @@ class SqlStationRepository(ports.StationRepository):
         self._session = session
 
     def get(self, name: str) -> ports.StationRecord | None:
-        row = self._session.get(t.StationRow, name)
+        with self._session.no_autoflush:  # station rows never depend on a handler's pending writes
+            row = self._session.get(t.StationRow, name)
         return _station(row) if row else None
 
     def put(self, record: ports.StationRecord) -> None:
