@@ -225,3 +225,32 @@ def test_a_crash_between_commit_and_ack_makes_redelivery_a_no_op(world: World, b
     with world.db.uow() as uow:
         keyed = [i for i in uow.outbox.pending(1000) if UnitKeyed.NAME in i.topic]
     assert len(keyed) == UNITS
+
+
+def test_a_handler_that_writes_without_committing_leaks_nothing_into_the_batch(
+    world: World, bus: PahoBus
+) -> None:
+    ctx = world.context("group")
+    tracker = Tracker(world)
+    scans = [scan() for _ in range(UNITS)]
+    careless = scans[3].registration_id
+
+    def keyer_or_forgetful(handler_ctx: Context, envelope: Envelope) -> None:
+        if envelope.subject == careless:
+            with handler_ctx.uow_factory() as uow:
+                uow.outbox.add(f"leak-{envelope.id}", "t/leak", b"{}")
+            return  # wrote, never committed: in a batch that must not be committed by the others
+        HANDLERS[UnitScanned](handler_ctx, envelope)
+
+    worker = consumer(ctx, bus, {UnitScanned: keyer_or_forgetful})
+    for message in scans:
+        worker.on_message(tracker.inbound(ctx, message))
+    worker.start()
+    try:
+        tracker.wait_acks(UNITS)
+    finally:
+        worker.stop()
+    with world.db.uow() as uow:
+        event_ids = [item.event_id for item in uow.outbox.pending(1000)]
+    assert not [e for e in event_ids if e.startswith("leak-")]
+    assert len(event_ids) == UNITS - 1 and state_of(world, careless) is None
