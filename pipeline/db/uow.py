@@ -12,11 +12,10 @@ from typing import Self
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.db.audit_chain import SqlAuditLog
+from pipeline.db.delivery import SqlOutbox, SqlProcessedMessages
 from pipeline.db.repositories import (
     SqlGroupRepository,
     SqlKeyRepository,
-    SqlOutbox,
-    SqlProcessedMessages,
     SqlStationRepository,
     SqlUnitRepository,
     writes,
