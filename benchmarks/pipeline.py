@@ -115,17 +115,16 @@ def _more_workers(
         _spawn_worker(procs, env, index, workdir)
 
 
-def _wait_ready(db_url: str, workers: int, timeout: float = 60.0) -> None:
-    """Until the enrollment group exists and every worker holds database connections."""
+def _wait_ready(workdir: Path, workers: int, timeout: float = 60.0) -> None:
+    """Until every started `edgeline up` logged that its workers run (group created, subscribed)."""
     deadline = time.monotonic() + timeout
+    logs = [workdir / f"up-{index}.log" for index in range(workers)]
     while time.monotonic() < deadline:
-        with psycopg.connect(db_url) as conn:
-            groups = conn.execute("SELECT count(*) FROM enrollment_groups").fetchone()
-        if groups and groups[0] > 0:
-            time.sleep(1.0 + 0.5 * workers)  # subscriptions settle
+        if all(log.exists() and "workers running" in log.read_text(errors="replace") for log in logs):
+            time.sleep(1.0)  # subscriptions settle
             return
         time.sleep(0.5)
-    raise SystemExit("edgeline up did not come up: see the logs in the work directory")
+    raise SystemExit(f"edgeline up did not come up: see the logs in {workdir}")
 
 
 def _stations(db_url: str, count: int) -> dict[str, StationKeyPair]:
@@ -190,9 +189,9 @@ def run(args: argparse.Namespace, db_url: str, db_name: str, workdir: Path) -> d
     gen: LoadGenerator | None = None
     bus = PahoBus.from_url(args.mqtt_url, f"bench-loadgen-{uuid.uuid4().hex[:8]}", clean_session=True)
     try:
-        _wait_ready(db_url, 1)
+        _wait_ready(workdir, 1)
         _more_workers(args, procs, json.loads(dps["env"]), workdir)
-        _wait_ready(db_url, args.workers)
+        _wait_ready(workdir, args.workers)
         stations = _stations(db_url, args.stations)
         raw_rate = raw_qos1_rate(args.mqtt_url, args.topic_root, args.raw_messages)
         bus.connect()
