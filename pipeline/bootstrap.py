@@ -190,6 +190,7 @@ def build_pipeline(
         shared_group=shared,
         workers=settings.worker_threads,
         is_conflict=is_write_conflict,
+        batch_size=settings.consumer_batch_size,
     )
     scheduler = PipelineScheduler(ctx)
     return Pipeline(ctx, bus, db, relay, consumer, scheduler, approvals=approvals, custody=custody)

@@ -117,6 +117,14 @@ class Settings:
     sparkplug_edge_node_id: str = ""  # default: the line name
     sparkplug_mqtt_url: str = ""  # default: mqtt_url
     sparkplug_interval_seconds: float = 5.0  # between two NDATA/DDATA rounds (counts read from the DB)
+    # --- perf: retention of delivery-only tables (the audit log is never pruned) ---
+    retention_interval_seconds: float = 300.0  # how often the retention job runs
+    outbox_retention_hours: float = 24.0  # published outbox rows older than this are deleted
+    # Redeliveries older than this are no longer recognised as duplicates: keep it well above the
+    # longest broker session expiry / station spool age.
+    processed_retention_hours: float = 168.0
+    retention_batch: int = 5000  # rows per delete transaction (short transactions, no long locks)
+    consumer_batch_size: int = 100  # queued messages a handler thread commits (and acks) together
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state directory."""

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from pipeline.db.repositories import wrote
 from pipeline.db.tables import UnitApprovalRow
 from pipeline.domain.approval import ApprovalDecision
 from pipeline.service.unit_of_work import ApprovalRepository
@@ -41,4 +42,5 @@ class SqlApprovalRepository(ApprovalRepository):
         row.iot_hub = decision.iot_hub
         row.decided_at = at
         self._session.add(row)
+        wrote(self._session)
         self._session.flush()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from pipeline.db.errors import AuditTampered
@@ -96,16 +96,22 @@ class SqlAuditLog(AuditLog):
         if not self._pending:
             return
         head = self._lock_head()
-        for record in self._pending:
-            self._insert(head, *record)
+        rows = [self._chained(head, *record) for record in self._pending]
         self._pending.clear()
+        # One multi-row INSERT (Core, no ORM bookkeeping per record): a batch may carry hundreds.
+        self._session.execute(insert(AuditRow), rows)
         self._session.flush()
 
     def discard_pending(self) -> None:
         """Forget records of a transaction that is rolled back."""
         self._pending.clear()
 
-    def _insert(
+    def adopt(self, other: SqlAuditLog) -> None:
+        """Take over the records `other` holds (a batch member committing into this transaction)."""
+        self._pending.extend(other._pending)
+        other._pending.clear()
+
+    def _chained(
         self,
         head: AuditHeadRow,
         at: datetime,
@@ -113,7 +119,7 @@ class SqlAuditLog(AuditLog):
         actor: str,
         registration_id: str | None,
         detail_json: str,
-    ) -> None:
+    ) -> dict[str, Any]:
         new_id = head.last_id + 1
         digest = record_hash(
             head.last_hash,
@@ -124,19 +130,18 @@ class SqlAuditLog(AuditLog):
             registration_id=registration_id,
             detail_json=detail_json,
         )
-        self._session.add(
-            AuditRow(
-                id=new_id,
-                at=at,
-                kind=kind,
-                actor=actor,
-                registration_id=registration_id,
-                detail=detail_json,
-                prev_hash=head.last_hash,
-                hash=digest,
-            )
-        )
+        row = {
+            "id": new_id,
+            "at": at,
+            "kind": kind,
+            "actor": actor,
+            "registration_id": registration_id,
+            "detail": detail_json,
+            "prev_hash": head.last_hash,
+            "hash": digest,
+        }
         head.last_id, head.last_hash = new_id, digest
+        return row
 
     def _lock_head(self) -> AuditHeadRow:
         query = (

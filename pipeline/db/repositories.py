@@ -1,7 +1,8 @@
 """SQL implementations of the repository ports of pipeline.service.unit_of_work (except the audit log).
 
-Responsible for: queries and row locking for units, sealed keys, groups, stations, the outbox and
-processed-message records, all inside the caller's session (one transaction per unit of work).
+Responsible for: queries and row locking for units, sealed keys, groups and stations, all inside the
+caller's session (one transaction per unit of work). The outbox and processed-message records are in
+pipeline.db.delivery.
 Not responsible for: committing (SqlUnitOfWork), the audit chain (pipeline.db.audit_chain), or
 sealing keys (callers hand over sealed bytes only).
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from pipeline.db import tables as t
@@ -23,17 +24,58 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def wrote(session: Session) -> None:
+    """Count a write in this transaction (a batch member must not leave one uncommitted)."""
+    session.info["writes"] = session.info.get("writes", 0) + 1
+
+
+def writes(session: Session) -> int:
+    """How many repository writes this session's transactions made so far."""
+    return int(session.info.get("writes", 0))
+
+
 class SqlUnitRepository(ports.UnitRepository):
     """Units, keyed by registration ID; `for_update` takes a row lock on PostgreSQL."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._loaded: dict[str, t.UnitRow] = {}  # rows this session read, so save() need not re-read
+        # Registration IDs whose row this transaction holds locked (or created, or knows absent): their
+        # state in the session is authoritative until commit, so get() needs no query (batches).
+        self._locked: set[str] = set()
+
+    def forget(self) -> None:
+        """Drop what this transaction knew (its locks end with commit or rollback)."""
+        self._loaded.clear()
+        self._locked.clear()
+
+    def lock_many(self, registration_ids: list[str]) -> None:
+        wanted = sorted(set(registration_ids) - self._locked)
+        if not wanted:
+            return
+        query = (
+            select(t.UnitRow)
+            .where(t.UnitRow.registration_id.in_(wanted))
+            .order_by(t.UnitRow.id)  # one lock order for every transaction: no deadlock between them
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        for row in self._session.scalars(query):
+            self._loaded[row.registration_id] = row
+        self._locked.update(wanted)
 
     def _row(self, registration_id: str, *, for_update: bool = False) -> t.UnitRow | None:
+        if registration_id in self._locked:
+            return self._loaded.get(registration_id)
         query = select(t.UnitRow).where(t.UnitRow.registration_id == registration_id)
         if for_update:  # SQLite: dropped by the dialect; BEGIN IMMEDIATE already serialises writers
             query = query.with_for_update()
-        return self._session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+        row = self._session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+        if row is not None:
+            self._loaded[registration_id] = row
+            if for_update:
+                self._locked.add(registration_id)
+        return row
 
     def get(self, registration_id: str, *, for_update: bool = False) -> Unit | None:
         row = self._row(registration_id, for_update=for_update)
@@ -51,15 +93,21 @@ class SqlUnitRepository(ports.UnitRepository):
         return unit_from_row(row) if row else None
 
     def add(self, unit: Unit) -> None:
-        self._session.add(new_row(unit, _now()))
-        self._session.flush()
+        # No flush: the next query autoflushes, the commit sends a whole batch's rows together.
+        row = new_row(unit, _now())
+        self._session.add(row)
+        self._loaded[unit.registration_id] = row
+        self._locked.add(unit.registration_id)  # ours: others see it only after our commit
+        wrote(self._session)
 
     def save(self, unit: Unit) -> None:
-        row = self._row(unit.registration_id)
+        row = self._loaded.get(unit.registration_id)
+        if row is None or row not in self._session:  # not read in this session (or expunged)
+            row = self._row(unit.registration_id)
         if row is None:
             raise LookupError(f"unit {unit.registration_id} was never added; add() it first")
         copy_to_row(unit, row, _now())
-        self._session.flush()
+        wrote(self._session)
 
     def stuck(self, states: tuple[UnitState, ...], updated_before: datetime, limit: int) -> list[Unit]:
         query = (
@@ -123,6 +171,7 @@ class SqlKeyRepository(ports.KeyRepository):
             )
         else:
             row.sealed_key = sealed_key
+        wrote(self._session)
         self._session.flush()
 
     def page(self, after: str | None, limit: int) -> list[tuple[str, bytes]]:
@@ -140,7 +189,8 @@ class SqlGroupRepository(ports.GroupRepository):
         self._session = session
 
     def get(self, group_id: str) -> ports.GroupRecord | None:
-        row = self._session.get(t.EnrollmentGroupRow, group_id)
+        with self._session.no_autoflush:  # group rows never depend on a handler's pending writes
+            row = self._session.get(t.EnrollmentGroupRow, group_id)
         if row is None:
             return None
         return ports.GroupRecord(
@@ -156,6 +206,7 @@ class SqlGroupRepository(ports.GroupRepository):
         row.sealed_primary_key = record.sealed_primary_key
         row.sealed_secondary_key = record.sealed_secondary_key
         row.updated_at = _now()
+        wrote(self._session)
         self._session.flush()
 
     def list(self) -> list[ports.GroupRecord]:
@@ -175,7 +226,8 @@ class SqlStationRepository(ports.StationRepository):
         self._session = session
 
     def get(self, name: str) -> ports.StationRecord | None:
-        row = self._session.get(t.StationRow, name)
+        with self._session.no_autoflush:  # station rows never depend on a handler's pending writes
+            row = self._session.get(t.StationRow, name)
         return _station(row) if row else None
 
     def put(self, record: ports.StationRecord) -> None:
@@ -189,6 +241,7 @@ class SqlStationRepository(ports.StationRepository):
             self._session.add(row)
         row.line = record.line
         row.public_key = record.public_key
+        wrote(self._session)
         self._session.flush()
 
     def list(self) -> list[ports.StationRecord]:
@@ -197,61 +250,3 @@ class SqlStationRepository(ports.StationRepository):
 
 def _station(row: t.StationRow) -> ports.StationRecord:
     return ports.StationRecord(row.name, row.line, row.public_key, row.created_at)
-
-
-class SqlOutbox(ports.Outbox):
-    """Messages committed with state changes, published later by the relay in id order."""
-
-    def __init__(self, session: Session) -> None:
-        self._session = session
-
-    def add(self, event_id: str, topic: str, payload: bytes) -> None:
-        self._session.add(t.OutboxRow(event_id=event_id, topic=topic, payload=payload, created_at=_now()))
-        self._session.flush()
-
-    def pending(self, limit: int) -> list[ports.OutboxItem]:
-        query = (
-            select(t.OutboxRow)
-            .where(t.OutboxRow.published_at.is_(None))
-            .order_by(t.OutboxRow.id)
-            .limit(limit)
-        )
-        # Several relays may run: each takes rows the others have not locked (PostgreSQL; no-op on SQLite).
-        query = query.with_for_update(skip_locked=True)
-        return [ports.OutboxItem(r.id, r.event_id, r.topic, r.payload) for r in self._session.scalars(query)]
-
-    def claim_pending(self, limit: int) -> list[ports.OutboxItem]:
-        """Lock a batch until commit (PostgreSQL) or read it in a transaction ended at once (SQLite).
-
-        PostgreSQL: the FOR UPDATE SKIP LOCKED locks stay while the relay publishes, so another
-        relay never reads the same rows; row locks block no other writer, so holding them is cheap.
-        SQLite: every transaction is BEGIN IMMEDIATE (pipeline.db.engine), i.e. holds the one write
-        lock of the whole file; keeping it across a broker round trip would stall the line, and a
-        SQLite deployment runs one relay anyway. The caller's `mark_published` then starts a new
-        short transaction in the same session.
-        """
-        if self._session.in_transaction():
-            raise RuntimeError("claim_pending must be the first call of its unit of work")
-        items = self.pending(limit)
-        if self._session.get_bind().dialect.name == "sqlite":
-            self._session.rollback()  # read-only so far: ends the transaction and its write lock
-        return items
-
-    def mark_published(self, ids: list[int], at: datetime) -> None:
-        if ids:
-            statement = update(t.OutboxRow).where(t.OutboxRow.id.in_(ids)).values(published_at=at)
-            self._session.execute(statement.execution_options(synchronize_session=False))
-
-
-class SqlProcessedMessages(ports.ProcessedMessages):
-    """(event id, handler) pairs already handled; a concurrent duplicate fails the second commit."""
-
-    def __init__(self, session: Session) -> None:
-        self._session = session
-
-    def seen(self, event_id: str, handler: str) -> bool:
-        return self._session.get(t.ProcessedMessageRow, (event_id, handler)) is not None
-
-    def record(self, event_id: str, handler: str, at: datetime) -> None:
-        self._session.add(t.ProcessedMessageRow(event_id=event_id, handler=handler, processed_at=at))
-        self._session.flush()

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -86,10 +87,13 @@ class UnitRow(Base):
     """One physical device and where it is on its way to `assigned`."""
 
     __tablename__ = "units"
+    # (state, time) pairs back the reconciler's and confirmer's LIMITed scans (migration `perf`).
     __table_args__ = (
         Index("ix_units_key_ledger", "key_source", "key_fingerprint"),
         # the Sparkplug publisher counts units per (line, station, state) from this index alone
         Index("ix_units_line_station_state", "line", "station", "state"),
+        Index("ix_units_state_updated_at", "state", "updated_at"),
+        Index("ix_units_state_next_check_at", "state", "next_check_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -188,7 +192,16 @@ class OutboxRow(Base):
     """A message committed with a state change; `published_at` is set by the relay."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_published_at_id", "published_at", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_published_at_id", "published_at", "id"),
+        # The relay's claim walks only pending rows (partial index; migration `perf`).
+        Index(
+            "ix_outbox_pending",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -205,7 +218,7 @@ class ProcessedMessageRow(Base):
 
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     handler: Mapped[str] = mapped_column(String(64), primary_key=True)
-    processed_at: Mapped[datetime]
+    processed_at: Mapped[datetime] = mapped_column(index=True)  # pruned by age (retention job)
 
 
 class AuditRow(Base):

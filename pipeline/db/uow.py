@@ -13,15 +13,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.db.approvals import SqlApprovalRepository
 from pipeline.db.audit_chain import SqlAuditLog
+from pipeline.db.delivery import SqlOutbox, SqlProcessedMessages
 from pipeline.db.repositories import (
     SqlGroupRepository,
     SqlKeyRepository,
-    SqlOutbox,
-    SqlProcessedMessages,
     SqlStationRepository,
     SqlUnitRepository,
+    writes,
 )
-from pipeline.service.unit_of_work import UnitOfWork
+from pipeline.service.unit_of_work import BatchAborted, UnitOfWork
 
 
 class SqlUnitOfWork(UnitOfWork):
@@ -62,10 +62,63 @@ class SqlUnitOfWork(UnitOfWork):
             self.session.close()
             self._session = None
 
+    def member(self) -> UnitOfWork:
+        """A unit of work sharing this transaction; its commit joins it, this one commits them all."""
+        return _MemberUnitOfWork(self)
+
+    @property
+    def writes(self) -> int:
+        """How many repository writes this unit of work made so far."""
+        return writes(self.session)
+
     def commit(self) -> None:
+        assert isinstance(self.outbox, SqlOutbox)
+        assert isinstance(self.processed, SqlProcessedMessages)
+        self.outbox.flush_deferred()
+        self.processed.flush_deferred()
         self.audit.flush_pending()
         self.session.commit()
+        self._forget()
 
     def rollback(self) -> None:
         self.audit.discard_pending()
         self.session.rollback()
+        self._forget()
+
+    def _forget(self) -> None:
+        assert isinstance(self.units, SqlUnitRepository)
+        assert isinstance(self.processed, SqlProcessedMessages)
+        assert isinstance(self.outbox, SqlOutbox)
+        self.units.forget()
+        self.processed.forget()
+        self.outbox.forget()
+
+
+class _MemberUnitOfWork(UnitOfWork):
+    """One handler's share of a batch: repositories of the outer session, audit records of its own."""
+
+    def __init__(self, outer: SqlUnitOfWork) -> None:
+        self._outer = outer
+        self._mark = 0
+
+    def __enter__(self) -> Self:
+        outer = self._outer
+        self.units, self.keys, self.groups = outer.units, outer.keys, outer.groups
+        self.stations, self.outbox, self.processed = outer.stations, outer.outbox, outer.processed
+        self.audit = SqlAuditLog(outer.session)
+        self._mark = outer.writes
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.rollback()
+
+    def commit(self) -> None:
+        assert isinstance(self.audit, SqlAuditLog)
+        self._outer.audit.adopt(self.audit)
+        self._mark = self._outer.writes
+
+    def rollback(self) -> None:
+        assert isinstance(self.audit, SqlAuditLog)
+        self.audit.discard_pending()
+        if self._outer.writes != self._mark:
+            raise BatchAborted("a handler left its unit of work without committing what it wrote")

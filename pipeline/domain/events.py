@@ -46,18 +46,33 @@ class Message:
         """Build the message from untrusted `data`, raising EventDataError on any mismatch."""
         if not isinstance(data, dict):
             raise EventDataError(f"{cls.NAME}: data must be a JSON object, got {type(data).__name__}")
-        hints = typing.get_type_hints(cls)
         values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            hint = hints[f.name]
-            optional = type(None) in typing.get_args(hint)
-            base = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if optional else hint
-            if f.name not in data or data[f.name] is None:
-                if optional or f.default is not dataclasses.MISSING:
+        for name, base, may_be_absent in _field_specs(cls):
+            if name not in data or data[name] is None:
+                if may_be_absent:
                     continue
-                raise EventDataError(f"{cls.NAME}: required field {f.name!r} is missing")
-            values[f.name] = _check_value(cls, f.name, base, data[f.name])
+                raise EventDataError(f"{cls.NAME}: required field {name!r} is missing")
+            values[name] = _check_value(cls, name, base, data[name])
         return cls(**values)
+
+
+_SPECS: dict[type[Message], tuple[tuple[str, Any, bool], ...]] = {}
+
+
+def _field_specs(cls: type[Message]) -> tuple[tuple[str, Any, bool], ...]:
+    """(name, base type, may be absent) per field; resolved once per class, not once per message."""
+    cached = _SPECS.get(cls)
+    if cached is not None:
+        return cached
+    hints = typing.get_type_hints(cls)
+    specs = []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        optional = type(None) in typing.get_args(hint)
+        base = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if optional else hint
+        specs.append((f.name, base, optional or f.default is not dataclasses.MISSING))
+    _SPECS[cls] = tuple(specs)
+    return _SPECS[cls]
 
 
 def _check_value(cls: type[Message], name: str, base: Any, value: object) -> object:

@@ -10,7 +10,10 @@ Not responsible for: HTTP and token parsing (device_api, auth).
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from pipeline.azure.sas import ParsedToken
@@ -74,6 +77,10 @@ class Provisioner:
         self.linked = linked
         self.policy = policy
         self.delay = delay
+        # settle() runs before every read: it must not walk every operation of the last 10 minutes.
+        self._due: list[tuple[float, int, str]] = []  # heap of (ready_at, n, operation id) not settled
+        self._by_age: deque[tuple[float, str]] = deque()  # (ready_at, operation id) in creation order
+        self._count = itertools.count()
 
     def attest(self, token: ParsedToken, registration_id: str) -> Attested:
         """Find the enrollment whose key signed the token; 401 if none does."""
@@ -104,19 +111,21 @@ class Provisioner:
             operation = Operation(new_operation_id(), registration_id, time.monotonic() + self.delay, outcome)
             operation.on_settle = self._hub_action(outcome, attested, previous)
             self.state.operations[operation.operation_id] = operation
+            heapq.heappush(self._due, (operation.ready_at, next(self._count), operation.operation_id))
+            self._by_age.append((operation.ready_at, operation.operation_id))
             return operation
 
     def settle(self) -> None:
         """Complete every operation whose time has come (called before any read of the results)."""
         now = time.monotonic()
         with self.state.lock:
-            for operation_id in [
-                o.operation_id for o in self.state.operations.values() if o.ready_at < now - 600
-            ]:
-                del self.state.operations[operation_id]  # nobody polls an operation for 10 minutes
-            for operation in self.state.operations.values():
-                if operation.settled or operation.ready_at > now:
-                    continue
+            operations = self.state.operations
+            while self._by_age and self._by_age[0][0] < now - 600:
+                operations.pop(self._by_age.popleft()[1], None)  # nobody polls one for 10 minutes
+            while self._due and self._due[0][0] <= now:
+                operation = operations.get(heapq.heappop(self._due)[2])
+                if operation is None or operation.settled:
+                    continue  # forgotten (reset) or settled already
                 operation.settled = True
                 operation.outcome["lastUpdatedDateTimeUtc"] = utc_timestamp()
                 operation.outcome["etag"] = new_etag()

@@ -35,8 +35,13 @@ def check_api_version(request: Request, accepted: tuple[str, ...]) -> None:
         raise bad_request(f"api-version {version[:20]!r} is not supported; use one of {', '.join(accepted)}.")
 
 
-def page(request: Request, items: list[JsonObject], item_type: str) -> Response:
-    """Answer a query with one page and the paging headers of azure-notes §1.3."""
+def page(
+    request: Request,
+    items: list[JsonObject],
+    item_type: str,
+    shape: Callable[[JsonObject], JsonObject] = lambda item: item,
+) -> Response:
+    """Answer a query with one page (each item passed through `shape`) and the headers of azure-notes §1.3."""
     try:
         size = int(request.header("x-ms-max-item-count") or DEFAULT_PAGE_SIZE)
         start = int(request.header("x-ms-continuation") or 0)
@@ -51,7 +56,7 @@ def page(request: Request, items: list[JsonObject], item_type: str) -> Response:
     }
     if start + size < len(items):
         headers["x-ms-continuation"] = str(start + size)
-    return Response(200, items[start : start + size], headers)
+    return Response(200, [shape(item) for item in items[start : start + size]], headers)
 
 
 def check_query(request: Request) -> None:
@@ -159,8 +164,8 @@ class ServiceApi:
         with self.state.lock:
             self.state.groups.require(group_id)
             items = [
-                public(record)
+                record
                 for record in self.state.registrations.values()
                 if str(record.get(GROUP_MARKER, "")).lower() == group_id
             ]
-        return page(request, items, "DeviceRegistration")
+        return page(request, items, "DeviceRegistration", shape=public)  # copies only the page sent

@@ -1,4 +1,4 @@
-"""The periodic jobs (APScheduler 3.x, in the worker process): confirmer and reconciler.
+"""The periodic jobs (APScheduler 3.x, in the worker process): confirmer, reconciler, retention.
 
 APScheduler is imported only here. Each job runs at most one instance at a time and coalesces missed
 runs; a failing run is logged and the next one tries again.
@@ -17,6 +17,7 @@ from pipeline.service.confirming import confirm_due_units, tag_twins
 from pipeline.service.context import Context
 from pipeline.service.liveness import check_liveness
 from pipeline.service.reconciling import reconcile
+from pipeline.service.retention import prune
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def _guarded(name: str, job: Callable[[Context], int], ctx: Context) -> Callable
 
 
 class PipelineScheduler:
-    """Starts and stops the confirmer and reconciler jobs.
+    """Starts and stops the confirmer, reconciler and retention jobs.
 
     Twin tagging after assignment (IoT Hub round trips over HTTPS) runs on its own thread, so a slow
     hub never delays the next confirmation round.
@@ -51,6 +52,7 @@ class PipelineScheduler:
         jobs = [
             ("confirmer", confirm, settings.confirm_interval_seconds),
             ("reconciler", reconcile, settings.reconcile_interval_seconds),
+            ("retention", prune, settings.retention_interval_seconds),
         ]
         if settings.online_check and ctx.hub is not None:  # edge: off by default, nothing changes then
             # Units have their own next-check time; the job itself runs at most once a second.

@@ -60,6 +60,7 @@ def confirm_due_units(ctx: Context, on_assigned: Callable[[list[Unit]], object] 
         states = None  # unknown: nothing is concluded from silence this time
     assigned: list[Unit] = []
     with ctx.uow_factory() as uow:
+        uow.units.lock_many([u.registration_id for u in due])  # one round trip, not one per unit
         for stale in due:
             unit = uow.units.get(stale.registration_id, for_update=True)
             if unit and unit.state in POLLED and _apply(uow, ctx, unit, states):

@@ -9,12 +9,19 @@ blocks or crashes a worker.
 With `workers > 1` handlers run on that many threads, each owning the units whose registration ID
 hashes to it, so one unit's messages stay in order while different units overlap their database and
 DPS round trips (acknowledgements may then go out of order, which MQTT allows).
+
+Batches: a handler thread takes every message already queued for it (up to `batch_size`, never waiting
+for more) and runs their handlers in ONE database transaction (each handler on a member unit of work),
+then acknowledges them all after that commit. If anything in the batch fails (a rejected or poison
+message, a write conflict, the database) the transaction is rolled back and the batch is handled again
+one message at a time with the rules above, so one bad message never holds back or poisons the others.
 Not responsible for: what handlers do, or publishing their events (the outbox relay).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import queue
@@ -52,6 +59,7 @@ class Consumer:
         shared_group: str | None = None,
         workers: int = 1,
         is_conflict: Callable[[BaseException], bool] = lambda error: False,
+        batch_size: int = 1,
     ) -> None:
         self._ctx = ctx
         self._bus = bus
@@ -59,6 +67,7 @@ class Consumer:
         self._is_transient = is_transient
         self._is_conflict = is_conflict
         self._shared_group = shared_group
+        self._batch_size = max(batch_size, 1)
         self._stopping = threading.Event()
         self._queues: list[queue.Queue[_Work | None]] = [
             queue.Queue() for _ in range(workers if workers > 1 else 0)
@@ -106,7 +115,42 @@ class Consumer:
 
     def _drain(self, work: queue.Queue[_Work | None]) -> None:
         while (item := work.get()) is not None:
+            batch = [item]
+            while len(batch) < self._batch_size:
+                try:
+                    more = work.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    work.put(None)  # stop after this batch
+                    break
+                batch.append(more)
+            self._run_batch(batch)
+
+    def _run_batch(self, batch: list[_Work]) -> None:
+        if len(batch) > 1 and not self._stopping.is_set():
+            try:
+                self._commit_batch(batch)
+            except Exception as exc:  # redone one by one below, where each failure is handled
+                log.info("batch of %d rolled back (%s); one by one now", len(batch), type(exc).__name__)
+            else:
+                for _, _, message in batch:
+                    message.ack()
+                self._ctx.notify_outbox()
+                return
+        for item in batch:
             self._run(*item)
+
+    def _commit_batch(self, batch: list[_Work]) -> None:
+        """Run every handler of `batch` in one transaction and commit it (raises if any failed)."""
+        with self._ctx.uow_factory() as outer:
+            ctx = dataclasses.replace(self._ctx, uow_factory=outer.member, notify_outbox=_nothing)
+            # Two round trips for the whole batch instead of two per message (handlers then hit caches).
+            outer.processed.preload([envelope.id for _, envelope, _ in batch])
+            outer.units.lock_many([e.subject for _, e, _ in batch if e.subject])
+            for handler, envelope, _ in batch:
+                handler(ctx, envelope)
+            outer.commit()
 
     def _run(self, handler: Handler, envelope: Envelope, message: InboundMessage) -> None:
         attempt = conflicts = 0
@@ -159,6 +203,10 @@ class Consumer:
         except BusError as exc:
             log.error("could not publish dead-letter: %s", exc)
         message.ack()
+
+
+def _nothing() -> None:
+    """The outbox is woken once per batch, after its commit."""
 
 
 def topic_problem(topics: Topics, topic: str, envelope: Envelope) -> str | None:

@@ -90,6 +90,13 @@ class UnitRepository(abc.ABC):
     @abc.abstractmethod
     def count_by_state(self) -> dict[str, int]: ...
 
+    def lock_many(self, registration_ids: list[str]) -> None:
+        """Lock (and load) these units in one round trip; later `get`s in this transaction are free.
+
+        An optimisation hint for batches: implementations may do nothing.
+        """
+        return None
+
 
 class KeyRepository(abc.ABC):
     @abc.abstractmethod
@@ -142,12 +149,12 @@ class Outbox(abc.ABC):
     def add(self, event_id: str, topic: str, payload: bytes) -> None: ...
 
     @abc.abstractmethod
-    def pending(self, limit: int) -> list[OutboxItem]:
-        """Unpublished items, oldest first."""
+    def pending(self, limit: int, *, min_id: int = 0) -> list[OutboxItem]:
+        """Unpublished items with `id >= min_id`, oldest first."""
 
     @abc.abstractmethod
-    def claim_pending(self, limit: int) -> list[OutboxItem]:
-        """Claim unpublished items for the relay; must be the first call of its unit of work.
+    def claim_pending(self, limit: int, *, min_id: int = 0) -> list[OutboxItem]:
+        """Claim unpublished items with `id >= min_id` for the relay; first call of its unit of work.
 
         Where the database can lock single rows, the claim holds until the unit of work ends, so
         relays in other processes skip these items (publish, `mark_published`, `commit`, all in the
@@ -158,13 +165,28 @@ class Outbox(abc.ABC):
     @abc.abstractmethod
     def mark_published(self, ids: list[int], at: datetime) -> None: ...
 
+    @abc.abstractmethod
+    def prune_published(self, published_before: datetime, limit: int) -> int:
+        """Delete up to `limit` rows published before `published_before`; return how many.
+
+        Unpublished rows are never deleted, whatever their age.
+        """
+
 
 class ProcessedMessages(abc.ABC):
     @abc.abstractmethod
     def seen(self, event_id: str, handler: str) -> bool: ...
 
+    def preload(self, event_ids: list[str]) -> None:
+        """Read every record of these events in one round trip (a hint; may do nothing)."""
+        return None
+
     @abc.abstractmethod
     def record(self, event_id: str, handler: str, at: datetime) -> None: ...
+
+    @abc.abstractmethod
+    def prune(self, processed_before: datetime, limit: int) -> int:
+        """Forget up to `limit` records older than `processed_before`, oldest first; return how many."""
 
 
 class AuditLog(abc.ABC):
@@ -173,6 +195,10 @@ class AuditLog(abc.ABC):
         self, *, at: datetime, kind: str, actor: str, registration_id: str | None, detail: dict[str, Any]
     ) -> None:
         """Append a hash-chained record. `detail` must never contain a key."""
+
+
+class BatchAborted(RuntimeError):
+    """A handler left a batch member without committing what it wrote: redo the batch one by one."""
 
 
 class UnitOfWork(abc.ABC):
@@ -199,3 +225,11 @@ class UnitOfWork(abc.ABC):
     @abc.abstractmethod
     def rollback(self) -> None:
         """Undo anything not committed (a no-op after commit)."""
+
+    def member(self) -> UnitOfWork:
+        """A unit of work whose `commit()` only joins this one's transaction (batched handling).
+
+        Handlers run unchanged on members; this unit of work commits them all at once. A member left
+        without commit after it wrote raises BatchAborted (its writes cannot be undone alone).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot batch units of work")

@@ -159,8 +159,9 @@ def test_processed_messages_dedupe(database: Database) -> None:
     with database.uow() as uow:
         assert uow.processed.seen("e1", "keyer")
         assert not uow.processed.seen("e1", "enroller")
-        with pytest.raises(IntegrityError):
+        with pytest.raises(IntegrityError):  # at the latest on commit (writes are flushed together)
             uow.processed.record("e1", "keyer", T0)
+            uow.commit()
 
 
 def test_rollback_on_exception_leaves_nothing(database: Database) -> None:
@@ -202,3 +203,4 @@ def test_keys_groups_stations_put_get_replace(database: Database) -> None:
 def test_naive_datetime_refused(database: Database) -> None:
     with database.uow() as uow, pytest.raises(Exception, match="naive datetime"):
         uow.processed.record("e", "h", datetime(2026, 1, 1))
+        uow.commit()  # writes are flushed together, at the latest here

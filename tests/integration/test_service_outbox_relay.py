@@ -199,3 +199,27 @@ def test_claim_must_open_its_unit_of_work(database: Database) -> None:
         uow.outbox.pending(1)
         with pytest.raises(RuntimeError, match="first call"):
             uow.outbox.claim_pending(1)
+
+
+@pytest.mark.postgres
+def test_a_row_committed_below_the_floor_is_published_by_the_next_full_scan(
+    pg_database: Database, mosquitto: Mosquitto, subscriber: tuple[EventCounter, str]
+) -> None:
+    """A transaction that took a low id but committed after a later one is not skipped for good."""
+    counter, topic = subscriber
+    bus = connect(mosquitto.url)
+    relay = OutboxRelay(pg_database.uow, bus, utcnow, is_transient_db_error, full_scan_every=3600)
+    try:
+        with pg_database.uow() as slow:
+            slow.outbox.add("late", topic, encode(UnitKeyed(registration_id="sn-1-mac-01", mode="group"),
+                                                  source="edgeline/test", event_id="late")[1])  # fmt: skip
+            slow.outbox.flush_deferred()  # its id is taken now, its commit comes later
+            early = fill_outbox(pg_database, topic, 3)
+            assert relay.run_once() == 3  # the floor is now above the uncommitted row
+            slow.commit()
+        assert relay.run_once() == 0  # above the floor: nothing
+        assert relay.run_once() == 1  # the full scan that follows an empty claim finds it
+        counter.wait_for(4)
+        assert set(counter.ids) == {*early, "late"}
+    finally:
+        bus.close()

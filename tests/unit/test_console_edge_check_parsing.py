@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import pytest
 
-from stations.drivers.line_protocol.framing import ParseError
 from stations.drivers.linux_console.edge_checks import (
     judge_checks,
     parse_check_json,
@@ -17,7 +16,7 @@ from stations.drivers.linux_console.edge_checks import (
 )
 from stations.drivers.linux_console.parsing import CommandResult
 from stations.drivers.linux_console.simulated_iotedge import check_json, system_status
-from stations.errors import FlashError
+from stations.errors import FlashError, ParseError
 
 STATUS = CommandResult(0, tuple(system_status(broken=False)[1].splitlines()))
 

@@ -1,0 +1,256 @@
+"""Batched consumer: one transaction per batch, acks after its commit, poison messages, crash recovery.
+
+Messages are queued through `Consumer.on_message` before the handler threads start, so each thread
+finds them all waiting and takes them as one batch; real handlers, real database (both backends),
+dead letters published to a real Mosquitto.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+import service_helpers
+from service_helpers import World, scan
+from sqlalchemy import event
+from test_bus_paho import Collector
+
+from pipeline.bus.cloudevents import Envelope, encode
+from pipeline.bus.paho import PahoBus
+from pipeline.bus.ports import InboundMessage
+from pipeline.db.transient import is_transient_db_error, is_write_conflict
+from pipeline.domain.events import UnitKeyed, UnitScanned
+from pipeline.domain.model import UnitState
+from pipeline.service.consumer import Consumer
+from pipeline.service.context import Context
+from pipeline.service.messagebus import HANDLERS
+
+shared_emulator = service_helpers.shared_emulator
+world_fixture = service_helpers.world_fixture
+
+if TYPE_CHECKING:
+    from conftest import Mosquitto
+
+pytestmark = pytest.mark.mosquitto
+UNITS = 12
+
+
+class Crash(BaseException):
+    """Stands for the process dying: not an Exception, so no handler or consumer code catches it."""
+
+
+@pytest.fixture
+def bus(mosquitto: Mosquitto) -> Iterator[PahoBus]:
+    client = PahoBus.from_url(
+        mosquitto.url, f"test-{uuid.uuid4().hex[:10]}", clean_session=True, shared_subscriptions=False
+    )
+    client.connect(timeout=5)
+    yield client
+    client.close()
+
+
+class Tracker:
+    """Acks of inbound messages, and the commits of the test database."""
+
+    def __init__(self, world: World) -> None:
+        self.acked: list[str] = []
+        self.commits = 0
+        self._lock = threading.Lock()
+        event.listen(world.db.engine, "commit", self._on_commit)
+
+    def _on_commit(self, conn: object) -> None:
+        self.commits += 1
+
+    def inbound(
+        self, ctx: Context, message: UnitScanned, check: Callable[[], None] = lambda: None
+    ) -> InboundMessage:
+        _, payload = encode(message, source=f"edgeline/stations/{message.station}")
+        topic = ctx.topics.station_event(message.line, message.station, message.NAME)
+
+        def ack() -> None:
+            check()
+            with self._lock:
+                self.acked.append(message.registration_id)
+
+        return InboundMessage(topic=topic, payload=payload, ack=ack)
+
+    def wait_acks(self, count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.acked) < count:
+            assert time.monotonic() < deadline, f"{len(self.acked)} of {count} messages acked"
+            time.sleep(0.02)
+
+
+def consumer(ctx: Context, bus: PahoBus, handlers: dict = HANDLERS) -> Consumer:  # type: ignore[type-arg]
+    return Consumer(
+        ctx, bus, handlers, is_transient_db_error, workers=2, batch_size=50, is_conflict=is_write_conflict
+    )
+
+
+def state_of(world: World, rid: str) -> UnitState | None:
+    with world.db.uow() as uow:
+        unit = uow.units.get(rid)
+    return unit.state if unit else None
+
+
+def totals(world: World) -> tuple[int, int, int]:
+    """(units, outbox rows, audit records) in the database."""
+    with world.db.uow() as uow:
+        units = sum(uow.units.count_by_state().values())
+        outbox = len(uow.outbox.pending(10_000))
+    return units, outbox, len(world.audit())
+
+
+def test_a_batch_commits_once_and_acks_only_after_its_commit(world: World, bus: PahoBus) -> None:
+    ctx = world.context("group")
+    tracker = Tracker(world)
+    scans = [scan() for _ in range(UNITS)]
+    worker = consumer(ctx, bus)
+    for message in scans:
+
+        def committed(rid: str = message.registration_id) -> None:
+            assert state_of(world, rid) is UnitState.KEYED, "acked before its transaction committed"
+
+        worker.on_message(tracker.inbound(ctx, message, committed))
+    commits_before = tracker.commits
+    worker.start()
+    try:
+        tracker.wait_acks(UNITS)
+    finally:
+        worker.stop()
+    assert sorted(tracker.acked) == sorted(m.registration_id for m in scans)
+    assert totals(world)[:2] == (UNITS, UNITS)  # one unit and one unit.keyed event each
+    # Two handler threads: one transaction each (the ack checks only read, and roll back).
+    assert tracker.commits - commits_before <= 2, tracker.commits - commits_before
+
+
+def test_a_poison_message_in_a_batch_is_dead_lettered_and_the_rest_processed(
+    world: World, bus: PahoBus, mosquitto: Mosquitto
+) -> None:
+    ctx = world.context("group")
+    deadletters = Collector()
+    bus.subscribe(f"{ctx.topics.base}/deadletter/#", deadletters)
+    tracker = Tracker(world)
+    scans = [scan() for _ in range(UNITS)]
+    poison = scans[UNITS // 2].registration_id
+
+    def keyer_that_chokes(handler_ctx: Context, envelope: Envelope) -> None:
+        if envelope.subject == poison:
+            raise RuntimeError("bug triggered by this one message")
+        HANDLERS[UnitScanned](handler_ctx, envelope)
+
+    worker = consumer(ctx, bus, {UnitScanned: keyer_that_chokes})
+    for message in scans:
+        worker.on_message(tracker.inbound(ctx, message))
+    worker.start()
+    try:
+        tracker.wait_acks(UNITS)
+    finally:
+        worker.stop()
+    assert state_of(world, poison) is None
+    assert all(
+        state_of(world, m.registration_id) is UnitState.KEYED for m in scans if m.registration_id != poison
+    )
+    assert totals(world)[:2] == (UNITS - 1, UNITS - 1)
+    (dead,) = deadletters.wait_for(1)
+    assert dead.topic.endswith("/deadletter/handler-error")
+
+
+def test_a_crash_before_commit_loses_nothing_and_redelivery_processes_once(
+    world: World, bus: PahoBus
+) -> None:
+    ctx = world.context("group")
+    tracker = Tracker(world)
+    scans = [scan() for _ in range(UNITS)]
+    crashed = threading.Event()
+
+    def keyer_then_crash(handler_ctx: Context, envelope: Envelope) -> None:
+        HANDLERS[UnitScanned](handler_ctx, envelope)
+        if envelope.subject == scans[-1].registration_id:
+            crashed.set()
+            raise Crash  # the process dies after some handlers ran, before the batch commit
+
+    dying = Consumer(ctx, bus, {UnitScanned: keyer_then_crash}, is_transient_db_error, batch_size=50)
+    dying._queues.append(queue.Queue())  # one handler queue, drained by hand on this thread below
+    for message in scans:
+        dying.on_message(tracker.inbound(ctx, message))
+    with pytest.raises(Crash):
+        dying._drain(dying._queues[0])
+    assert crashed.is_set() and tracker.acked == []
+    assert totals(world) == (0, 0, 0)  # nothing committed
+
+    redelivered = consumer(ctx, bus)  # the broker redelivers every unacked message
+    for message in scans:
+        redelivered.on_message(tracker.inbound(ctx, message))
+    redelivered.start()
+    try:
+        tracker.wait_acks(UNITS)
+    finally:
+        redelivered.stop()
+    assert totals(world)[:2] == (UNITS, UNITS)
+
+
+def test_a_crash_between_commit_and_ack_makes_redelivery_a_no_op(world: World, bus: PahoBus) -> None:
+    ctx = world.context("group")
+    tracker = Tracker(world)
+    scans = [scan() for _ in range(UNITS)]
+    first = consumer(ctx, bus)
+    payloads = []
+    for message in scans:
+        inbound = tracker.inbound(ctx, message)
+        payloads.append(inbound)
+        first.on_message(inbound)
+    first.start()
+    try:
+        tracker.wait_acks(UNITS)
+    finally:
+        first.stop()
+    after_first = totals(world)
+    # The acks "never reached the broker": it redelivers the very same messages (same event ids).
+    tracker.acked.clear()
+    second = consumer(ctx, bus)
+    for inbound in payloads:
+        second.on_message(InboundMessage(inbound.topic, inbound.payload, inbound.ack, redelivered=True))
+    second.start()
+    try:
+        tracker.wait_acks(UNITS)
+    finally:
+        second.stop()
+    assert totals(world) == after_first == (UNITS, UNITS, after_first[2])
+    with world.db.uow() as uow:
+        keyed = [i for i in uow.outbox.pending(1000) if UnitKeyed.NAME in i.topic]
+    assert len(keyed) == UNITS
+
+
+def test_a_handler_that_writes_without_committing_leaks_nothing_into_the_batch(
+    world: World, bus: PahoBus
+) -> None:
+    ctx = world.context("group")
+    tracker = Tracker(world)
+    scans = [scan() for _ in range(UNITS)]
+    careless = scans[3].registration_id
+
+    def keyer_or_forgetful(handler_ctx: Context, envelope: Envelope) -> None:
+        if envelope.subject == careless:
+            with handler_ctx.uow_factory() as uow:
+                uow.outbox.add(f"leak-{envelope.id}", "t/leak", b"{}")
+            return  # wrote, never committed: in a batch that must not be committed by the others
+        HANDLERS[UnitScanned](handler_ctx, envelope)
+
+    worker = consumer(ctx, bus, {UnitScanned: keyer_or_forgetful})
+    for message in scans:
+        worker.on_message(tracker.inbound(ctx, message))
+    worker.start()
+    try:
+        tracker.wait_acks(UNITS)
+    finally:
+        worker.stop()
+    with world.db.uow() as uow:
+        event_ids = [item.event_id for item in uow.outbox.pending(1000)]
+    assert not [e for e in event_ids if e.startswith("leak-")]
+    assert len(event_ids) == UNITS - 1 and state_of(world, careless) is None
