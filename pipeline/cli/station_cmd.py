@@ -197,6 +197,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     _check_ports(args.port)
     fleet = _make_fleet(args) if args.simulate else None
+    if fleet is not None:
+        fleet.prepare()  # before the station watches the folder: stale links from a killed run go
     stop = stop_event_on_signals()
     output = StationOutput(args.name, jsonl=args.jsonl)
     if fleet is not None:
@@ -298,15 +300,23 @@ def _make_fleet(args: argparse.Namespace) -> SimulatedFleet:
 def _wait_for_fleet(
     args: argparse.Namespace, station: StationProcess, fleet: SimulatedFleet, stop: threading.Event
 ) -> int:
+    tally = fleet.tally
     while not stop.wait(0.5):
-        if len(station.results) >= args.simulate:
+        if tally.seen >= tally.expected or tally.error is not None:
             break
-    failed = [r for r in station.results if r.outcome != "PASS"]
-    print(f"station {args.name}: {len(station.results) - len(failed)} passed, {len(failed)} failed")
+    print(f"station {args.name}: {tally.summary()}", flush=True)
+    if tally.error is not None:
+        print(
+            f"edgeline station: the simulated fleet stopped feeding devices ({tally.error}); "
+            "fix the cause and run again",
+            file=sys.stderr,
+            flush=True,
+        )
     still_booting = fleet.wait_for_boots(timeout=120.0)
     if still_booting:
         print(
             f"station {args.name}: {still_booting} simulated device(s) still registering with DPS",
             file=sys.stderr,
         )
-    return EXIT_FAILURE if failed else EXIT_OK
+    complete = tally.error is None and tally.seen >= tally.expected
+    return EXIT_OK if complete and tally.failed == 0 else EXIT_FAILURE
