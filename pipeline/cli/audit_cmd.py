@@ -67,6 +67,7 @@ def register(sub: Any) -> None:
     _add_format(export, ("csv", "json"), "csv")
     export.add_argument("--output", metavar="FILE", help="write here instead of stdout")
     export.set_defaults(func=_export)
+    _register_check(audit_sub)
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
@@ -194,3 +195,52 @@ def _print_table(title: str, columns: tuple[str, ...], rows: list[dict[str, Any]
         table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
     # A pipe gets whole rows, not 80-column wraps.
     Console(width=None if sys.stdout.isatty() else 250).print(table)
+
+
+# --- faults: `audit check`, the invariant checker ---
+CHECK_HELP = (
+    "Check the line's invariants against DPS and the IoT hub: every unit in one known state that its "
+    "audit trail and DPS agree with, one enrollment per registration ID, nothing flashed or assigned "
+    "without a verified read-back, no transition applied twice, an intact hash chain, a drained outbox. "
+    "Prints one line per violation (unit, rule, what to do) and a summary; exit 1 on any violation. "
+    "Run it on a line at rest (units still moving are reported as behind). Reads only."
+)
+
+
+def _register_check(audit_sub: Any) -> None:
+    check = audit_sub.add_parser(
+        "check", help="check the line's invariants (exit 1 on a violation)", description=CHECK_HELP
+    )
+    _add_format(check, ("text", "json"), "text")
+    check.set_defaults(func=_check)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from pipeline.azure.ports import AzureError
+    from pipeline.bootstrap import make_dps_client, make_hub_registry
+    from pipeline.config import ConfigError
+    from pipeline.db.invariants import load_snapshot
+    from pipeline.service.invariants import AzureCloudState, check
+
+    settings = load_settings(Path(args.config) if args.config else None)
+    try:
+        dps, hub = make_dps_client(settings), make_hub_registry(settings)
+    except ConfigError as exc:
+        raise CommandError(str(exc), exit_code=2) from None
+    try:
+        with _database(args) as db:
+            report = check(load_snapshot(db), AzureCloudState(dps, hub))
+    except AzureError as exc:
+        raise CommandError(f"DPS or IoT hub: {exc}") from None
+    finally:
+        dps.close()
+    if args.format == "json":
+        json.dump(report.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for violation in report.violations:
+            print(violation.line())
+        for note in report.notes:
+            print(f"note: {note}")
+        print(report.summary())
+    return EXIT_OK if report.ok else EXIT_FAILURE
