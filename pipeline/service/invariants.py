@@ -110,6 +110,9 @@ class CloudState(abc.ABC):
     @abc.abstractmethod
     def hub_device(self, hub: str, device_id: str) -> HubDevice | None: ...
 
+    @abc.abstractmethod
+    def group_exists(self, group_id: str) -> bool: ...
+
 
 class AzureCloudState(CloudState):
     """CloudState on the DPS service client and (if configured) the hub registry.
@@ -123,10 +126,18 @@ class AzureCloudState(CloudState):
         self._hub = hub
         self.hub_checked = hub is not None
         self._groups: dict[str, dict[str, RegistrationState]] = {}
+        self._group_exists: dict[str, bool] = {}
+
+    def group_exists(self, group_id: str) -> bool:
+        if group_id not in self._group_exists:
+            self._group_exists[group_id] = self._dps.get_enrollment_group(group_id) is not None
+        return self._group_exists[group_id]
 
     def registration(self, unit: UnitFacts) -> RegistrationState | None:
         if unit.mode != "group" or not unit.group_id:
             return self._dps.get_registration_state(unit.registration_id)
+        if not self.group_exists(unit.group_id):
+            return None
         if unit.group_id not in self._groups:
             states = self._dps.query_group_registrations(unit.group_id)
             self._groups[unit.group_id] = {s.registration_id: s for s in states}
@@ -226,6 +237,13 @@ def _enrollment_violations(unit: UnitFacts, cloud: CloudState) -> Iterator[Viola
             "a group unit also has an individual enrollment (two enrollments; it shadows the group)",
             "delete the individual enrollment in DPS unless the unit is meant to be revoked",
         )
+    elif unit.mode == "group" and unit.state in ENROLLED_OR_LATER and not _group_ok(unit, cloud):
+        yield Violation(
+            rid,
+            "enrollment",
+            f"{unit.state} but DPS has no enrollment group {unit.group_id!r}",
+            "recreate it with `edgeline group create` (its devices cannot provision)",
+        )
     elif unit.mode == "individual" and unit.state in ENROLLED_OR_LATER and enrollment is None:
         yield Violation(
             rid, "enrollment", f"{unit.state} but DPS has no enrollment", "rescan the unit to enroll it again"
@@ -237,6 +255,10 @@ def _enrollment_violations(unit: UnitFacts, cloud: CloudState) -> Iterator[Viola
             f"revoked but its DPS enrollment is {status}",
             "run `edgeline enrollment disable` again",
         )
+
+
+def _group_ok(unit: UnitFacts, cloud: CloudState) -> bool:
+    return unit.group_id is None or cloud.group_exists(unit.group_id)
 
 
 def _dps_violations(unit: UnitFacts, cloud: CloudState) -> Iterator[Violation]:

@@ -1,4 +1,4 @@
-"""`edgeline audit check`'s rules on hand-made snapshots: each rule catches its violation, a clean line passes."""
+"""`edgeline audit check` rules on hand-made snapshots: each catches its violation, a clean line passes."""
 
 from __future__ import annotations
 
@@ -21,7 +21,11 @@ class FakeCloud(CloudState):
         self.registrations: dict[str, RegistrationState] = {}
         self.enrollments: dict[str, EnrollmentInfo] = {}
         self.devices: set[tuple[str, str]] = set()
+        self.groups = {"line-1"}
         self.hub_checked = hub_checked
+
+    def group_exists(self, group_id: str) -> bool:
+        return group_id in self.groups
 
     def registration(self, unit: UnitFacts) -> RegistrationState | None:
         return self.registrations.get(unit.registration_id)
@@ -103,7 +107,7 @@ def test_rework_and_retries_are_legal() -> None:
     ids=["never-flashed", "wrong-read-back", "row-hash"],
 )
 def test_flashed_or_assigned_needs_a_verified_read_back(trail: tuple[Transition, ...], sha: str) -> None:
-    snapshot, cloud = _clean()
+    _, cloud = _clean()
     unit = replace(ASSIGNED, config_sha256=sha)
     assert "read-back" in _rules(DbSnapshot((unit,), {RID: trail}, 0, True), cloud)
 
@@ -120,6 +124,8 @@ def test_group_unit_with_a_second_individual_enrollment() -> None:
     assert _rules(snapshot, cloud) == ["enrollment"]
     del cloud.enrollments[RID]
     assert _rules(snapshot, cloud) == []
+    cloud.groups.clear()
+    assert _rules(snapshot, cloud) == ["enrollment"]
 
 
 def test_revoked_unit_with_an_enabled_enrollment() -> None:
