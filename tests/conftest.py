@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -327,4 +328,47 @@ def restartable_mosquitto(tmp_path: Path) -> Iterator[RestartableMosquitto]:
 
 # ======================================================================================================
 # (end of restartable Mosquitto fixtures)
+# ======================================================================================================
+
+
+# ======================================================================================================
+# Fault suite report (faults): the scenario table of tests/faults, printed at the end and written as JSON
+# ======================================================================================================
+
+FAULT_COLUMNS = (
+    "scenario",
+    "units",
+    "lost",
+    "duplicated",
+    "stuck",
+    "recovery_seconds",
+    "redriven",
+    "audit_ok",
+)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print tests/faults' scenario table; write it to $EDGELINE_FAULTS_REPORT (default: a temp file)."""
+    import sys
+
+    harness = sys.modules.get("harness")
+    results = list(getattr(harness, "RESULTS", []))
+    if not results:
+        return
+    default = Path(os.environ.get("TMPDIR", "/tmp")) / "edgeline-faults-report.json"
+    path = Path(os.environ.get("EDGELINE_FAULTS_REPORT") or default)
+    path.write_text(json.dumps([r.to_dict() for r in results], indent=2))
+    widths = [max(len(c), *(len(str(getattr(r, c))) for r in results)) for c in FAULT_COLUMNS]
+    terminalreporter.section("fault scenarios")
+    terminalreporter.write_line("  ".join(c.ljust(w) for c, w in zip(FAULT_COLUMNS, widths, strict=True)))
+    for result in results:
+        cells = (str(getattr(result, c)).ljust(w) for c, w in zip(FAULT_COLUMNS, widths, strict=True))
+        terminalreporter.write_line("  ".join(cells))
+        for violation in result.violations[:5]:
+            terminalreporter.write_line(f"    {violation}")
+    terminalreporter.write_line(f"report: {path}")
+
+
+# ======================================================================================================
+# (end of fault suite report)
 # ======================================================================================================

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import hashlib
 import secrets
 import sys
 import threading
@@ -127,7 +128,10 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
         "--fixtures", type=int, default=4, help="with --simulate: devices plugged at once (default 4)"
     )
     run.add_argument(
-        "--serial-prefix", default="", help="with --simulate: prefix of simulated serial numbers"
+        "--serial-prefix",
+        default="",
+        help="with --simulate: prefix of simulated serial numbers (the same prefix gives the same MACs, "
+        "so a restarted station re-plugs the same devices)",
     )
     add_driver_arguments(run)
 
@@ -286,7 +290,10 @@ def _make_fleet(args: argparse.Namespace) -> SimulatedFleet:
             "--simulate needs --watch-dir (simulated devices are plugged in there)", exit_code=2
         )
     prefix = args.serial_prefix or secrets.token_hex(3).upper()
-    devices = make_devices(args.simulate, prefix, secrets.token_bytes(2))
+    # A given prefix gives the same MACs every run: a restarted station re-plugs the same devices
+    # (rework), not new devices whose serials collide with the old ones (an identity conflict).
+    mac_prefix = hashlib.sha256(prefix.encode()).digest()[:2] if args.serial_prefix else secrets.token_bytes(2)
+    devices = make_devices(args.simulate, prefix, mac_prefix)
     return SimulatedFleet(
         devices,
         args.watch_dir,
