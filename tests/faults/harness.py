@@ -215,7 +215,7 @@ class FaultLine:
     def wait_scanned(self, count: int, timeout: float = 120) -> None:
         self.wait(lambda: sum(self.states().values()) >= count, timeout, f"{count} scanned units")
 
-    def settle(self, scenario: str, fault_over: float, timeout: float = 240) -> Outcome:
+    def settle(self, scenario: str, fault_over: float, timeout: float = 120) -> Outcome:
         """Wait until every unit is assigned (or time is up), then measure and audit-check the line."""
         deadline = time.monotonic() + timeout
         while self.states().get("assigned", 0) < self.units and time.monotonic() < deadline:
