@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import hashlib
+import logging
 import secrets
 import sys
 import threading
@@ -292,7 +292,8 @@ def _make_fleet(args: argparse.Namespace) -> SimulatedFleet:
     prefix = args.serial_prefix or secrets.token_hex(3).upper()
     # A given prefix gives the same MACs every run: a restarted station re-plugs the same devices
     # (rework), not new devices whose serials collide with the old ones (an identity conflict).
-    mac_prefix = hashlib.sha256(prefix.encode()).digest()[:2] if args.serial_prefix else secrets.token_bytes(2)
+    stable = hashlib.sha256(prefix.encode()).digest()[:2]
+    mac_prefix = stable if args.serial_prefix else secrets.token_bytes(2)
     devices = make_devices(args.simulate, prefix, mac_prefix)
     return SimulatedFleet(
         devices,

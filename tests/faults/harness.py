@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from bus_tap import BusTap
 from conftest import Mosquitto, create_pg_database, drop_pg_database, free_port, wait_for_port
 from tcp_proxy import TcpProxy
 
@@ -134,7 +135,7 @@ class FaultLine:
             self.proxy.stop()
         drop_pg_database(self.pg_url)
 
-    def start(self, *, workers: int = 2) -> FaultLine:
+    def start(self, *, workers: int = 2, tap: bool = False) -> BusTap | None:
         """Start broker, emulator, migrated DB, station S1 (registered), `workers` x `up`, the station."""
         self.broker.start()
         scope = self.env["EDGELINE_DPS_ID_SCOPE"]
@@ -143,10 +144,11 @@ class FaultLine:
         self.cli("db", "upgrade")
         public = self.cli("station", "init", "--key-file", str(self.tmp / "S1.key")).stdout.strip()
         self.cli("station", "add", "S1", "--public-key", public)
+        bus_tap = BusTap(self.broker.port, self.env["EDGELINE_TOPIC_ROOT"]) if tap else None
         for index in range(workers):
             self.start_worker(index)
         self.start_station()
-        return self
+        return bus_tap
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         """Start `edgeline ARGS` as process `name` (log: tmp/NAME.log, appended across restarts)."""
