@@ -122,6 +122,7 @@ def build_pipeline(
         client_id or default_client_id("worker"),
         shared_subscriptions=settings.mqtt_shared_subscriptions,
         clean_session=clean_session,
+        tls=settings.mqtt_tls(),
     )
     relay = OutboxRelay(db.uow, bus, utcnow, is_transient_db_error)
     ctx = Context(

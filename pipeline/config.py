@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.bus.url import TlsFiles
 from pipeline.domain.keys import KeyFormatError, SecretKey
 
 DEFAULT_STATE_DIR = Path(".edgeline")
@@ -62,6 +63,14 @@ class Settings:
     reconcile_stuck_seconds: float = 30.0
     worker_threads: int = 4  # handler threads per `edgeline up` (units are partitioned by registration ID)
     log_level: str = "INFO"
+    # --- faults: MQTT over TLS (files made by `edgeline certs`; empty = system trust, no client cert) ---
+    mqtt_ca_file: str = ""
+    mqtt_cert_file: str = ""
+    mqtt_key_file: str = ""
+
+    def mqtt_tls(self) -> TlsFiles:
+        """The TLS files for an mqtts:// broker URL."""
+        return TlsFiles.from_settings(self.mqtt_ca_file, self.mqtt_cert_file, self.mqtt_key_file)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state directory."""

@@ -32,7 +32,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from pipeline.bus.inbox import Inbox, Subscription
 from pipeline.bus.ports import Bus, BusError, InboundMessage, MessageHandler, Will
 from pipeline.bus.probe import describe_unreachable
-from pipeline.bus.url import SETTING, BrokerAddress, parse_mqtt_url
+from pipeline.bus.url import SETTING, BrokerAddress, TlsFiles, parse_mqtt_url
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class PahoBus(Bus):
         ca_file: str | None = None,
         shared_subscriptions: bool = True,
         keepalive: int = 30,
+        tls: TlsFiles | None = None,
     ) -> None:
         if not client_id:
             raise BusError("an MQTT client id is required: persistent sessions are keyed by it")
@@ -98,7 +99,7 @@ class PahoBus(Bus):
         self._resubscribe_mids: list[int] = []
         self._inbox = Inbox(client_id)
         self._connected_callbacks: list[Callable[[], None]] = []
-        self._client = self._make_client(will, ca_file)
+        self._client = self._make_client(will, tls or TlsFiles(ca_file=ca_file))
 
     @classmethod
     def from_url(
@@ -111,22 +112,29 @@ class PahoBus(Bus):
         protocol: Protocol = "3.1.1",
         ca_file: str | None = None,
         shared_subscriptions: bool = True,
+        tls: TlsFiles | None = None,
     ) -> PahoBus:
-        """Build a client for `mqtt://[user:pass@]host[:1883]` or `mqtts://...` (TLS, `ca_file` to trust)."""
+        """Build a client for `mqtt://[user:pass@]host[:1883]` or `mqtts://...` (TLS, `ca_file` to trust).
+
+        `tls` adds a client certificate (brokers with `require_certificate true`) and overrides `ca_file`.
+        """
         address = parse_mqtt_url(url)
-        if ca_file and not address.tls:
-            raise BusError(f"a CA file was given but {address.url} is not mqtts:// (setting {SETTING})")
+        tls = tls or TlsFiles(ca_file=ca_file)
+        if (tls.ca_file or tls.cert_file) and not address.tls:
+            raise BusError(f"TLS files were given but {address.url} is not mqtts:// (setting {SETTING})")
+        if bool(tls.cert_file) != bool(tls.key_file):
+            raise BusError("a client certificate needs both mqtt_cert_file and mqtt_key_file")
         return cls(
             address,
             client_id,
             will=will,
             clean_session=clean_session,
             protocol=protocol,
-            ca_file=ca_file,
             shared_subscriptions=shared_subscriptions,
+            tls=tls,
         )
 
-    def _make_client(self, will: Will | None, ca_file: str | None) -> mqtt.Client:
+    def _make_client(self, will: Will | None, tls: TlsFiles) -> mqtt.Client:
         v5 = self._protocol == "5"
         kwargs: dict[str, Any] = {} if v5 else {"clean_session": self._clean_session}
         client = mqtt.Client(
@@ -139,7 +147,10 @@ class PahoBus(Bus):
         if self.address.username is not None:
             client.username_pw_set(self.address.username, self.address.password)
         if self.address.tls:
-            client.tls_set(ca_certs=ca_file)
+            try:
+                client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file, keyfile=tls.key_file)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: unreadable or mismatched files
+                raise BusError(f"MQTT TLS files ({SETTING}): {exc}") from None
         if will is not None:
             client.will_set(will.topic, will.payload, qos=QOS, retain=will.retain)
         client.reconnect_delay_set(_RECONNECT_MIN, _RECONNECT_MAX)

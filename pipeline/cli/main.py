@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "pipeline.cli.audit_cmd",
     "pipeline.cli.group_cmd",
     "pipeline.cli.enrollment_cmd",
+    "pipeline.cli.certs_cmd",
 )
 
 NOISY_LOGGERS = ("amqtt", "transitions", "alembic", "apscheduler", "httpx", "azure", "uamqp", "msrest")

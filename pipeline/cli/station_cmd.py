@@ -18,11 +18,12 @@ from pipeline.cli.common import settings_from, stop_event_on_signals
 from pipeline.cli.driver_options import add_driver_arguments, driver_factory, sim_device_factory
 from pipeline.cli.main import EXIT_FAILURE, EXIT_OK, CommandError
 from pipeline.cli.station_output import StationOutput
+from pipeline.config import Settings
 from pipeline.crypto.station_key import StationKeyError, StationKeyPair, public_key_from_text
 from pipeline.service.unit_of_work import StationRecord
 from stations.config import StationConfig
 from stations.errors import LinkError
-from stations.fleet import SimulatedFleet, make_devices
+from stations.fleet import DeviceFactory, DeviceSpec, SimulatedFleet, make_devices
 from stations.runtime import StationProcess
 from stations.spool import SpoolError
 from stations.usb_ports import UsbMatch, UsbSpecError
@@ -133,6 +134,19 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
         help="with --simulate: prefix of simulated serial numbers (the same prefix gives the same MACs, "
         "so a restarted station re-plugs the same devices)",
     )
+    run.add_argument(
+        "--sim-hostile",
+        metavar="KIND[,KIND...]",
+        help="with --simulate: every Nth device misbehaves, taking these kinds in turn: garbage, binary, "
+        "long-line, slow, vanish, bad-serial, zero-mac, broadcast-mac, multicast-mac, conflict",
+    )
+    run.add_argument(
+        "--sim-hostile-every",
+        type=int,
+        default=3,
+        metavar="N",
+        help="with --sim-hostile: every Nth device (default 3)",
+    )
     add_driver_arguments(run)
 
 
@@ -208,13 +222,13 @@ def _run(args: argparse.Namespace) -> int:
     if fleet is not None:
         output.extra.append(fleet.on_result)
     with output:
-        return _serve(args, config, settings.mqtt_url, usb, output, fleet, stop)
+        return _serve(args, config, settings, usb, output, fleet, stop)
 
 
 def _serve(
     args: argparse.Namespace,
     config: StationConfig,
-    mqtt_url: str,
+    settings: Settings,
     usb: list[UsbMatch],
     output: StationOutput,
     fleet: SimulatedFleet | None,
@@ -222,10 +236,12 @@ def _serve(
 ) -> int:
     from stations.runtime import start_station
 
+    mqtt_url = settings.mqtt_url
     try:
         station = start_station(
             config,
             mqtt_url,
+            tls=settings.mqtt_tls(),
             ports=args.port,
             watch_dir=args.watch_dir,
             on_result=output.on_result,
@@ -295,14 +311,32 @@ def _make_fleet(args: argparse.Namespace) -> SimulatedFleet:
     stable = hashlib.sha256(prefix.encode()).digest()[:2]
     mac_prefix = stable if args.serial_prefix else secrets.token_bytes(2)
     devices = make_devices(args.simulate, prefix, mac_prefix)
+    factory = sim_device_factory(args)
+    if args.sim_hostile:
+        devices, factory = _hostile(args, devices, factory)
     return SimulatedFleet(
         devices,
         args.watch_dir,
         args.devices_dir or args.watch_dir.parent / "devices",
         HttpDeviceRegistrar(),
         fixtures=args.fixtures,
-        device_factory=sim_device_factory(args),
+        device_factory=factory,
     )
+
+
+def _hostile(
+    args: argparse.Namespace, devices: list[DeviceSpec], factory: DeviceFactory
+) -> tuple[list[DeviceSpec], DeviceFactory]:
+    """--sim-hostile: every Nth simulated device misbehaves (fault tests, station acceptance)."""
+    from stations import hostile
+
+    try:
+        kinds = hostile.parse_kinds(args.sim_hostile)
+    except hostile.HostileSpecError as exc:
+        raise CommandError(str(exc), exit_code=2) from None
+    plan = hostile.hostile_plan(len(devices), kinds, args.sim_hostile_every)
+    devices = hostile.apply_identities(devices, plan)
+    return devices, hostile.hostile_factory(factory, hostile.line_faults(devices, plan))
 
 
 def _wait_for_fleet(

@@ -82,8 +82,10 @@ class FaultLine:
         mode: str = "individual",
         broker: FaultBroker | None = None,
         db_proxy: bool = False,
+        station_args: tuple[str, ...] = (),
     ) -> None:
         self.tmp, self.units, self.mode = tmp, units, mode
+        self.station_args = station_args
         self.broker = broker or FaultBroker(tmp / "broker")
         self.pg_url = create_pg_database()
         self.proxy = TcpProxy("127.0.0.1", 5432).start() if db_proxy else None
@@ -181,7 +183,7 @@ class FaultLine:
         self.spawn(f"worker-{index}", "up", "--client-id", client_id or f"faults-worker-{index}")
 
     def start_station(self, name: str = "station") -> None:
-        args = ["station", "run", "--name", "S1", "--key-file", str(self.tmp / "S1.key")]
+        args = ["station", "run", "--name", "S1", "--key-file", str(self.tmp / "S1.key"), *self.station_args]
         args += ["--watch-dir", str(self.tmp / "ports"), "--devices-dir", str(self.tmp / "devices")]
         args += ["--simulate", str(self.units), "--serial-prefix", self.serial_prefix]
         self.spawn(name, *args)
@@ -217,21 +219,37 @@ class FaultLine:
     def wait_scanned(self, count: int, timeout: float = 120) -> None:
         self.wait(lambda: sum(self.states().values()) >= count, timeout, f"{count} scanned units")
 
-    def settle(self, scenario: str, fault_over: float, timeout: float = 120) -> Outcome:
-        """Wait until every unit is assigned (or time is up), then measure and audit-check the line."""
+    def serials(self, indexes: range | set[int] | None = None) -> set[str]:
+        """The serial numbers `--simulate` gives the devices at these indexes (all by default)."""
+        chosen = range(self.units) if indexes is None else indexes
+        return {f"{self.serial_prefix}-{index:05d}" for index in chosen}
+
+    def settle(
+        self, scenario: str, fault_over: float, timeout: float = 120, good: set[str] | None = None
+    ) -> Outcome:
+        """Wait until every good device's unit is assigned (or time is up), then measure and audit-check.
+
+        `good`: the serials that must end assigned (default: every device of the station).
+        """
+        good = self.serials() if good is None else good
         deadline = time.monotonic() + timeout
-        while self.states().get("assigned", 0) < self.units and time.monotonic() < deadline:
+        while self._assigned(good) < len(good) and time.monotonic() < deadline:
             time.sleep(0.3)
         outcome = Outcome(scenario, self.units, recovery_seconds=round(time.monotonic() - fault_over, 1))
-        self._measure(outcome)
+        self._measure(outcome, good)
         RESULTS.append(outcome)
         return outcome
 
-    def _measure(self, outcome: Outcome) -> None:
+    def _assigned(self, good: set[str]) -> int:
+        rows = self.sql("SELECT serial FROM units WHERE state = 'assigned'")
+        return len(good & {serial for (serial,) in rows})
+
+    def _measure(self, outcome: Outcome, good: set[str]) -> None:
         outcome.states = self.states()
         total, serials = self.sql("SELECT count(*), count(DISTINCT serial) FROM units")[0]
-        outcome.lost = max(0, self.units - serials)
-        outcome.stuck = self.units - outcome.states.get("assigned", 0)
+        known = {serial for (serial,) in self.sql("SELECT serial FROM units")}
+        outcome.lost = len(good - known)
+        outcome.stuck = len(good) - self._assigned(good) - outcome.lost
         emulator = httpx.get(f"http://127.0.0.1:{self.dps_port}/_emulator/state", timeout=10).json()
         extra_enrollments = len(emulator["dps"]["enrollments"]) - total if self.mode == "individual" else 0
         extra_devices = sum(len(devices) for devices in emulator["hubs"].values()) - total
