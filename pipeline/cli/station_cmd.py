@@ -17,6 +17,7 @@ from pipeline.bus.topics import TopicError, check_segment
 from pipeline.cli.common import settings_from, stop_event_on_signals
 from pipeline.cli.driver_options import add_driver_arguments, driver_factory, sim_device_factory
 from pipeline.cli.main import EXIT_FAILURE, EXIT_OK, CommandError
+from pipeline.cli.station_broker import add_broker_arguments, write_broker_access
 from pipeline.cli.station_output import StationOutput
 from pipeline.config import Settings
 from pipeline.crypto.station_key import StationKeyError, StationKeyPair, public_key_from_text
@@ -63,6 +64,7 @@ def register(sub: Any) -> None:
     add.add_argument("name", help="station name, as in its topics (letters, digits, '-', '_', '.')")
     add.add_argument("--line", help="production line (default: setting `line`)")
     add.add_argument("--public-key", required=True, help="the text `edgeline station init` printed")
+    add_broker_arguments(add)
     add.set_defaults(func=_add)
 
     run = cmds.add_parser(
@@ -191,6 +193,7 @@ def _add(args: argparse.Namespace) -> int:
     finally:
         db.dispose()
     print(f"station {args.name} (line {line}) registered")
+    write_broker_access(args, line, settings.topic_root)
     return EXIT_OK
 
 
