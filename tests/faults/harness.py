@@ -211,9 +211,8 @@ class FaultLine:
         deadline = time.monotonic() + timeout
         while not condition():
             if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"timed out waiting for {what}; states {self.states()}; logs in {self.tmp}"
-                )
+                tails = "".join(f"\n--- {n}.log:\n{self.log_tail(n, 800)}" for n in self.processes)
+                raise AssertionError(f"timed out waiting for {what}; states {self.states()}{tails}")
             time.sleep(0.3)
 
     def wait_scanned(self, count: int, timeout: float = 120) -> None:
