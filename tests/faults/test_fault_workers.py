@@ -57,3 +57,20 @@ def test_worker_replaced_under_a_new_client_id(tmp_path: Path) -> None:
         outcome = line.settle("worker replaced, new client id", time.monotonic())
         assert line.station_exit() == 0, line.log_tail("station")
     assert_healthy(outcome)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_slow_sigkill_of_all_workers_with_200_units(tmp_path: Path) -> None:
+    """The longer variant: a few hundred units, the workers SIGKILLed twice while they stream through."""
+    with FaultLine(tmp_path, units=200, station_args=("--fixtures", "8")) as line:
+        line.start()
+        for scanned in (40, 120):
+            line.wait_scanned(scanned, timeout=300)
+            line.signal("worker-0")
+            line.signal("worker-1")
+            line.start_worker(0)
+            line.start_worker(1)
+        outcome = line.settle("slow: SIGKILL all workers twice, 200 units", time.monotonic(), timeout=400)
+        assert line.station_exit() == 0, line.log_tail("station")
+    assert_healthy(outcome)
