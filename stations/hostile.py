@@ -20,7 +20,7 @@ LINE_FAULTS: dict[str, Callable[[], Faults]] = {
     "binary": lambda: Faults(noise=True),  # binary junk before every reply
     "long-line": lambda: Faults(flood_bytes=10 * 1024 * 1024),  # one 10 MiB line
     "slow": lambda: Faults(latency_s=0.3),
-    "vanish": lambda: Faults(disconnect_after_chunks=2),  # unplugged mid-flash
+    "vanish": lambda: Faults(disconnect_after_chunks=1),  # unplugged mid-flash (a config is 1-2 chunks)
 }
 IDENTITY_KINDS = ("bad-serial", "zero-mac", "broadcast-mac", "multicast-mac", "conflict")
 KINDS = (*LINE_FAULTS, *IDENTITY_KINDS)

@@ -61,6 +61,8 @@ def _facts(row: UnitRow) -> UnitFacts:
         device_id=row.device_id,
         assigned_hub=row.assigned_hub,
         config_sha256=row.config_sha256,
+        serial=row.serial,
+        mac=row.mac,
     )
 
 

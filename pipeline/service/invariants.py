@@ -35,6 +35,8 @@ class UnitFacts:
     device_id: str | None = None
     assigned_hub: str | None = None
     config_sha256: str | None = None
+    serial: str = ""
+    mac: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +158,7 @@ def check(snapshot: DbSnapshot, cloud: CloudState) -> CheckReport:
     for unit in snapshot.units:
         trail = snapshot.transitions.get(unit.registration_id, ())
         violations.extend(_unit_violations(unit, trail, cloud))
+    violations.extend(_identity_violations(snapshot.units))
     violations.extend(_line_violations(snapshot))
     notes = (
         () if cloud.hub_checked else ("hub identities not checked: iot_hub_connection_strings is not set",)
@@ -310,6 +313,25 @@ def _assigned_violations(
             f"assigned but {unit.assigned_hub} has no device {unit.device_id or rid}",
             "have the device register with DPS again (reboot it) or rescan it",
         )
+
+
+def _identity_violations(units: tuple[UnitFacts, ...]) -> Iterator[Violation]:
+    """Two live units sharing a serial or a MAC: the keyer should have quarantined the later one."""
+    seen: dict[tuple[str, str], str] = {}
+    for unit in units:  # in creation order: the first holder of a serial or MAC keeps it
+        if unit.state in ("quarantined", "revoked"):
+            continue
+        for what, value in (("serial", unit.serial), ("MAC", unit.mac)):
+            if not value:
+                continue
+            first = seen.setdefault((what, value), unit.registration_id)
+            if first != unit.registration_id:
+                yield Violation(
+                    unit.registration_id,
+                    "identity",
+                    f"shares {what} {value} with unit {first} and was not quarantined",
+                    "revoke the wrong one with `edgeline enrollment disable` after checking the devices",
+                )
 
 
 def _line_violations(snapshot: DbSnapshot) -> Iterator[Violation]:

@@ -43,7 +43,7 @@ def _trail(*kinds: str, issued: str = SHA, read_back: str = SHA) -> tuple[Transi
 
 
 FULL = ("unit.scanned", "unit.keyed", "unit.enrolled", "unit.config_issued", "unit.flashed", "unit.assigned")
-ASSIGNED = UnitFacts(RID, "assigned", "individual", None, RID, HUB, SHA)
+ASSIGNED = UnitFacts(RID, "assigned", "individual", None, RID, HUB, SHA, "SN1", "02:00:00:00:00:01")
 
 
 def _clean() -> tuple[DbSnapshot, FakeCloud]:
@@ -175,3 +175,20 @@ def test_broken_chain_and_undrained_outbox_are_line_violations() -> None:
     assert [(v.unit, v.rule) for v in report.violations] == [(None, "audit-chain"), (None, "outbox")]
     assert "record 7" in report.violations[0].line() and "3 event(s)" in report.violations[1].line()
     assert "2 violation(s) (audit-chain, outbox)" in report.summary()
+
+
+def test_two_live_units_with_one_mac_are_an_identity_violation() -> None:
+    snapshot, cloud = _clean()
+    other_rid = "sn-2-mac-02-00-00-00-00-01"
+    other = replace(ASSIGNED, registration_id=other_rid, serial="SN2")
+    cloud.registrations[other_rid] = RegistrationState(other_rid, "assigned", HUB, other_rid)
+    cloud.enrollments[other_rid] = cloud.enrollments[RID]
+    cloud.devices.add((HUB, other_rid))
+    other = replace(other, device_id=other_rid)
+    snapshot = DbSnapshot((ASSIGNED, other), {RID: _trail(*FULL), other_rid: _trail(*FULL)}, 0, True)
+    report = check(snapshot, cloud)
+    assert [(v.unit, v.rule) for v in report.violations] == [(other_rid, "identity")]
+    quarantined = replace(other, state="quarantined")
+    trail = {RID: _trail(*FULL), other_rid: _trail("unit.scanned", "unit.quarantined")}
+    del cloud.registrations[other_rid]  # a quarantined unit never got a key, so never registered
+    assert check(DbSnapshot((ASSIGNED, quarantined), trail, 0, True), cloud).ok
