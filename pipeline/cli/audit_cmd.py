@@ -220,7 +220,8 @@ def _check(args: argparse.Namespace) -> int:
     from pipeline.bootstrap import make_dps_client, make_hub_registry
     from pipeline.config import ConfigError
     from pipeline.db.invariants import load_snapshot
-    from pipeline.service.invariants import AzureCloudState, check
+    from pipeline.service.cloud_state import AzureCloudState
+    from pipeline.service.invariants import check
 
     settings = load_settings(Path(args.config) if args.config else None)
     try:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipeline.azure.ports import DpsClient, EnrollmentInfo, HubDevice, HubRegistry, RegistrationState
+from pipeline.azure.ports import EnrollmentInfo, HubDevice, RegistrationState
 from pipeline.domain.model import TRANSITIONS, UnitState
 
 STATES = {state.value for state in UnitState}
@@ -114,42 +114,6 @@ class CloudState(abc.ABC):
 
     @abc.abstractmethod
     def group_exists(self, group_id: str) -> bool: ...
-
-
-class AzureCloudState(CloudState):
-    """CloudState on the DPS service client and (if configured) the hub registry.
-
-    Group units' registration states are read with the group's registration query, a page per
-    operation, instead of one GET per unit (DPS operations are rate limited).
-    """
-
-    def __init__(self, dps: DpsClient, hub: HubRegistry | None) -> None:
-        self._dps = dps
-        self._hub = hub
-        self.hub_checked = hub is not None
-        self._groups: dict[str, dict[str, RegistrationState]] = {}
-        self._group_exists: dict[str, bool] = {}
-
-    def group_exists(self, group_id: str) -> bool:
-        if group_id not in self._group_exists:
-            self._group_exists[group_id] = self._dps.get_enrollment_group(group_id) is not None
-        return self._group_exists[group_id]
-
-    def registration(self, unit: UnitFacts) -> RegistrationState | None:
-        if unit.mode != "group" or not unit.group_id:
-            return self._dps.get_registration_state(unit.registration_id)
-        if not self.group_exists(unit.group_id):
-            return None
-        if unit.group_id not in self._groups:
-            states = self._dps.query_group_registrations(unit.group_id)
-            self._groups[unit.group_id] = {s.registration_id: s for s in states}
-        return self._groups[unit.group_id].get(unit.registration_id)
-
-    def individual_enrollment(self, registration_id: str) -> EnrollmentInfo | None:
-        return self._dps.get_individual_enrollment(registration_id)
-
-    def hub_device(self, hub: str, device_id: str) -> HubDevice | None:
-        return None if self._hub is None else self._hub.get_device(hub, device_id)
 
 
 def check(snapshot: DbSnapshot, cloud: CloudState) -> CheckReport:

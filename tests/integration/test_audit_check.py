@@ -18,10 +18,11 @@ from pipeline.azure.dps_device import HttpDeviceRegistrar
 from pipeline.azure.hub_registry import AzureHubRegistry
 from pipeline.db.invariants import load_snapshot
 from pipeline.edgeconfig.model import ParsedProvisioning
+from pipeline.service.cloud_state import AzureCloudState
 from pipeline.service.confirming import confirm_due_units
 from pipeline.service.context import Context
 from pipeline.service.enrolling import ensure_group
-from pipeline.service.invariants import AzureCloudState, CheckReport, check
+from pipeline.service.invariants import CheckReport, check
 
 shared_emulator = service_helpers.shared_emulator
 world_fixture = service_helpers.world_fixture
