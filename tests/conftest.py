@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -355,9 +354,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     results = list(getattr(harness, "RESULTS", []))
     if not results:
         return
-    default = Path(os.environ.get("TMPDIR", "/tmp")) / "edgeline-faults-report.json"
-    path = Path(os.environ.get("EDGELINE_FAULTS_REPORT") or default)
-    path.write_text(json.dumps([r.to_dict() for r in results], indent=2))
+    path = harness.save_report()
     widths = [max(len(c), *(len(str(getattr(r, c))) for r in results)) for c in FAULT_COLUMNS]
     terminalreporter.section("fault scenarios")
     terminalreporter.write_line("  ".join(c.ljust(w) for c, w in zip(FAULT_COLUMNS, widths, strict=True)))

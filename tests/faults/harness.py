@@ -237,6 +237,7 @@ class FaultLine:
         outcome = Outcome(scenario, self.units, recovery_seconds=round(time.monotonic() - fault_over, 1))
         self._measure(outcome, good)
         RESULTS.append(outcome)
+        save_report()  # now, not only at the end: a run that is killed still leaves its figures
         return outcome
 
     def _assigned(self, good: set[str]) -> int:
@@ -281,6 +282,19 @@ class FaultLine:
     def log_tail(self, name: str, chars: int = 2000) -> str:
         path = self.tmp / f"{name}.log"
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
+def report_path() -> Path:
+    """Where the scenario table is written: $EDGELINE_FAULTS_REPORT, default in the temp folder."""
+    default = Path(os.environ.get("TMPDIR", "/tmp")) / "edgeline-faults-report.json"
+    return Path(os.environ.get("EDGELINE_FAULTS_REPORT") or default)
+
+
+def save_report() -> Path:
+    """Write every outcome so far as JSON; return the path."""
+    path = report_path()
+    path.write_text(json.dumps([r.to_dict() for r in RESULTS], indent=2))
+    return path
 
 
 def assert_healthy(outcome: Outcome) -> None:
