@@ -116,3 +116,5 @@ collect  # prometheus-client custom collector protocol
 next_runs  # APScheduler job introspection, read by tests/integration/test_shift_report_cli.py
 _.assign_seconds  # OpenHTF measurement (stations/htf/phases.py)
 _.fatal_error  # PahoBus: why the bus gave up, read by tests/integration/test_bus_sessions.py
+_.feeding_error  # SimulatedFleet: why the feeder stopped, read by tests/unit/test_fleet.py
+MAY_PASS  # stations/simulation/hostile.py: which hostile kinds may still pass, read by tests/faults

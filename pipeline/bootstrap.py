@@ -105,6 +105,7 @@ def bus_options(settings: Settings, *, clean_session: bool = False) -> PahoOptio
         unacked_warn_count=settings.mqtt_unacked_warn_count,
         unacked_warn_seconds=settings.mqtt_unacked_warn_seconds,
         stop_on_takeover=True,
+        tls=settings.mqtt_tls(),
     )
 
 

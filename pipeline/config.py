@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.bus.url import TlsFiles
 from pipeline.domain.identity import IdentityError, MacPolicy
 from pipeline.domain.keys import KeyFormatError, SecretKey
 
@@ -125,6 +126,14 @@ class Settings:
     processed_retention_hours: float = 168.0
     retention_batch: int = 5000  # rows per delete transaction (short transactions, no long locks)
     consumer_batch_size: int = 100  # queued messages a handler thread commits (and acks) together
+    # --- faults: MQTT over TLS (files made by `edgeline certs`; empty = system trust, no client cert) ---
+    mqtt_ca_file: str = ""
+    mqtt_cert_file: str = ""
+    mqtt_key_file: str = ""
+
+    def mqtt_tls(self) -> TlsFiles:
+        """The TLS files for an mqtts:// broker URL."""
+        return TlsFiles.from_settings(self.mqtt_ca_file, self.mqtt_cert_file, self.mqtt_key_file)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state directory."""

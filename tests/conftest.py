@@ -370,3 +370,44 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     else:
         os.environ["SOFTHSM2_CONF"] = previous
     shutil.rmtree(folder, ignore_errors=True)
+
+
+# ======================================================================================================
+# Fault suite report (faults): the scenario table of tests/faults, printed at the end and written as JSON
+# ======================================================================================================
+
+FAULT_COLUMNS = (
+    "scenario",
+    "units",
+    "lost",
+    "duplicated",
+    "stuck",
+    "recovery_seconds",
+    "redriven",
+    "audit_ok",
+)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print tests/faults' scenario table; write it to $EDGELINE_FAULTS_REPORT (default: a temp file)."""
+    import sys
+
+    harness = sys.modules.get("harness")
+    results = list(getattr(harness, "RESULTS", []))
+    if not results:
+        return
+    path = harness.save_report()
+    widths = [max(len(c), *(len(str(getattr(r, c))) for r in results)) for c in FAULT_COLUMNS]
+    terminalreporter.section("fault scenarios")
+    terminalreporter.write_line("  ".join(c.ljust(w) for c, w in zip(FAULT_COLUMNS, widths, strict=True)))
+    for result in results:
+        cells = (str(getattr(result, c)).ljust(w) for c, w in zip(FAULT_COLUMNS, widths, strict=True))
+        terminalreporter.write_line("  ".join(cells))
+        for violation in result.violations[:5]:
+            terminalreporter.write_line(f"    {violation}")
+    terminalreporter.write_line(f"report: {path}")
+
+
+# ======================================================================================================
+# (end of fault suite report)
+# ======================================================================================================

@@ -39,7 +39,7 @@ from pipeline.bus.client_id import TakeoverSuspicion, takeover_message
 from pipeline.bus.inbox import Inbox, Subscription
 from pipeline.bus.ports import Bus, BusError, InboundMessage, MessageHandler, Will
 from pipeline.bus.probe import describe_unreachable
-from pipeline.bus.url import SETTING, BrokerAddress, parse_mqtt_url
+from pipeline.bus.url import SETTING, BrokerAddress, TlsFiles, parse_mqtt_url
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ class PahoOptions:
     clean_session: bool = False
     protocol: Protocol = "3.1.1"
     ca_file: str | None = None
+    # A client certificate (brokers with `require_certificate true`); its ca_file overrides `ca_file`.
+    tls: TlsFiles | None = None
     shared_subscriptions: bool = True
     keepalive: int = 30
     session_expiry_seconds: int = DEFAULT_SESSION_EXPIRY_SECONDS  # MQTT 5 only
@@ -94,7 +96,7 @@ class PahoBus(Bus):
         self._inbox = Inbox(client_id)
         self._connected_callbacks: list[Callable[[], None]] = []
         self._fatal_callbacks: list[Callable[[str], None]] = []
-        self._client = self._make_client(self.options.will, self.options.ca_file)
+        self._client = self._make_client(self.options.will, self._tls_files())
 
     @classmethod
     def from_url(
@@ -108,11 +110,17 @@ class PahoBus(Bus):
             raise TypeError("pass either a PahoOptions or its fields as keywords, not both")
         chosen = options or PahoOptions(**option_fields)
         address = parse_mqtt_url(url)
-        if chosen.ca_file and not address.tls:
-            raise BusError(f"a CA file was given but {address.url} is not mqtts:// (setting {SETTING})")
+        tls = chosen.tls or TlsFiles(ca_file=chosen.ca_file)
+        if (tls.ca_file or tls.cert_file) and not address.tls:
+            raise BusError(f"TLS files were given but {address.url} is not mqtts:// (setting {SETTING})")
+        if bool(tls.cert_file) != bool(tls.key_file):
+            raise BusError("a client certificate needs both mqtt_cert_file and mqtt_key_file")
         return cls(address, client_id, chosen)
 
-    def _make_client(self, will: Will | None, ca_file: str | None) -> mqtt.Client:
+    def _tls_files(self) -> TlsFiles:
+        return self.options.tls or TlsFiles(ca_file=self.options.ca_file)
+
+    def _make_client(self, will: Will | None, tls: TlsFiles) -> mqtt.Client:
         v5 = self._protocol == "5"
         kwargs: dict[str, Any] = {} if v5 else {"clean_session": self.options.clean_session}
         client = mqtt.Client(
@@ -125,7 +133,10 @@ class PahoBus(Bus):
         if self.address.username is not None:
             client.username_pw_set(self.address.username, self.address.password)
         if self.address.tls:
-            client.tls_set(ca_certs=ca_file)
+            try:
+                client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file, keyfile=tls.key_file)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: unreadable or mismatched files
+                raise BusError(f"MQTT TLS files ({SETTING}): {exc}") from None
         if will is not None:
             client.will_set(will.topic, will.payload, qos=QOS, retain=will.retain)
         client.reconnect_delay_set(_RECONNECT_MIN, _RECONNECT_MAX)

@@ -56,3 +56,17 @@ def parse_mqtt_url(url: str) -> BrokerAddress:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """Files for an mqtts:// connection: the CA to trust, and optionally this client's certificate + key."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    @classmethod
+    def from_settings(cls, ca_file: str, cert_file: str, key_file: str) -> TlsFiles:
+        """Empty settings mean "not set" (system trust store, no client certificate)."""
+        return cls(ca_file or None, cert_file or None, key_file or None)

@@ -14,6 +14,13 @@ from typing import Any
 from pipeline.domain.model import UnitState
 
 RUN = "pipeline.cli.audit_run"
+CHECK_HELP = (
+    "Check the line's invariants against DPS and the IoT hub: every unit in one known state that its "
+    "audit trail and DPS agree with, one enrollment per registration ID, nothing flashed or assigned "
+    "without a verified read-back, no transition applied twice, an intact hash chain, a drained outbox. "
+    "Prints one line per violation (unit, rule, what to do) and a summary; exit 1 on any violation. "
+    "Run it on a line at rest (units still moving are reported as behind). Reads only."
+)
 STATES = tuple(state.value for state in UnitState)
 
 
@@ -68,6 +75,11 @@ def register(sub: Any) -> None:
     from pipeline.cli import audit_sign_cmd  # keygen, export-signed, verify-export
 
     audit_sign_cmd.register_subcommands(audit_sub)
+    check = audit_sub.add_parser(
+        "check", help="check the line's invariants (exit 1 on a violation)", description=CHECK_HELP
+    )
+    _add_format(check, ("text", "json"), "text")
+    check.set_defaults(func=f"{RUN}:check")
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:

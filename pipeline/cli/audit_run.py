@@ -218,3 +218,36 @@ def _print_table(title: str, columns: tuple[str, ...], rows: list[dict[str, Any]
     for row in rows:
         table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
     _console().print(table)
+
+
+def check(args: argparse.Namespace) -> int:
+    """Check the line's invariants against DPS and the hub; exit 1 on a violation."""
+    from pipeline.azure.ports import AzureError
+    from pipeline.bootstrap import make_dps_client, make_hub_registry
+    from pipeline.config import ConfigError
+    from pipeline.db.invariants import load_snapshot
+    from pipeline.service.cloud_state import AzureCloudState
+    from pipeline.service.invariants import check as check_invariants
+
+    settings = settings_from(args)
+    try:
+        dps, hub = make_dps_client(settings), make_hub_registry(settings)
+    except ConfigError as exc:
+        raise CommandError(str(exc), exit_code=2) from None
+    try:
+        with _database(args) as db:
+            report = check_invariants(load_snapshot(db), AzureCloudState(dps, hub))
+    except AzureError as exc:
+        raise CommandError(f"DPS or IoT hub: {exc}") from None
+    finally:
+        dps.close()
+    if args.format == "json":
+        json.dump(report.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for violation in report.violations:
+            print(violation.line())
+        for note in report.notes:
+            print(f"note: {note}")
+        print(report.summary())
+    return EXIT_OK if report.ok else EXIT_FAILURE

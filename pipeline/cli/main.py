@@ -43,6 +43,7 @@ COMMAND_MODULES = (
     "pipeline.cli.report_cmd",
     "pipeline.cli.doctor_cmd",
     "pipeline.cli.sparkplug_cmd",
+    "pipeline.cli.certs_cmd",
 )
 
 NOISY_LOGGERS = ("amqtt", "transitions", "alembic", "apscheduler", "httpx", "azure", "uamqp", "msrest")

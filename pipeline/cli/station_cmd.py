@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cli.driver_options import add_driver_arguments
+from pipeline.cli.station_broker import add_broker_arguments
 
 RUN = "pipeline.cli.station_run"
 
@@ -48,6 +49,7 @@ def register(sub: Any) -> None:
     add.add_argument("name", help="station name, as in its topics (letters, digits, '-', '_', '.')")
     add.add_argument("--line", help="production line (default: setting `line`)")
     add.add_argument("--public-key", required=True, help="the text `edgeline station init` printed")
+    add_broker_arguments(add)
     add.set_defaults(func=f"{RUN}:add")
 
     run = cmds.add_parser(
@@ -114,6 +116,22 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
         "--fixtures", type=int, default=4, help="with --simulate: devices plugged at once (default 4)"
     )
     run.add_argument(
-        "--serial-prefix", default="", help="with --simulate: prefix of simulated serial numbers"
+        "--serial-prefix",
+        default="",
+        help="with --simulate: prefix of simulated serial numbers (the same prefix gives the same MACs, "
+        "so a restarted station re-plugs the same devices)",
+    )
+    run.add_argument(
+        "--sim-hostile",
+        metavar="KIND[,KIND...]",
+        help="with --simulate: every Nth device misbehaves, taking these kinds in turn: garbage, binary, "
+        "long-line, slow, vanish, bad-serial, zero-mac, broadcast-mac, multicast-mac, conflict",
+    )
+    run.add_argument(
+        "--sim-hostile-every",
+        type=int,
+        default=3,
+        metavar="N",
+        help="with --sim-hostile: every Nth device (default 3)",
     )
     add_driver_arguments(run)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import secrets
 import sys
@@ -14,18 +15,21 @@ from pipeline.bus.topics import TopicError, check_segment
 from pipeline.cli.common import settings_from, stop_event_on_signals
 from pipeline.cli.driver_options import driver_factory, sim_device_factory
 from pipeline.cli.main import EXIT_FAILURE, EXIT_OK, CommandError
+from pipeline.cli.station_broker import write_broker_access
 from pipeline.cli.station_labels import start_labels
 from pipeline.cli.station_output import StationOutput
+from pipeline.config import Settings
 from pipeline.config_check import validate_for
 from pipeline.crypto.station_key import StationKeyError, StationKeyPair, public_key_from_text
 from pipeline.service.actors import cli_identity
 from pipeline.service.unit_of_work import StationRecord
+from stations.drivers.port import DeviceFactory
 from stations.errors import LinkError
 from stations.runtime.config import StationConfig
 from stations.runtime.process import StationProcess
 from stations.runtime.spool import SpoolError
 from stations.runtime.usb_ports import UsbMatch, UsbSpecError
-from stations.simulation.fleet import SimulatedFleet, make_devices
+from stations.simulation.fleet import DeviceSpec, SimulatedFleet, make_devices
 
 log = logging.getLogger(__name__)
 # A malformed broker URL (EDGELINE_MQTT_URL). An unreachable broker is no error: the station serves its
@@ -76,6 +80,7 @@ def add(args: argparse.Namespace) -> int:
     finally:
         db.dispose()
     print(f"station {args.name} (line {line}) registered")
+    write_broker_access(args, line, settings.topic_root)
     return EXIT_OK
 
 
@@ -101,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     )
     _check_ports(args.port)
     fleet = _make_fleet(args) if args.simulate else None
+    if fleet is not None:
+        fleet.prepare()  # before the station watches the folder: stale links from a killed run go
     stop = stop_event_on_signals()
     output = StationOutput(args.name, jsonl=args.jsonl)
     if fleet is not None:
@@ -108,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     labels = start_labels(settings, config, output)
     try:
         with output:
-            return _serve(args, config, settings.mqtt_url, usb, output, fleet, stop)
+            return _serve(args, config, settings, usb, output, fleet, stop)
     finally:
         if labels is not None:
             labels.stop()
@@ -117,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
 def _serve(
     args: argparse.Namespace,
     config: StationConfig,
-    mqtt_url: str,
+    settings: Settings,
     usb: list[UsbMatch],
     output: StationOutput,
     fleet: SimulatedFleet | None,
@@ -125,10 +132,12 @@ def _serve(
 ) -> int:
     from stations.runtime.process import start_station
 
+    mqtt_url = settings.mqtt_url
     try:
         station = start_station(
             config,
             mqtt_url,
+            tls=settings.mqtt_tls(),
             ports=args.port,
             watch_dir=args.watch_dir,
             on_result=output.on_result,
@@ -193,29 +202,59 @@ def _make_fleet(args: argparse.Namespace) -> SimulatedFleet:
             "--simulate needs --watch-dir (simulated devices are plugged in there)", exit_code=2
         )
     prefix = args.serial_prefix or secrets.token_hex(3).upper()
-    devices = make_devices(args.simulate, prefix, secrets.token_bytes(2))
+    # A given prefix gives the same MACs every run: a restarted station re-plugs the same devices
+    # (rework), not new devices whose serials collide with the old ones (an identity conflict).
+    stable = hashlib.sha256(prefix.encode()).digest()[:2]
+    mac_prefix = stable if args.serial_prefix else secrets.token_bytes(2)
+    devices = make_devices(args.simulate, prefix, mac_prefix)
+    factory = sim_device_factory(args)
+    if args.sim_hostile:
+        devices, factory = _hostile(args, devices, factory)
     return SimulatedFleet(
         devices,
         args.watch_dir,
         args.devices_dir or args.watch_dir.parent / "devices",
         HttpDeviceRegistrar(),
         fixtures=args.fixtures,
-        device_factory=sim_device_factory(args),
+        device_factory=factory,
     )
+
+
+def _hostile(
+    args: argparse.Namespace, devices: list[DeviceSpec], factory: DeviceFactory
+) -> tuple[list[DeviceSpec], DeviceFactory]:
+    """--sim-hostile: every Nth simulated device misbehaves (fault tests, station acceptance)."""
+    from stations.simulation import hostile
+
+    try:
+        kinds = hostile.parse_kinds(args.sim_hostile)
+    except hostile.HostileSpecError as exc:
+        raise CommandError(str(exc), exit_code=2) from None
+    plan = hostile.hostile_plan(len(devices), kinds, args.sim_hostile_every)
+    devices = hostile.apply_identities(devices, plan)
+    return devices, hostile.hostile_factory(factory, hostile.line_faults(devices, plan))
 
 
 def _wait_for_fleet(
     args: argparse.Namespace, station: StationProcess, fleet: SimulatedFleet, stop: threading.Event
 ) -> int:
+    tally = fleet.tally
     while not stop.wait(0.5):
-        if len(station.results) >= args.simulate:
+        if tally.seen >= tally.expected or tally.error is not None:
             break
-    failed = [r for r in station.results if r.outcome != "PASS"]
-    print(f"station {args.name}: {len(station.results) - len(failed)} passed, {len(failed)} failed")
+    print(f"station {args.name}: {tally.summary()}", flush=True)
+    if tally.error is not None:
+        print(
+            f"edgeline station: the simulated fleet stopped feeding devices ({tally.error}); "
+            "fix the cause and run again",
+            file=sys.stderr,
+            flush=True,
+        )
     still_booting = fleet.wait_for_boots(timeout=120.0)
     if still_booting:
         print(
             f"station {args.name}: {still_booting} simulated device(s) still registering with DPS",
             file=sys.stderr,
         )
-    return EXIT_FAILURE if failed else EXIT_OK
+    complete = tally.error is None and tally.seen >= tally.expected
+    return EXIT_OK if complete and tally.failed == 0 else EXIT_FAILURE

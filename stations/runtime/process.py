@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pipeline.bus.paho import PahoBus
 from pipeline.bus.ports import Bus
+from pipeline.bus.url import TlsFiles
 from pipeline.crypto.station_key import StationKeyPair
 from stations.drivers.line_protocol.driver import line_protocol_driver
 from stations.drivers.port import DeviceDriver
@@ -59,6 +60,7 @@ def start_station(
     list_usb: UsbLister | None = None,
     on_stage: StageHook | None = None,
     connect_timeout: float = 5.0,
+    tls: TlsFiles | None = None,
 ) -> StationProcess:
     """Serve the ports and connect to the broker (offline last will), waiting up to `connect_timeout`.
 
@@ -81,6 +83,7 @@ def start_station(
         client_id or f"edgeline-station-{config.name}",
         will=status_message(config, online=False),
         clean_session=clean_session,
+        tls=tls,
     )
     agent = StationAgent(config, bus, keypair, on_result=sink, on_stage=on_stage)  # opens the spool
     agent.start()  # before connecting: the subscription and presence then come with the first CONNACK

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.azure.ports import DeviceRegistrar, DeviceRegistrationResult
@@ -26,6 +26,47 @@ from stations.simulation.boot import BootError, EdgeRuntime, ProvisioningRetry, 
 log = logging.getLogger(__name__)
 REBOOT_WAIT_SECONDS = 10.0  # how long the simulated operator waits for a passed device to start rebooting
 BootSink = Callable[[str, DeviceRegistrationResult], None]
+FIXTURE_PREFIX = "fixture-"
+
+
+@dataclass(slots=True)
+class FleetTally:
+    """What became of the fleet's devices: expected, seen (a station result came back), passed, failed."""
+
+    expected: int
+    passed: int = 0
+    failed: int = 0
+    error: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def seen(self) -> int:
+        return self.passed + self.failed
+
+    def record(self, passed: bool) -> None:
+        with self._lock:
+            if passed:
+                self.passed += 1
+            else:
+                self.failed += 1
+
+    def summary(self) -> str:
+        """One line; never calls a run good when devices were never seen."""
+        unseen = max(0, self.expected - self.seen)
+        line = f"{self.expected} expected, {self.seen} seen, {self.passed} passed, {self.failed} failed"
+        return line + (f", {unseen} never seen" if unseen else "")
+
+
+def _replace_link(target: str, link: Path) -> None:
+    """Point `link` at `target`, replacing a leftover link of the same name.
+
+    (No temporary link + rename: the station watches this folder and would serve the temporary name.)
+    """
+    if link.is_symlink():
+        log.warning("replacing stale fixture link %s", link)
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
+    os.symlink(target, link)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +127,31 @@ class SimulatedFleet:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._feed, name="fleet", daemon=True)
         self.boot_threads: list[threading.Thread] = []
+        self.tally = FleetTally(expected=len(devices))
+
+    def prepare(self) -> int:
+        """Create the watched folder and remove fixture links a killed earlier run left; return how many.
+
+        Call before the station starts watching the folder: a stale link points at a pseudo-terminal
+        that no longer exists, and a new device must be able to take its name.
+        """
+        self._watch_dir.mkdir(parents=True, exist_ok=True)
+        removed = 0
+        for link in self._watch_dir.glob(f"{FIXTURE_PREFIX}*"):
+            if link.is_symlink():
+                with contextlib.suppress(FileNotFoundError):
+                    link.unlink()
+                removed += 1
+        return removed
 
     def start(self) -> None:
-        self._watch_dir.mkdir(parents=True, exist_ok=True)
+        self.prepare()
         self._thread.start()
+
+    @property
+    def feeding_error(self) -> str | None:
+        """Why the feeding thread died, or None while it is alive or ended normally."""
+        return self.tally.error
 
     def stop(self) -> None:
         self._stop.set()
@@ -115,6 +177,10 @@ class SimulatedFleet:
         After a PASS the operator waits for the device to start rebooting (a console device may take a
         moment to read the reboot command the station already sent); a FAIL comes off at once.
         """
+        with self._lock:
+            ours = result.port in self._plugged
+        if ours:
+            self.tally.record(result.outcome == "PASS")
         if result.outcome == "PASS":
             with self._lock:
                 rebooting = self._rebooting.get(result.port)
@@ -125,13 +191,20 @@ class SimulatedFleet:
         self._unplug(result.port)
 
     def _feed(self) -> None:
+        try:
+            self._feed_all()
+        except Exception as exc:  # the thread must not end silently: the station process reports it
+            self.tally.error = f"{type(exc).__name__}: {exc}"
+            log.error("simulated fleet stopped feeding devices: %s", self.tally.error)
+
+    def _feed_all(self) -> None:
         index = 0
         while self._pending and not self._stop.is_set():
             if not self._fixtures.acquire(timeout=0.5):
                 continue
             spec = self._pending.pop()
             index += 1
-            self._plug(spec, self._watch_dir / f"fixture-{index:05d}")
+            self._plug(spec, self._watch_dir / f"{FIXTURE_PREFIX}{index:05d}")
 
     def _plug(self, spec: DeviceSpec, link: Path) -> None:
         flash_dir = self._flash_root / self._folder_name(spec)
@@ -148,7 +221,7 @@ class SimulatedFleet:
         with self._lock:
             self._plugged[str(link)] = device
             self._rebooting[str(link)] = rebooting
-        os.symlink(device.port, link)
+        _replace_link(device.port, link)
 
     def _unplug(self, link: str) -> None:
         with self._lock:

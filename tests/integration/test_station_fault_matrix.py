@@ -275,7 +275,7 @@ def test_station_cli_provisions_four_simulated_consoles(setting: Setting) -> Non
     command += ["--key-file", str(key_file), "--serial-prefix", "CLI", "--line", line.settings.line]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "4 passed, 0 failed" in done.stdout, done.stdout[-2000:]
+    assert "4 expected, 4 seen, 4 passed, 0 failed" in done.stdout, done.stdout[-2000:]
     wait_for(
         lambda: (
             line.query("SELECT count(*) FROM units WHERE station = 'CLI1' AND state = 'assigned'") == [(4,)]
@@ -285,3 +285,26 @@ def test_station_cli_provisions_four_simulated_consoles(setting: Setting) -> Non
             f"4 assigned units of CLI1; {line.query('SELECT state FROM units WHERE station = ?', 'CLI1')}"
         ),
     )
+
+
+def test_a_restarted_simulated_station_reuses_the_fixture_links_a_killed_run_left(setting: Setting) -> None:
+    """Defect 6: a killed station left `fixture-*` links; the next run feeds every device and says so."""
+    line = setting.line
+    workdir = setting.workdir / "restart"
+    key_file = register_station(line, "RS1", workdir)
+    ports = workdir / "ports"
+    ports.mkdir(parents=True)
+    for index in (1, 2, 3):
+        os.symlink(f"/dev/pts/gone-{index}", ports / f"fixture-{index:05d}")
+    env = {
+        **os.environ,
+        "EDGELINE_MQTT_URL": line.settings.mqtt_url,
+        "EDGELINE_TOPIC_ROOT": line.settings.topic_root,
+        "EDGELINE_LINE": line.settings.line,
+    }
+    command = [sys.executable, "-m", "pipeline.cli", "station", "run", "--simulate", "3"]
+    command += ["--watch-dir", str(ports), "--name", "RS1", "--key-file", str(key_file)]
+    command += ["--serial-prefix", "RST", "--line", line.settings.line]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "3 expected, 3 seen, 3 passed, 0 failed" in done.stdout, done.stdout[-2000:]

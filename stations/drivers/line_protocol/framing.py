@@ -141,6 +141,8 @@ def unescape(text: str, *, last_field: bool = False) -> bytes:
     while i < len(text):
         char = text[i]
         if char != "%":
+            if not " " <= char <= "~":  # a frame is printable ASCII: anything else is not our escaping
+                raise ParseError(f"character {char!r} at position {i + 1} is not printable ASCII")
             out.append(0x0A if last_field and char == "~" else ord(char))
             i += 1
             continue

@@ -48,6 +48,7 @@ class Faults:
     corrupt_write: bool = False  # stored bytes differ from the verified transfer
     wrong_hash: bool = False  # HASH reports a digest that is not the stored file's
     garbage: bool = False  # answer every line with noise only
+    flood_bytes: int = 0  # once, before the next reply: a line this long (a device spewing a log dump)
 
 
 class DeviceFailure(Exception):

@@ -84,6 +84,9 @@ class SimulatedDevice(PtySimulator):
         faults = self.faults
         if faults.noise:
             self._outbox.put(_noise())
+        if faults.flood_bytes > 0:
+            self._outbox.put(b"\xfe" * faults.flood_bytes + b"\n")
+            faults.flood_bytes = 0
         if faults.drop_replies > 0:
             faults.drop_replies -= 1
             return
