@@ -44,8 +44,7 @@ def test_takeover_and_replay_attacks_are_refused(tmp_path: Path) -> None:
     """A second registered station claims finished units; old scans come back under fresh ids."""
     with FaultLine(tmp_path, units=UNITS) as line:
         tap = _run_tapped(line)
-        public = line.cli("station", "init", "--key-file", str(tmp_path / "S2.key")).stdout.strip()
-        line.cli("station", "add", "S2", "--public-key", public)
+        line.register_station("S2")
         before = line.sql(TRANSITIONS)
         scans = tap.captured("unit.scanned")
         for topic, payload in scans[:5]:
