@@ -9,6 +9,7 @@ sealing keys (callers hand over sealed bytes only).
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 from sqlalchemy import and_, func, or_, select
@@ -22,6 +23,15 @@ from pipeline.service import unit_of_work as ports
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _lock_key(text: str) -> int:
+    """A signed 64-bit advisory-lock key for `text` (stable across processes, unlike hash())."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def _canonical_mac(mac: str) -> str:
+    return mac.strip().lower().replace("-", ":")
 
 
 def wrote(session: Session) -> None:
@@ -81,8 +91,17 @@ class SqlUnitRepository(ports.UnitRepository):
         row = self._row(registration_id, for_update=for_update)
         return unit_from_row(row) if row else None
 
+    def lock_identity(self, serial: str, mac: str) -> None:
+        """PostgreSQL: transaction-scoped advisory locks on the serial and the MAC (in a fixed order, so two
+        workers cannot deadlock on one pair). SQLite serialises writers already (BEGIN IMMEDIATE)."""
+        if self._session.get_bind().dialect.name != "postgresql":
+            return
+        keys = sorted({_lock_key(f"serial:{serial}"), _lock_key(f"mac:{_canonical_mac(mac)}")})
+        for key in keys:
+            self._session.execute(select(func.pg_advisory_xact_lock(key)))
+
     def find_by_mac(self, mac: str) -> Unit | None:
-        return self._latest(t.UnitRow.mac == mac.strip().lower().replace("-", ":"))
+        return self._latest(t.UnitRow.mac == _canonical_mac(mac))
 
     def find_by_serial(self, serial: str) -> Unit | None:
         return self._latest(t.UnitRow.serial == serial)

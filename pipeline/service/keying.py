@@ -127,7 +127,12 @@ def _restart(ctx: Context, unit: Unit, event: UnitScanned) -> None:
 
 
 def _conflicting_unit(uow: UnitOfWork, identity: DeviceIdentity) -> Unit | None:
-    """A known unit with this MAC or serial (asked before the new unit is added: it must not find itself)."""
+    """A known unit with this MAC or serial (asked before the new unit is added: it must not find itself).
+
+    The identity lock makes the question and the insert one step across workers: two workers keying two
+    different units that share a MAC (or a serial) at the same moment would otherwise both find nothing.
+    """
+    uow.units.lock_identity(identity.serial, identity.mac)
     return uow.units.find_by_mac(identity.mac) or uow.units.find_by_serial(identity.serial)
 
 

@@ -200,3 +200,32 @@ def test_an_allowed_oui_is_admitted(world: World) -> None:
     message = scan("SN-MAC-2", "00:1B:44:11:22:33")
     deliver(ctx, handle_scanned, message)
     assert world.unit(message.registration_id).state is UnitState.KEYED
+
+
+def test_two_workers_keying_units_that_share_a_mac_at_once_quarantine_one(world: World) -> None:
+    """The identity check and the insert are one step across workers (advisory locks on PostgreSQL)."""
+    import threading
+
+    for round_ in range(8):
+        serial_a, mac = new_identity()
+        serial_b, _ = new_identity()
+        ctxs = [world.context(), world.context()]
+        scans = [scan(serial_a, mac), scan(serial_b, mac)]
+        start = threading.Barrier(2)
+
+        def key(
+            i: int,
+            ctxs: list[Context] = ctxs,
+            scans: list[UnitScanned] = scans,
+            start: threading.Barrier = start,
+        ) -> None:
+            start.wait()
+            deliver(ctxs[i], handle_scanned, scans[i])
+
+        threads = [threading.Thread(target=key, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        states = sorted(world.unit(s.registration_id).state.value for s in scans)
+        assert states == ["keyed", "quarantined"], f"round {round_}: {states}"
