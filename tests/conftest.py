@@ -238,6 +238,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_MOSQUITTO = REPO_ROOT / "deploy" / "mosquitto"
 
 
+TLS_LISTENER_OPTIONS = ("certfile", "keyfile", "cafile", "tls_version", "require_certificate")
+
+
 class SecuredMosquitto(Mosquitto):
     """Mosquitto running deploy/mosquitto/mosquitto.conf + acl, with a generated password file."""
 
@@ -262,8 +265,16 @@ class SecuredMosquitto(Mosquitto):
         }
         seen: set[str] = set()
         out: list[str] = []
+        extra_listener = False  # the TLS listener (8883) and its certificate options: one listener in tests
         for line in source.read_text().splitlines():
             key = line.split(maxsplit=1)[0] if line.strip() and not line.startswith("#") else ""
+            if key == "listener" and key in seen:
+                extra_listener = True
+                continue
+            if extra_listener and key in TLS_LISTENER_OPTIONS:
+                continue
+            if key:
+                extra_listener = False
             if key in overrides:
                 if key not in seen:  # one listener/log destination in tests
                     out.append(overrides[key])

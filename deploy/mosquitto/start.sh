@@ -25,6 +25,16 @@ if [ ! -s "$PASSWD.new" ]; then
     exit 2
 fi
 mv "$PASSWD.new" "$PASSWD"
+# TLS: the `certs` service wrote the broker's certificate for the edgeline user; give the broker a copy.
+TLS_DIR=/mosquitto/tls
+mkdir -p "$TLS_DIR"
+for file in ca.pem broker.pem broker.key; do
+    if [ ! -s "/mosquitto/certs/$file" ]; then
+        echo "start.sh: /mosquitto/certs/$file is missing: run the certs service (edgeline certs init/broker)" >&2
+        exit 2
+    fi
+    cp "/mosquitto/certs/$file" "$TLS_DIR/$file"
+done
 # The broker drops root privileges to user `mosquitto` before it reads these files.
-chown -R mosquitto:mosquitto "$AUTH_DIR" /mosquitto/data
+chown -R mosquitto:mosquitto "$AUTH_DIR" /mosquitto/data "$TLS_DIR"
 exec /usr/sbin/mosquitto -c /mosquitto/config/mosquitto.conf

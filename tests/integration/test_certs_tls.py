@@ -96,3 +96,46 @@ def test_a_client_without_a_certificate_is_refused(certs: Path, tls_broker: int)
             bus.connect(5)
     finally:
         bus.close()
+
+
+def test_the_shipped_broker_config_serves_its_tls_listener_with_edgeline_certs(
+    tmp_path: Path, certs: Path
+) -> None:
+    """deploy/mosquitto/mosquitto.conf as compose runs it: its 8883 listener with `edgeline certs` files."""
+    plain, tls_port = free_port(), free_port()
+    passwd = tmp_path / "passwd"
+    passwd_tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    subprocess.run([passwd_tool, "-b", "-c", str(passwd), "worker", "secret-w"], check=True)
+    paths = {
+        "listener 1883": f"listener {plain} 127.0.0.1",
+        "listener 8883": f"listener {tls_port} 127.0.0.1",
+        "/mosquitto/tls/": f"{certs}/",
+        "/mosquitto/auth/passwd": str(passwd),
+        "/mosquitto/config/acl": str(REPO / "deploy" / "mosquitto" / "acl"),
+        "/mosquitto/data/": f"{tmp_path}/",
+        "log_dest stdout": f"log_dest file {tmp_path / 'broker.log'}",
+    }
+    text = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
+    for shipped, here in paths.items():
+        assert shipped in text, f"mosquitto.conf no longer has {shipped!r}"
+        text = text.replace(shipped, here)
+    config = tmp_path / "mosquitto.conf"
+    config.write_text(text + ("user root\n" if os.geteuid() == 0 else ""))
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    process = subprocess.Popen([binary, "-c", str(config)], stderr=subprocess.PIPE)
+    try:
+        wait_for_port(tls_port, timeout=10)
+        url = f"mqtts://worker:secret-w@127.0.0.1:{tls_port}"
+        bus = PahoBus.from_url(url, "tls-default-probe", tls=TlsFiles(ca_file=str(certs / "ca.pem")))
+        try:
+            bus.connect(timeout=10)
+            bus.publish("edgeline/v1/units/events/probe", b"{}", timeout=10)  # the worker's own topic tree
+        finally:
+            bus.close()
+        untrusted = PahoBus.from_url(url, "tls-untrusted-probe")  # the system trust store: no site CA
+        with pytest.raises(BusError):
+            untrusted.connect(timeout=5)
+        untrusted.close()
+    finally:
+        process.terminate()
+        process.wait(5)

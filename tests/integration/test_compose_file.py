@@ -139,6 +139,12 @@ def _edgeline_commands() -> list[tuple[str, list[str]]]:
             command = service["command"]
             assert isinstance(command, list), f"{name}: use the list form of `command`"
             commands.append((name, [_resolve_defaults(str(t)) for t in command]))
+        elif entrypoint == ["/bin/sh", "-c"]:  # a shell one-liner: check each `edgeline ...` in it
+            script = " ".join(str(t) for t in service["command"])
+            for part in re.split(r"&&|\|\||[()]", script):
+                words = shlex.split(part)
+                if words[:1] == ["edgeline"]:
+                    commands.append((name, [_resolve_defaults(w) for w in words[1:]]))
         else:
             assert entrypoint == ["edgeline-station-setup"], f"{name}: unexpected entrypoint {entrypoint}"
     for line in SETUP_SCRIPT.read_text().splitlines():
@@ -164,6 +170,8 @@ def test_every_edgeline_command_parses_with_the_real_cli() -> None:
         "station run",
         "station init",
         "station add",
+        "certs init",
+        "certs broker",
     }
     for where, args in commands:
         try:
