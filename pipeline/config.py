@@ -106,7 +106,7 @@ class Settings:
     client_id: str = ""  # MQTT client id; default edgeline-worker-<host>-<instance> or -p<pid>
     instance: str = ""  # e.g. 1, 2 (systemd edgeline-up@N): a stable id per instance on one host
     mqtt_protocol: str = "5"  # 5 (session expiry, takeover detection) or 3.1.1 (brokers without 5)
-    mqtt_session_expiry_seconds: int = 60  # the DB + reconciler are the truth: survive blips only
+    mqtt_session_expiry_seconds: int = 0  # 0: a dead worker leaves the shared group at once (issue #8)
     mqtt_unacked_warn_count: int = 0  # warn when this many received messages wait for an ack (0: off)
     mqtt_unacked_warn_seconds: float = 60.0  # warn when a received message waits this long (0: off)
     # --- edge: IoT Edge runtime liveness after assignment; line state in Sparkplug B (both off) ---

@@ -7,7 +7,7 @@ session expires. So:
 - an explicit id (setting client_id / EDGELINE_CLIENT_ID, or `--client-id`) is used as given;
 - with an instance name (setting instance / EDGELINE_INSTANCE, or `--instance N`, e.g. systemd's `%i`)
   the id is `edgeline-<role>-<host>-<instance>`: stable across restarts, so a restarted instance takes
-  back its own session and the messages queued for it;
+  back its own session (and, with a session expiry above 0, what was queued for it);
 - otherwise the lowest free instance slot of this host (`claim_instance_slot`: a lock file per slot in
   the temp folder, released by the kernel when the process dies, even by SIGKILL), so N copies per host
   run side by side and a restarted copy takes back the id, and so the session, of the one it replaces;

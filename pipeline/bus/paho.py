@@ -1,9 +1,10 @@
 """PahoBus: the Bus port over paho-mqtt 2.x, the only module of edgeline that imports paho.
 
 Responsible for: QoS 1 publishes that block until PUBACK, manual-ack subscriptions whose handlers run
-on a worker thread (pipeline.bus.inbox), persistent sessions under a stable client id (so a restarted
-worker gets what was queued while it was down, and un-acked messages again) with a short MQTT 5 expiry
-(so a dead worker's session does not keep taking its share of a shared group), reconnecting with
+on a worker thread (pipeline.bus.inbox), sessions under a stable client id with an MQTT 5 expiry
+(workers: 0, so a dead worker's session leaves the shared group the moment its socket closes instead of
+taking its share of the messages; see DEFAULT_SESSION_EXPIRY_SECONDS), never acknowledging a message
+received in a session the broker has since forgotten (`_on_message`), reconnecting with
 backoff and re-subscribing, shared subscriptions, the last will, stopping for good with one line when
 another process takes the client id over (`stop_on_takeover`, `on_fatal`), warning when received
 messages stay un-acknowledged (pipeline.bus.acks), a background mode for processes that must run
@@ -45,10 +46,11 @@ log = logging.getLogger(__name__)
 
 Protocol = Literal["3.1.1", "5"]
 QOS = 1
-# MQTT 5 session expiry after a disconnect. Short on purpose: the database and the reconciler are the
-# truth (architecture §6), a session only has to outlive a reconnect blip or a quick restart under the same
-# id. A long expiry let a killed worker's session keep receiving its share of the shared group's
-# messages for days (issue #8: p95 scan->assigned 117 s instead of 1.6 s).
+# MQTT 5 session expiry after a disconnect, for clients that do not choose one: outlives a reconnect blip.
+# Workers in a shared group use the setting mqtt_session_expiry_seconds, 0 by default: while a session
+# outlives its connection the broker keeps routing its share of the group's messages to it, and those
+# units wait for the reconciler (a killed worker replaced under a fresh id: p95 scan->assigned 117 s with
+# a 7-day expiry, 37 s with 60 s, 1.5-2.2 s with 0 as undisturbed; issue #8, benchmarks/stale_session.py).
 DEFAULT_SESSION_EXPIRY_SECONDS = 60
 SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT reason: another connection used this client id
 _RECONNECT_MIN, _RECONNECT_MAX = 1, 30  # seconds; paho doubles the delay up to the maximum
@@ -92,6 +94,7 @@ class PahoBus(Bus):
         self._pubacks, self._subacks = Acks(), Acks()
         self._unacked = UnackedWatch()
         self._suspicion = TakeoverSuspicion()
+        self._session = 0  # +1 whenever the broker starts a new session (CONNACK without session present)
         self._resubscribe_mids: list[int] = []
         self._inbox = Inbox(client_id)
         self._connected_callbacks: list[Callable[[], None]] = []
@@ -389,6 +392,8 @@ class PahoBus(Bus):
         self._refused = None
         self._connected.set()
         self._suspicion.connected()
+        if not flags.session_present:
+            self._session += 1  # the broker forgot the old session: its packet ids mean nothing any more
         try:
             self._resubscribe_mids = [self._send_subscribe(s) for s in self._inbox.subscriptions]
         except BusError as exc:  # an exception here would end paho's network thread
@@ -428,7 +433,7 @@ class PahoBus(Bus):
         self._subacks.complete(mid, ", ".join(failed) or None)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        mid, qos = message.mid, message.qos
+        mid, qos, session = message.mid, message.qos, self._session
         acked = threading.Event()
         token = self._unacked.received()
 
@@ -436,6 +441,11 @@ class PahoBus(Bus):
             if not acked.is_set():
                 acked.set()
                 self._unacked.acked(token)
+                if session != self._session:
+                    # Received in a session the broker has dropped (expiry 0 and a reconnect): a PUBACK
+                    # with its packet id would acknowledge whatever new message now has that id.
+                    log.debug("not acknowledging message %d of an expired session of %s", mid, self.client_id)
+                    return
                 client.ack(mid, qos)  # paho queues the PUBACK under its own lock: safe from any thread
 
         self._inbox.put(InboundMessage(message.topic, bytes(message.payload), ack, bool(message.dup)))

@@ -69,7 +69,7 @@ def kill_a_worker_in_the_group(url: str, client_id: str, group: str, topic: str,
         child.wait(10)
 
 
-@pytest.mark.parametrize(("expiry", "left_for_the_dead"), [(2, False), (3600, True)])
+@pytest.mark.parametrize(("expiry", "left_for_the_dead"), [(0, False), (2, False), (3600, True)])
 def test_a_killed_workers_session_stops_taking_messages_once_it_expired(
     mosquitto: Mosquitto, clients: list[PahoBus], topic_root: str, expiry: int, left_for_the_dead: bool
 ) -> None:
@@ -233,3 +233,37 @@ def test_messages_left_unacknowledged_are_warned_about(
     warnings = [r.getMessage() for r in caplog.records if "unacknowledged" in r.getMessage()]
     assert warnings, "no warning about 3 messages left un-acked"
     assert f"{topic_root}-slow holds 3 received message(s) unacknowledged" in warnings[0]
+
+
+def test_a_message_of_a_session_the_broker_forgot_is_not_acknowledged_in_the_new_one(
+    mosquitto: Mosquitto, clients: list[PahoBus], topic_root: str
+) -> None:
+    """A late ack of a message from a dropped session must not acknowledge the new session's message.
+
+    Both sessions number their deliveries from packet id 1: a PUBACK for the old message would tell the
+    broker the new one was handled, and a worker dying before handling it would lose it for good.
+    """
+    topic, worker_id = f"{topic_root}/units/events/x", f"{topic_root}-worker"
+    held = Collector(ack=False)
+    worker = connect(clients, mosquitto.url, worker_id, PahoOptions(protocol="5", session_expiry_seconds=60))
+    worker.subscribe(topic, held)
+    worker.connect(10)
+    publisher = connect(clients, mosquitto.url, f"{topic_root}-pub", PahoOptions(clean_session=True))
+    publisher.connect(10)
+    publisher.publish(topic, b"old", timeout=10)
+    held.wait_for(1)
+    mosquitto.stop()
+    (mosquitto.workdir / "mosquitto.db").unlink(missing_ok=True)  # the broker forgets every session
+    mosquitto.start()
+    assert worker.wait_connected(20) and publisher.wait_connected(20)
+    time.sleep(0.5)  # the worker's re-subscription reaches the broker
+    publisher.publish(topic, b"new", timeout=10)
+    held.wait_for(2, timeout=10)
+    held.messages[0].ack()  # the handler of the old message finishes late
+    time.sleep(0.5)
+    worker.close()  # a DISCONNECT: the new session stays for 60 s with "new" un-acked
+    again = Collector()
+    revived = connect(clients, mosquitto.url, worker_id, PahoOptions(protocol="5", session_expiry_seconds=60))
+    revived.subscribe(topic, again)
+    revived.connect(10)
+    assert again.wait_for(1, timeout=10)[0].payload == b"new"  # still the broker's to redeliver

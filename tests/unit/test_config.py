@@ -341,3 +341,13 @@ def test_environment_key_wins_over_key_file(tmp_path: Path) -> None:
     settings = Settings(master_key=MASTER, master_key_file=str(tmp_path / "absent.key"))
 
     assert settings.load_master_key() == SecretKey(bytes(range(32)))
+
+
+def test_workers_sessions_end_with_their_connection_by_default() -> None:
+    """Issue #8 §2: a session outliving a killed worker keeps taking its share of the shared group."""
+    from pipeline.bootstrap import bus_options
+
+    assert load_settings(env={}).mqtt_session_expiry_seconds == 0
+    assert bus_options(Settings(mqtt_session_expiry_seconds=0)).session_expiry_seconds == 0
+    raised = load_settings(env={"EDGELINE_MQTT_SESSION_EXPIRY_SECONDS": "30"})
+    assert bus_options(raised).session_expiry_seconds == 30
