@@ -13,6 +13,8 @@ import hashlib
 from datetime import UTC, datetime
 
 from sqlalchemy import and_, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from pipeline.db import tables as t
@@ -227,6 +229,24 @@ class SqlGroupRepository(ports.GroupRepository):
         row.updated_at = _now()
         wrote(self._session)
         self._session.flush()
+
+    def add_if_absent(self, record: ports.GroupRecord) -> bool:
+        values = {
+            "group_id": record.group_id,
+            "product": record.product,
+            "sealed_primary_key": record.sealed_primary_key,
+            "sealed_secondary_key": record.sealed_secondary_key,
+            "created_at": record.created_at,
+            "updated_at": _now(),
+        }
+        dialect = self._session.get_bind().dialect.name
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        statement = insert(t.EnrollmentGroupRow).values(**values)
+        # ON CONFLICT waits for a concurrent insert of the same group to commit, then adds nothing.
+        statement = statement.on_conflict_do_nothing(index_elements=["group_id"])
+        added = self._session.scalar(statement.returning(t.EnrollmentGroupRow.group_id)) is not None
+        wrote(self._session)
+        return added
 
     def list(self) -> list[ports.GroupRecord]:
         rows = self._session.scalars(select(t.EnrollmentGroupRow).order_by(t.EnrollmentGroupRow.group_id))

@@ -146,35 +146,46 @@ def ensure_group(ctx: Context) -> str:
     A new key can be read once, for DPS; after DPS holds the group the store locks it (PKCS#11: the key
     becomes non-extractable), so from then on it only derives device keys.
     """
+    group_id = ctx.settings.group_id()
+    with ctx.uow_factory() as uow:
+        record = uow.groups.get(group_id) or _create_group(uow, ctx, group_id)
+        uow.commit()
+    return _register_group(ctx, record)
+
+
+def _create_group(uow: UnitOfWork, ctx: Context, group_id: str) -> GroupRecord:
+    """New keys for the group; if another worker created it at the same moment, theirs."""
+    store = ctx.group_key_store()
+    candidate = GroupRecord(
+        group_id=group_id,
+        product=ctx.settings.product,
+        created_at=ctx.clock(),
+        sealed_primary_key=store.generate(group_id, "primary"),
+        sealed_secondary_key=store.generate(group_id, "secondary"),
+    )
+    if not uow.groups.add_if_absent(candidate):
+        for handle in (candidate.sealed_primary_key, candidate.sealed_secondary_key):
+            store.discard(handle)
+        existing = uow.groups.get(group_id)
+        assert existing is not None, "add_if_absent found the group, so it exists"
+        return existing
+    detail = {
+        "group_id": group_id,
+        "key_store": store.name,
+        "primary": store.fingerprint(candidate.sealed_primary_key, group_id, "primary"),
+        "secondary": store.fingerprint(candidate.sealed_secondary_key, group_id, "secondary"),
+    }
+    actor = qualified(ACTOR, ctx.instance)
+    uow.audit.append(at=ctx.clock(), kind="group.created", actor=actor, registration_id=None, detail=detail)
+    return candidate
+
+
+def _register_group(ctx: Context, record: GroupRecord) -> str:
+    """Make DPS hold the group with the stored keys, then lock them in the key store."""
     from pipeline.service.group_keys import group_key_values
 
-    group_id = ctx.settings.group_id()
     store = ctx.group_key_store()
-    with ctx.uow_factory() as uow:
-        record = uow.groups.get(group_id)
-        if record is None:
-            record = GroupRecord(
-                group_id=group_id,
-                product=ctx.settings.product,
-                created_at=ctx.clock(),
-                sealed_primary_key=store.generate(group_id, "primary"),
-                sealed_secondary_key=store.generate(group_id, "secondary"),
-            )
-            uow.groups.put(record)
-            detail = {
-                "group_id": group_id,
-                "key_store": store.name,
-                "primary": store.fingerprint(record.sealed_primary_key, group_id, "primary"),
-                "secondary": store.fingerprint(record.sealed_secondary_key, group_id, "secondary"),
-            }
-            uow.audit.append(
-                at=ctx.clock(),
-                kind="group.created",
-                actor=qualified(ACTOR, ctx.instance),
-                registration_id=None,
-                detail=detail,
-            )
-            uow.commit()
+    group_id = record.group_id
     primary, secondary = group_key_values(ctx, record)
     ctx.dps.ensure_enrollment_group(
         EnrollmentGroupSpec(

@@ -123,6 +123,10 @@ class GroupRepository(abc.ABC):
         """Insert or replace (key rotation)."""
 
     @abc.abstractmethod
+    def add_if_absent(self, record: GroupRecord) -> bool:
+        """Insert unless the group exists (another worker may be creating it right now); True if added."""
+
+    @abc.abstractmethod
     def list(self) -> list[GroupRecord]: ...
 
 

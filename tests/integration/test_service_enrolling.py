@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+
 import service_helpers
 from service_helpers import CountingTransport, World, deliver, envelope, scan, to_keyed
 
 from pipeline.domain.events import UnitEnrolled, UnitFailed, UnitKeyed
 from pipeline.domain.model import UnitState
+from pipeline.service.context import Context
 from pipeline.service.enrolling import BULK_LIMIT, ensure_group, handle_keyed
 
 # fixtures `shared_emulator` and `world` (tests/integration/service_helpers.py)
@@ -115,3 +119,28 @@ def test_dps_down_fails_units_retryably_at_enroll(world: World) -> None:
     failed = [m for _, m in world.outbox_of(UnitFailed)]
     assert sorted(m.registration_id for m in failed) == sorted(rids)
     assert all(m.stage == "enroll" and m.retryable for m in failed)
+
+
+def test_two_workers_starting_at_once_share_one_set_of_group_keys(world: World) -> None:
+    """Both create the group on an empty database at the same moment: one wins, the other uses its keys."""
+    ctxs = [world.context("group"), world.context("group")]
+    sealer = ctxs[0].sealer
+    ctxs[1] = dataclasses.replace(ctxs[1], sealer=sealer)  # one master key, as on one line
+    start, errors = threading.Barrier(2), []
+
+    def run(ctx: Context) -> None:
+        start.wait()
+        try:
+            ensure_group(ctx)
+        except Exception as exc:  # the test reports it below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(ctx,)) for ctx in ctxs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    created = [r for r in world.audit() if r.kind == "group.created"]
+    assert len(created) == 1
+    assert len(world.emulator.dump()["dps"]["enrollmentGroups"]) == 1
