@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pipeline.azure.ports import EnrollmentInfo, HubDevice, RegistrationState
-from pipeline.domain.model import TRANSITIONS, UnitState
+from pipeline.domain.model import CONVERGIBLE_TO_ASSIGNED, TRANSITIONS, UnitState
 
 STATES = {state.value for state in UnitState}
 ENROLLED_OR_LATER = {"enrolled", "config_issued", "flashed", "assigned"}
@@ -164,7 +164,7 @@ def _trail_violations(unit: UnitFacts, trail: tuple[Transition, ...]) -> Iterato
         )
     for before, after in itertools.pairwise(changes):
         source, target = UnitState(before.kind[5:]), UnitState(after.kind[5:])
-        if target in TRANSITIONS[source]:
+        if target in TRANSITIONS[source] or _converged(after, source):
             continue
         rule = "duplicate-transition" if source is target else "illegal-transition"
         yield Violation(
@@ -175,6 +175,15 @@ def _trail_violations(unit: UnitFacts, trail: tuple[Transition, ...]) -> Iterato
         )
 
 
+def _converged(change: Transition, source: UnitState | None) -> bool:
+    """An `assigned` the confirmer took from DPS's word (`Unit.converge_assigned`), from a state it may."""
+    return (
+        change.kind == "unit.assigned"
+        and bool(change.detail.get("converged"))
+        and (source is None or source in CONVERGIBLE_TO_ASSIGNED)
+    )
+
+
 def _read_back_violations(unit: UnitFacts, trail: tuple[Transition, ...]) -> Iterator[Violation]:
     if unit.state not in READ_BACK_STATES:
         return
@@ -182,6 +191,8 @@ def _read_back_violations(unit: UnitFacts, trail: tuple[Transition, ...]) -> Ite
     issued = [i for i, t in enumerate(changes) if t.kind == "unit.config_issued"]
     flashed = [t for t in changes[issued[-1] + 1 :] if t.kind == "unit.flashed"] if issued else []
     rid, rescan = unit.registration_id, "rescan the unit at a station to flash and verify it again"
+    if not flashed and any(_converged(t, None) for t in changes[issued[-1] + 1 if issued else 0 :]):
+        return  # the device registered with the issued key (DPS says so): its read-back ack was lost
     if not flashed:
         yield Violation(
             rid, "read-back", f"{unit.state} without a verified read-back of the issued config", rescan

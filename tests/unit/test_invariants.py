@@ -192,3 +192,17 @@ def test_two_live_units_with_one_mac_are_an_identity_violation() -> None:
     trail = {RID: _trail(*FULL), other_rid: _trail("unit.scanned", "unit.quarantined")}
     del cloud.registrations[other_rid]  # a quarantined unit never got a key, so never registered
     assert check(DbSnapshot((ASSIGNED, quarantined), trail, 0, True), cloud).ok
+
+
+def test_assigned_by_convergence_from_dps_is_legal_without_a_read_back() -> None:
+    """The confirmer takes `assigned` from DPS when the station's flash result was lost (issue #11, #4)."""
+    snapshot, cloud = _clean()
+    trail = _trail(*FULL[:4]) + (
+        Transition(5, "unit.assigned", {"converged": "converged from config_issued"}),
+    )
+    assert _rules(replace(snapshot, transitions={RID: trail}), cloud) == []
+    plain = _trail(*FULL[:4]) + (Transition(5, "unit.assigned", {}),)  # no DPS word: still a violation
+    assert set(_rules(replace(snapshot, transitions={RID: plain}), cloud)) == {
+        "illegal-transition",
+        "read-back",
+    }
