@@ -197,12 +197,9 @@ def test_two_live_units_with_one_mac_are_an_identity_violation() -> None:
 def test_assigned_by_convergence_from_dps_is_legal_without_a_read_back() -> None:
     """The confirmer takes `assigned` from DPS when the station's flash result was lost (issue #11, #4)."""
     snapshot, cloud = _clean()
-    trail = _trail(*FULL[:4]) + (
-        Transition(5, "unit.assigned", {"converged": "converged from config_issued"}),
-    )
+    converged = Transition(5, "unit.assigned", {"converged": "converged from config_issued"})
+    trail = (*_trail(*FULL[:4]), converged)
     assert _rules(replace(snapshot, transitions={RID: trail}), cloud) == []
-    plain = _trail(*FULL[:4]) + (Transition(5, "unit.assigned", {}),)  # no DPS word: still a violation
-    assert set(_rules(replace(snapshot, transitions={RID: plain}), cloud)) == {
-        "illegal-transition",
-        "read-back",
-    }
+    plain = (*_trail(*FULL[:4]), Transition(5, "unit.assigned", {}))  # no DPS word: still a violation
+    found = set(_rules(replace(snapshot, transitions={RID: plain}), cloud))
+    assert found == {"illegal-transition", "read-back"}
