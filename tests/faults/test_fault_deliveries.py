@@ -12,7 +12,9 @@ from harness import FaultLine, assert_healthy
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.mosquitto, pytest.mark.timeout(420)]
 UNITS = 30
-TRANSITIONS = "SELECT count(*) FROM audit_log WHERE kind LIKE 'unit.%'"
+# State changes only: refused scans are audited too (`unit.rescan_refused`), as they should be.
+TRANSITIONS = "SELECT count(*) FROM audit_log WHERE kind LIKE 'unit.%' AND kind <> 'unit.rescan_refused'"
+REFUSALS = "SELECT count(*) FROM audit_log WHERE kind = 'unit.rescan_refused'"
 
 
 def _run_tapped(line: FaultLine) -> BusTap:
@@ -57,6 +59,7 @@ def test_takeover_and_replay_attacks_are_refused(tmp_path: Path) -> None:
         issued_to_s2 = line.sql("SELECT count(*) FROM units WHERE station = 'S2'")
         assert issued_to_s2 == [(0,)], "a unit was taken over by another station"
         assert line.sql(TRANSITIONS) == before, "a forged or replayed scan changed a unit"
+        assert line.sql(REFUSALS) == [(10,)], "every forged or replayed scan is refused and audited"
     assert_healthy(outcome)
 
 
