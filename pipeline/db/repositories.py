@@ -130,14 +130,20 @@ class SqlUnitRepository(ports.UnitRepository):
         copy_to_row(unit, row, _now())
         wrote(self._session)
 
-    def stuck(self, states: tuple[UnitState, ...], updated_before: datetime, limit: int) -> list[Unit]:
+    def stuck(
+        self, states: tuple[UnitState, ...], updated_before: datetime, limit: int, *, claim: bool = False
+    ) -> list[Unit]:
         query = (
             select(t.UnitRow)
             .where(t.UnitRow.state.in_([s.value for s in states]), t.UnitRow.updated_at < updated_before)
             .order_by(t.UnitRow.updated_at, t.UnitRow.id)
             .limit(limit)
         )
-        return [unit_from_row(r) for r in self._session.scalars(query)]
+        if claim:  # PostgreSQL: rows another worker holds are skipped, not waited for (SQLite: dropped)
+            query = query.with_for_update(skip_locked=True)
+        return [
+            unit_from_row(r) for r in self._session.scalars(query.execution_options(populate_existing=True))
+        ]
 
     def due_for_check(
         self,

@@ -105,6 +105,7 @@ class _MemberUnitOfWork(UnitOfWork):
         outer = self._outer
         self.units, self.keys, self.groups = outer.units, outer.keys, outer.groups
         self.stations, self.outbox, self.processed = outer.stations, outer.outbox, outer.processed
+        self.approvals = outer.approvals
         self.audit = SqlAuditLog(outer.session)
         self._mark = outer.writes
         return self

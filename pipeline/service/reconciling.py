@@ -42,10 +42,10 @@ def reconcile(ctx: Context) -> int:
     stuck_states = STUCK_STATES + ((UnitState.SCANNED,) if ctx.settings.approval_enabled() else ())
     with ctx.uow_factory() as uow:
         touched = 0
-        for unit in uow.units.stuck(stuck_states, now - stuck_for, BATCH):
+        for unit in uow.units.stuck(stuck_states, now - stuck_for, BATCH, claim=True):
             _redrive(uow, ctx, unit, approvals)
             touched += 1
-        for unit in uow.units.stuck((UnitState.FAILED,), now - stuck_for, BATCH):
+        for unit in uow.units.stuck((UnitState.FAILED,), now - stuck_for, BATCH, claim=True):
             if _retry_due(ctx, unit, stuck_for):
                 _retry(uow, ctx, unit, approvals)
                 touched += 1

@@ -70,8 +70,14 @@ class UnitRepository(abc.ABC):
         """Persist every field of an already-added unit."""
 
     @abc.abstractmethod
-    def stuck(self, states: tuple[UnitState, ...], updated_before: datetime, limit: int) -> list[Unit]:
-        """Units in one of `states` not updated since `updated_before`, oldest first."""
+    def stuck(
+        self, states: tuple[UnitState, ...], updated_before: datetime, limit: int, *, claim: bool = False
+    ) -> list[Unit]:
+        """Units in one of `states` not updated since `updated_before`, oldest first.
+
+        `claim` locks them until the transaction ends, skipping rows another worker holds: two workers'
+        reconcilers then never re-drive or retry the same unit twice.
+        """
 
     @abc.abstractmethod
     def due_for_check(

@@ -191,7 +191,7 @@ def test_off_by_default_nothing_changes(world: World, registrar: HttpDeviceRegis
     assert check_liveness(ctx) == 0
     assert world.unit(rid).state is UnitState.ASSIGNED
     scheduler = PipelineScheduler(ctx)
-    assert [job.id for job in scheduler._scheduler.get_jobs()] == ["confirmer", "reconciler"]
+    assert "liveness" not in [job.id for job in scheduler._scheduler.get_jobs()]  # off: no liveness job
     on = PipelineScheduler(
         dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings, online_check=True))
     )

@@ -105,3 +105,31 @@ def test_failure_after_max_attempts_is_left_alone(world: World) -> None:
 
     assert reconcile(ctx) == 0
     assert world.unit(rid).state is UnitState.FAILED
+
+
+def test_two_workers_reconcilers_retry_each_failed_unit_once(world: World) -> None:
+    """Every `edgeline up` runs a reconciler: on one database they split the due units, never both."""
+    import threading
+
+    ctx = group_ctx(world)
+    other = world.context("group", reconcile_stuck_seconds=0)
+    rids = [to_config_issued(ctx) for _ in range(12)]
+    for rid in rids:
+        fail_flash(world, ctx, rid, retryable=True)
+    world.clock.advance(seconds=60)
+    start = threading.Barrier(2)
+    touched: list[int] = []
+
+    def run(c: Context) -> None:
+        start.wait()
+        touched.append(reconcile(c))
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in (ctx, other)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sum(touched) == len(rids)
+    for rid in rids:
+        retries = [r for r in world.audit(rid) if r.kind == "unit.enrolled" and r.detail.get("retry_of")]
+        assert len(retries) == 1, f"{rid} retried {len(retries)} times"
