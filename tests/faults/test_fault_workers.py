@@ -60,6 +60,7 @@ def test_worker_replaced_under_a_new_client_id(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 @pytest.mark.timeout(900)
 def test_slow_sigkill_of_all_workers_with_200_units(tmp_path: Path) -> None:
     """The longer variant: a few hundred units, the workers SIGKILLed twice while they stream through."""
