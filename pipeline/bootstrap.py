@@ -124,12 +124,14 @@ class Pipeline:
     started: bool = field(default=False)
 
     def start(self) -> None:
-        """Ensure the enrollment group (group mode), then start relaying, consuming and scheduling."""
+        """Ensure the enrollment group (group mode), then start consuming, relaying and scheduling."""
         self.bus.connect()
         if self.ctx.settings.enrollment_mode == "group":
             ensure_group(self.ctx)
-        self.relay.start()
+        # Subscribe before publishing: with a session expiry of 0 nothing is queued for an absent worker,
+        # so events the relay sends before this worker's subscriptions exist reach no one (if it is alone).
         self.consumer.start()
+        self.relay.start()
         self.scheduler.start()
         self.started = True
 
