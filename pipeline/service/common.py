@@ -14,13 +14,11 @@ from pipeline.domain.events import UnitFailed
 from pipeline.domain.keys import SecretKey
 from pipeline.domain.model import EnrollmentMode, Failure, Unit
 from pipeline.keystore.ports import KeyStoreError
-from pipeline.keystore.sealed import group_key_context
 from pipeline.service.actors import qualified
 from pipeline.service.context import Context
 from pipeline.service.unit_of_work import GroupRecord, UnitOfWork
 
 MAX_REASON = 900
-__all__ = ["group_key_context"]  # re-exported: tests and tools seal group keys with it
 
 
 class Rejected(ValueError):

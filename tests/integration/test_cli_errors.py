@@ -21,7 +21,7 @@ from pipeline.crypto.sealing import Sealer
 from pipeline.db import migrate
 from pipeline.db.session import Database
 from pipeline.domain.keys import SecretKey
-from pipeline.service.common import group_key_context
+from pipeline.keystore.sealed import group_key_context
 from pipeline.service.unit_of_work import GroupRecord
 
 TIMEOUT = 60

@@ -19,7 +19,7 @@ from pipeline.azure.dps_device import HttpDeviceRegistrar
 from pipeline.azure.ports import AzureError
 from pipeline.cli.main import main
 from pipeline.domain.keys import SecretKey
-from pipeline.service.common import group_key_context
+from pipeline.keystore.sealed import group_key_context
 from pipeline.service.context import Context
 from pipeline.service.unit_of_work import GroupRecord
 

@@ -11,7 +11,8 @@ from pipeline.crypto.envelope import open_from_pipeline
 from pipeline.domain.events import FlashConfig, UnitEnrolled, UnitFailed
 from pipeline.domain.keys import derive_device_key
 from pipeline.domain.model import UnitState
-from pipeline.service.common import device_key_context, group_key_context
+from pipeline.keystore.sealed import group_key_context
+from pipeline.service.common import device_key_context
 from pipeline.service.configuring import handle_enrolled
 from pipeline.service.enrolling import ensure_group
 
