@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -206,6 +208,19 @@ def run(args: argparse.Namespace, db_url: str, workdir: Path) -> dict[str, objec
                     process.kill()
 
 
+@contextlib.contextmanager
+def scratch_database() -> Iterator[str]:
+    """Create a throw-away PostgreSQL database for one benchmark run; yield its URL, drop it after."""
+    db_name = f"edgeline_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db_name}"')  # type: ignore[arg-type]
+    try:
+        yield f"{PG_SERVER}/{db_name}"
+    finally:
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -218,16 +233,10 @@ def main() -> int:
     parser.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
     parser.add_argument("--timeout", type=float, default=1800)
     args = parser.parse_args()
-    db_name = f"edgeline_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db_name}"')  # type: ignore[arg-type]
-    try:
-        figures = run(args, f"{PG_SERVER}/{db_name}", Path(tempfile.mkdtemp(prefix="edgeline-bench-")))
-        print(json.dumps(figures, indent=2, default=str))
-        return 0 if figures["ok"] else 1
-    finally:
-        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')  # type: ignore[arg-type]
+    with scratch_database() as database_url:
+        figures = run(args, database_url, Path(tempfile.mkdtemp(prefix="edgeline-bench-")))
+    print(json.dumps(figures, indent=2, default=str))
+    return 0 if figures["ok"] else 1
 
 
 if __name__ == "__main__":

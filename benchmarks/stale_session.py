@@ -37,8 +37,15 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.e2e import PG_SERVER, stage_latencies
-from benchmarks.e2e_processes import _counts, _environment, _free_port, _spawn, _stage_rows
+from benchmarks.e2e import stage_latencies
+from benchmarks.e2e_processes import (
+    _counts,
+    _environment,
+    _free_port,
+    _spawn,
+    _stage_rows,
+    scratch_database,
+)
 from pipeline.bus.paho import PahoBus, PahoOptions
 from pipeline.bus.topics import Topics
 
@@ -228,16 +235,10 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--reconcile-stuck", type=float, default=0, help="seconds (default: the setting's)")
     args = parser.parse_args()
-    db_name = f"edgeline_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db_name}"')  # type: ignore[arg-type]
-    try:
-        figures = run(args, f"{PG_SERVER}/{db_name}", Path(tempfile.mkdtemp(prefix="edgeline-stale-")))
-        print(json.dumps(figures, indent=2, default=str))
-        return 0 if figures["all_assigned"] else 1
-    finally:
-        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')  # type: ignore[arg-type]
+    with scratch_database() as database_url:
+        figures = run(args, database_url, Path(tempfile.mkdtemp(prefix="edgeline-stale-")))
+    print(json.dumps(figures, indent=2, default=str))
+    return 0 if figures["all_assigned"] else 1
 
 
 if __name__ == "__main__":
