@@ -46,8 +46,8 @@ class Host:
         self.bus.subscribe(f"spBv1.0/{group}/#", self._on_message)
 
     def _on_message(self, message: InboundMessage) -> None:
+        message.ack()  # before the test sees it: a broker stopped right after must not hold it un-acked
         self.messages.put((message.topic, tahu.Payload.FromString(message.payload)))
-        message.ack()
 
     def next(self, kind: str, device: str | None = None) -> Any:
         """The next message of `kind` (skipping others), for the node or a device."""
@@ -257,6 +257,10 @@ def test_every_reconnect_is_a_new_session_with_the_next_bdseq(
         mosquitto.stop()  # the broker goes away and comes back (persistent sessions kept)
         mosquitto.start()
         rebirth = host.next("NBIRTH")  # the publisher reconnected: a new session, a new will
+        if metrics(rebirth)["bdSeq"] == (INT64, 0):
+            # QoS 1: if the broker stopped before the host's PUBACK reached it, the restarted broker
+            # redelivers the first session's birth to the host's persistent session first.
+            rebirth = host.next("NBIRTH")
         assert rebirth.seq == 0 and metrics(rebirth)["bdSeq"] == (INT64, 1)
         process.kill()
         death = host.next("NDEATH")
