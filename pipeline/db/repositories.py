@@ -93,14 +93,29 @@ class SqlUnitRepository(ports.UnitRepository):
         row = self._row(registration_id, for_update=for_update)
         return unit_from_row(row) if row else None
 
-    def lock_identity(self, serial: str, mac: str) -> None:
-        """PostgreSQL: transaction-scoped advisory locks on the serial and the MAC (in a fixed order, so two
-        workers cannot deadlock on one pair). SQLite serialises writers already (BEGIN IMMEDIATE)."""
-        if self._session.get_bind().dialect.name != "postgresql":
-            return
-        keys = sorted({_lock_key(f"serial:{serial}"), _lock_key(f"mac:{_canonical_mac(mac)}")})
-        for key in keys:
-            self._session.execute(select(func.pg_advisory_xact_lock(key)))
+    def find_identity_conflict(self, serial: str, mac: str) -> Unit | None:
+        """PostgreSQL: first take transaction-scoped advisory locks on the serial and the MAC (one
+        statement, keys in a fixed order so two workers cannot deadlock on one pair; SQLite serialises
+        writers already with BEGIN IMMEDIATE). Then one indexed query, without flushing the batch so far:
+        units this transaction added and has not flushed are checked in memory instead."""
+        mac = _canonical_mac(mac)
+        if self._session.get_bind().dialect.name == "postgresql":
+            keys = sorted({_lock_key(f"serial:{serial}"), _lock_key(f"mac:{mac}")})
+            self._session.execute(select(*(func.pg_advisory_xact_lock(key) for key in keys)))
+        by_mac = t.UnitRow.mac == mac
+        query = (
+            select(t.UnitRow)
+            .where(by_mac | (t.UnitRow.serial == serial))
+            .order_by(by_mac.desc(), t.UnitRow.updated_at.desc())  # a MAC match first, as find_by_mac
+            .limit(1)
+        )
+        with self._session.no_autoflush:
+            stored = self._session.scalars(query).first()
+        rows = [r for r in self._session.new if isinstance(r, t.UnitRow)] + ([stored] if stored else [])
+        for matches in ([r for r in rows if r.mac == mac], [r for r in rows if r.serial == serial]):
+            if matches:
+                return unit_from_row(max(matches, key=lambda r: r.updated_at))
+        return None
 
     def find_by_mac(self, mac: str) -> Unit | None:
         return self._latest(t.UnitRow.mac == _canonical_mac(mac))

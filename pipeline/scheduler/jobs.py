@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from pipeline.service.confirming import confirm_due_units, tag_twins
+from pipeline.service.confirming import GroupSizes, confirm_due_units, tag_twins
 from pipeline.service.context import Context
 from pipeline.service.liveness import check_liveness
 from pipeline.service.reconciling import reconcile
@@ -45,9 +45,11 @@ class PipelineScheduler:
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self._tagger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twin-tagger")
         settings = ctx.settings
+        group_sizes = GroupSizes()  # learned by one confirmer run, used by the next
 
         def confirm(job_ctx: Context) -> int:
-            return confirm_due_units(job_ctx, lambda units: self._tagger.submit(tag_twins, job_ctx, units))
+            tag = lambda units: self._tagger.submit(tag_twins, job_ctx, units)  # noqa: E731
+            return confirm_due_units(job_ctx, tag, group_sizes)
 
         jobs = [
             ("confirmer", confirm, settings.confirm_interval_seconds),

@@ -8,14 +8,18 @@ A flashed unit waiting longer than `assignment_overdue_seconds` is flagged, audi
 
 A device may first boot days after it was flashed, so each unit is checked on its own backoff
 (`confirm_backoff_initial_seconds`, doubling up to `confirm_backoff_max_seconds`) until
-`confirm_window_hours` have passed, then it is failed as stale. In group mode, when many units are due,
-the group's registration query (one operation per page) replaces one GET per unit (architecture §6).
+`confirm_window_hours` have passed, then it is failed as stale. In group mode the confirmer asks the
+cheaper way: the group's registration query (one operation per page of 100) when at least as many units
+are due as the group has pages, else one GET per due unit (architecture §6). The group's size is learned
+from its last query (`GroupSizes`), so a group of a million registrations is not paged through to
+confirm a handful of units: operations per confirmed unit stay at most one, whatever the group's size.
 Not responsible for: the device's own registration (the device does that with its key).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -31,15 +35,34 @@ from pipeline.service.unit_of_work import UnitOfWork
 
 ACTOR = "confirmer"
 BATCH = 200
-GROUP_QUERY_THRESHOLD = 10  # from this many due units on, one paged query beats one GET each
+GROUP_QUERY_THRESHOLD = 10  # below this many due units of a group, GETs even for a one-page group
+PAGE_SIZE = 100  # registrations per page of the group query (x-ms-max-item-count)
 log = logging.getLogger(__name__)
 
 
 POLLED = (UnitState.CONFIG_ISSUED, UnitState.FLASHED, UnitState.FAILED, UnitState.QUARANTINED)
 
 
-def confirm_due_units(ctx: Context, on_assigned: Callable[[list[Unit]], object] | None = None) -> int:
-    """Check every due unit once; return how many became `assigned`."""
+class GroupSizes(dict[str, int]):
+    """Registrations each group had at its last query (kept by the caller between confirmer runs)."""
+
+    def query_pays(self, group_id: str, due: int) -> bool:
+        """True if one paged query of the group costs no more DPS operations than `due` GETs."""
+        if due < GROUP_QUERY_THRESHOLD:
+            return False
+        known = self.get(group_id)
+        return known is None or math.ceil(known / PAGE_SIZE) <= due  # unknown: one query learns it
+
+
+def confirm_due_units(
+    ctx: Context,
+    on_assigned: Callable[[list[Unit]], object] | None = None,
+    sizes: GroupSizes | None = None,
+) -> int:
+    """Check every due unit once; return how many became `assigned`.
+
+    `sizes` carries what earlier runs learned of group sizes; without it every run may page the group.
+    """
     now = ctx.clock()
     with ctx.uow_factory() as uow:
         due = uow.units.due_for_check(
@@ -52,7 +75,7 @@ def confirm_due_units(ctx: Context, on_assigned: Callable[[list[Unit]], object] 
         return 0
     states: dict[str, RegistrationState] | None
     try:
-        states = _registration_states(ctx, due)
+        states = _registration_states(ctx, due, GroupSizes() if sizes is None else sizes)
     except AzureError as exc:
         log.warning(
             "confirmer: DPS registration lookup failed (%s); will retry %d unit(s) later", exc, len(due)
@@ -72,15 +95,22 @@ def confirm_due_units(ctx: Context, on_assigned: Callable[[list[Unit]], object] 
     return len(assigned)
 
 
-def _registration_states(ctx: Context, due: list[Unit]) -> dict[str, RegistrationState]:
-    group_units = [u for u in due if u.mode is EnrollmentMode.GROUP]
+def _registration_states(ctx: Context, due: list[Unit], sizes: GroupSizes) -> dict[str, RegistrationState]:
+    by_group: dict[str, list[Unit]] = {}
+    rest: list[Unit] = []
+    for unit in due:
+        if unit.mode is EnrollmentMode.GROUP:
+            by_group.setdefault(unit.group_id or ctx.settings.group_id(), []).append(unit)
+        else:
+            rest.append(unit)
     found: dict[str, RegistrationState] = {}
-    if len(group_units) >= GROUP_QUERY_THRESHOLD:
-        for group_id in {u.group_id or ctx.settings.group_id() for u in group_units}:
-            found.update({s.registration_id: s for s in ctx.dps.query_group_registrations(group_id)})
-        rest = [u for u in due if u.mode is not EnrollmentMode.GROUP]
-    else:
-        rest = due
+    for group_id, units in by_group.items():
+        if sizes.query_pays(group_id, len(units)):
+            states = ctx.dps.query_group_registrations(group_id, page_size=PAGE_SIZE)
+            sizes[group_id] = len(states)
+            found.update({s.registration_id: s for s in states})
+        else:
+            rest.extend(units)
     for unit in rest:
         state = ctx.dps.get_registration_state(unit.registration_id)
         if state is not None:

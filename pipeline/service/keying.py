@@ -132,8 +132,7 @@ def _conflicting_unit(uow: UnitOfWork, identity: DeviceIdentity) -> Unit | None:
     The identity lock makes the question and the insert one step across workers: two workers keying two
     different units that share a MAC (or a serial) at the same moment would otherwise both find nothing.
     """
-    uow.units.lock_identity(identity.serial, identity.mac)
-    return uow.units.find_by_mac(identity.mac) or uow.units.find_by_serial(identity.serial)
+    return uow.units.find_identity_conflict(identity.serial, identity.mac)
 
 
 def _quarantine(uow: UnitOfWork, ctx: Context, unit: Unit, other: Unit) -> str:

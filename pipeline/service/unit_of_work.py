@@ -56,8 +56,11 @@ class UnitRepository(abc.ABC):
     @abc.abstractmethod
     def find_by_mac(self, mac: str) -> Unit | None: ...
 
-    def lock_identity(self, serial: str, mac: str) -> None:  # noqa: B027 (a no-op where writers are serial)
-        """Hold this serial and MAC until the transaction ends, so identity checks do not race."""
+    @abc.abstractmethod
+    def find_identity_conflict(self, serial: str, mac: str) -> Unit | None:
+        """Hold this serial and MAC until the transaction ends (identity checks must not race), then
+        return the most recently updated unit with this MAC, else with this serial (units added in this
+        transaction included), or None."""
 
     @abc.abstractmethod
     def find_by_serial(self, serial: str) -> Unit | None: ...

@@ -116,6 +116,23 @@ def test_for_update_serialises_writers(database: Database) -> None:
     assert final is not None and final.checks == 2
 
 
+def test_identity_conflict_prefers_a_mac_match_and_sees_units_not_yet_flushed(database: Database) -> None:
+    stored = make_unit(1)
+    add(database, stored)
+    same_serial = make_unit(2, serial=stored.serial)  # a stored serial, a new MAC
+    with database.uow() as uow:
+        assert uow.units.find_identity_conflict("999", "a1:b2:c3:d4:e5:99") is None
+        assert uow.units.find_identity_conflict(stored.serial, "A1-B2-C3-D4-E5-99") == stored
+        uow.units.add(same_serial)  # pending in this transaction: the query alone would not find it
+        found = uow.units.find_identity_conflict("999", same_serial.mac)
+        assert found is not None and found.registration_id == same_serial.registration_id
+        # Both kinds of match exist: the unit sharing the MAC is named, as find_by_mac did before.
+        found = uow.units.find_identity_conflict(stored.serial, same_serial.mac)
+        assert found is not None and found.registration_id == same_serial.registration_id
+        found = uow.units.find_identity_conflict(stored.serial, stored.mac)
+        assert found == stored
+
+
 def test_lookups_stuck_due_and_counts(database: Database) -> None:
     a, b, c = make_unit(1), make_unit(2), make_unit(3)
     b.updated_at = T0 + timedelta(minutes=10)

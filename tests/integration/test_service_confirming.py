@@ -15,7 +15,7 @@ from pipeline.azure.hub_registry import AzureHubRegistry
 from pipeline.domain.events import UnitAssigned, UnitFailed
 from pipeline.domain.model import UnitState
 from pipeline.edgeconfig.model import ParsedProvisioning
-from pipeline.service.confirming import GROUP_QUERY_THRESHOLD, confirm_due_units
+from pipeline.service.confirming import GROUP_QUERY_THRESHOLD, PAGE_SIZE, GroupSizes, confirm_due_units
 from pipeline.service.context import Context
 from pipeline.service.enrolling import ensure_group
 
@@ -139,6 +139,41 @@ def test_group_mode_with_many_due_units_uses_the_group_query(
     assert transport.count("GET", "/registrations/") == 0
     states = [world.unit(rid).state for rid in rids]
     assert states == [UnitState.ASSIGNED] * (count - 1) + [UnitState.FLASHED]
+
+
+def test_a_large_group_is_not_paged_for_a_few_due_units(world: World, registrar: HttpDeviceRegistrar) -> None:
+    transport = CountingTransport()
+    ctx = flashed_context(world, "group")
+    count = GROUP_QUERY_THRESHOLD + 2
+    rids = [to_flashed(world, ctx) for _ in range(count)]
+    with ThreadPoolExecutor(max_workers=len(rids)) as pool:
+        list(pool.map(lambda config: register(registrar, config), [world.config_of(r) for r in rids]))
+    counting = world.context("group", transport=transport)
+    counting = Context(**{**{f: getattr(ctx, f) for f in ctx.__dataclass_fields__}, "dps": counting.dps})
+    group_id = ctx.settings.group_id()
+    # An earlier run learned that the group has more pages than units are due now: GETs are cheaper.
+    sizes = GroupSizes({group_id: PAGE_SIZE * (count + 1)})
+
+    assert confirm_due_units(counting, sizes=sizes) == count
+
+    assert transport.count("POST", "/query") == 0
+    assert transport.count("GET", "/registrations/") == count
+    assert sizes.query_pays(group_id, count + 1) and not sizes.query_pays(group_id, count)
+    assert GroupSizes().query_pays(group_id, GROUP_QUERY_THRESHOLD)  # unknown size: one query learns it
+    assert not GroupSizes().query_pays(group_id, GROUP_QUERY_THRESHOLD - 1)
+
+
+def test_the_group_query_records_the_group_size(world: World, registrar: HttpDeviceRegistrar) -> None:
+    ctx = flashed_context(world, "group")
+    count = GROUP_QUERY_THRESHOLD
+    rids = [to_flashed(world, ctx) for _ in range(count)]
+    with ThreadPoolExecutor(max_workers=len(rids)) as pool:
+        list(pool.map(lambda config: register(registrar, config), [world.config_of(r) for r in rids]))
+    sizes = GroupSizes()
+
+    assert confirm_due_units(ctx, sizes=sizes) == count
+
+    assert sizes == {ctx.settings.group_id(): count}
 
 
 @pytest.mark.parametrize("mode", ["group", "individual"])
