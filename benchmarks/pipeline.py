@@ -34,7 +34,6 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.e2e import PG_SERVER, STAGES, percentiles, stage_latencies
-from benchmarks.e2e_processes import _free_port, _spawn
 from benchmarks.loadgen import LoadGenerator
 from benchmarks.measure import (
     RssSampler,
@@ -46,6 +45,7 @@ from benchmarks.measure import (
     table_delta,
     table_reads,
 )
+from benchmarks.processes import free_port, spawn
 from benchmarks.seed import seed
 from pipeline.bus.paho import PahoBus
 from pipeline.bus.topics import Topics
@@ -81,11 +81,11 @@ def _environment(
 
 
 def _start(args: argparse.Namespace, db_url: str, workdir: Path) -> tuple[dict[str, Any], dict[str, str]]:
-    dps_port, key = _free_port(), base64.b64encode(secrets.token_bytes(32)).decode()
+    dps_port, key = free_port(), base64.b64encode(secrets.token_bytes(32)).decode()
     scope = "0ne00" + secrets.token_hex(3).upper()
     env = _environment(args, db_url, dps_port, key, scope)
     procs: dict[str, Any] = {}
-    procs["emulator"] = _spawn(
+    procs["emulator"] = spawn(
         ["emulator", "--port", str(dps_port), "--id-scope", scope, "--operations-per-minute", "0",
          "--registrations-per-minute", "0", "--polls-per-device-per-10s", "0"],
         {"EDGELINE_EMULATOR_SERVICE_KEY": key},
@@ -100,7 +100,7 @@ def _start(args: argparse.Namespace, db_url: str, workdir: Path) -> tuple[dict[s
 
 def _spawn_worker(procs: dict[str, Any], env: dict[str, str], index: int, workdir: Path) -> None:
     client = {"EDGELINE_CLIENT_ID": f"bench-worker-{index}-{uuid.uuid4().hex[:6]}"}
-    procs[f"worker{index}"] = _spawn(["up"], {**env, **client}, workdir / f"up-{index}.log")
+    procs[f"worker{index}"] = spawn(["up"], {**env, **client}, workdir / f"up-{index}.log")
 
 
 def _more_workers(

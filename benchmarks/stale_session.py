@@ -38,20 +38,21 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.e2e import stage_latencies
-from benchmarks.e2e_processes import (
-    _counts,
-    _environment,
-    _free_port,
-    _spawn,
-    _stage_rows,
+from benchmarks.processes import (
+    free_port,
+    line_environment,
+    register_station,
     scratch_database,
+    spawn,
+    stage_rows,
+    unit_counts,
 )
 from pipeline.bus.paho import PahoBus, PahoOptions
 from pipeline.bus.topics import Topics
 
 
 def _start_mosquitto(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     config = workdir / "mosquitto.conf"
     config.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\npersistence true\n"
@@ -86,22 +87,6 @@ def _held_for(url: str, client_id: str, topic_root: str, seconds: float = 3.0) -
     return len(received)
 
 
-def _register_station(name: str, workdir: Path, env: dict[str, str]) -> Path:
-    """`edgeline station init` + `station add --public-key=KEY` (a key may start with '-')."""
-    key_file = workdir / f"{name}.key"
-    cli, full_env = [sys.executable, "-m", "pipeline.cli", "station"], {**os.environ, **env}
-    init = subprocess.run(
-        [*cli, "init", "--key-file", str(key_file)], env=full_env, capture_output=True, text=True, check=True
-    )
-    subprocess.run(
-        [*cli, "add", name, f"--public-key={init.stdout.strip()}"],
-        env=full_env,
-        check=True,
-        capture_output=True,
-    )
-    return key_file
-
-
 def _audit_kinds(db_url: str) -> dict[str, int]:
     with psycopg.connect(db_url) as conn:
         rows = conn.execute("SELECT kind, count(*) FROM audit_log GROUP BY kind").fetchall()
@@ -128,10 +113,10 @@ def _wait(condition: Any, timeout: float) -> bool:
 def run(args: argparse.Namespace, db_url: str, workdir: Path) -> dict[str, object]:
     """Run one scenario and return its figures."""
     broker, args.mqtt_url = _start_mosquitto(workdir)
-    dps_port, key = _free_port(), base64.b64encode(secrets.token_bytes(32)).decode()
+    dps_port, key = free_port(), base64.b64encode(secrets.token_bytes(32)).decode()
     scope = "0ne00" + secrets.token_hex(3).upper()
     env = {
-        **_environment(args, db_url, dps_port, key, scope),
+        **line_environment(args, db_url, dps_port, key, scope),
         "EDGELINE_MQTT_SESSION_EXPIRY_SECONDS": str(args.session_expiry),
         "EDGELINE_LOG_LEVEL": "INFO",
         **({"EDGELINE_RECONCILE_STUCK_SECONDS": str(args.reconcile_stuck)} if args.reconcile_stuck else {}),
@@ -140,7 +125,7 @@ def run(args: argparse.Namespace, db_url: str, workdir: Path) -> dict[str, objec
     ids = [f"stale-{uuid.uuid4().hex[:6]}-w{i}" for i in range(2)]
     try:
         processes.append(
-            _spawn(
+            spawn(
                 ["emulator", "--port", str(dps_port), "--id-scope", scope],
                 {**env, "EDGELINE_EMULATOR_SERVICE_KEY": key},
                 workdir / "emulator.log",
@@ -153,12 +138,12 @@ def run(args: argparse.Namespace, db_url: str, workdir: Path) -> dict[str, objec
             capture_output=True,
         )
         time.sleep(1.0)
-        workers = [_spawn(["up"], {**env, "EDGELINE_CLIENT_ID": cid}, workdir / f"{cid}.log") for cid in ids]
+        workers = [spawn(["up"], {**env, "EDGELINE_CLIENT_ID": cid}, workdir / f"{cid}.log") for cid in ids]
         processes.extend(workers)
         time.sleep(3.0)
-        key_file = _register_station("S1", workdir, env)
+        key_file = register_station("S1", workdir, env)
         processes.append(
-            _spawn(
+            spawn(
                 [
                     "station",
                     "run",
@@ -181,16 +166,16 @@ def run(args: argparse.Namespace, db_url: str, workdir: Path) -> dict[str, objec
         )
         killed_at = None
         if args.scenario != "undisturbed":
-            _wait(lambda: sum(_counts(db_url).values()) >= args.kill_after, args.timeout)
+            _wait(lambda: sum(unit_counts(db_url).values()) >= args.kill_after, args.timeout)
             workers[1].send_signal(signal.SIGKILL)
             workers[1].wait(10)
             killed_at = time.time()
             replacement = ids[1] if args.scenario == "same-id" else f"{ids[1]}-fresh"
             processes.append(
-                _spawn(["up"], {**env, "EDGELINE_CLIENT_ID": replacement}, workdir / f"{replacement}.log")
+                spawn(["up"], {**env, "EDGELINE_CLIENT_ID": replacement}, workdir / f"{replacement}.log")
             )
-        done = _wait(lambda: _counts(db_url).get("assigned", 0) >= args.units, args.timeout)
-        rows = _stage_rows(db_url)
+        done = _wait(lambda: unit_counts(db_url).get("assigned", 0) >= args.units, args.timeout)
+        rows = stage_rows(db_url)
         held = None
         if args.scenario == "fresh-id" and killed_at is not None:
             if args.session_expiry < 300:  # look after the dead session's expiry, not before
@@ -201,9 +186,9 @@ def run(args: argparse.Namespace, db_url: str, workdir: Path) -> dict[str, objec
             "scenario": args.scenario,
             "session_expiry_seconds": args.session_expiry,
             "units": args.units,
-            "assigned": _counts(db_url).get("assigned", 0),
+            "assigned": unit_counts(db_url).get("assigned", 0),
             "all_assigned": done,
-            "states": _counts(db_url),
+            "states": unit_counts(db_url),
             "scan_to_assigned": stage_latencies(rows)["scanned->assigned"],  # type: ignore[arg-type]
             "scan_to_assigned_scanned_after_expiry": _after(rows, killed_at, args.session_expiry),
             "redriven": kinds.get("unit.redriven", 0),
