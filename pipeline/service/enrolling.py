@@ -73,9 +73,15 @@ def handle_keyed(ctx: Context, envelope: Envelope) -> None:
 
 
 def _waiting_batch(uow: UnitOfWork, unit: Unit) -> list[Unit]:
+    """`unit` and up to 9 other keyed units to enroll in the same DPS call.
+
+    The others are claimed (FOR UPDATE SKIP LOCKED): a unit another transaction holds, e.g. in another
+    handler thread's batch, is left to that transaction instead of waited for, so two batches that
+    each hold a unit the other wants cannot deadlock.
+    """
     others = [
         u
-        for u in uow.units.stuck((UnitState.KEYED,), FAR_FUTURE, BULK_LIMIT + 1)
+        for u in uow.units.stuck((UnitState.KEYED,), FAR_FUTURE, BULK_LIMIT + 1, claim=True)
         if u.registration_id != unit.registration_id and u.mode is EnrollmentMode.INDIVIDUAL
     ]
     return [unit, *others[: BULK_LIMIT - 1]]

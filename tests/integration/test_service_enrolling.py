@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 
+import pytest
 import service_helpers
 from service_helpers import CountingTransport, World, deliver, envelope, scan, to_keyed
 
@@ -69,6 +70,30 @@ def test_individual_mode_enrolls_waiting_units_in_bulk(world: World) -> None:
     assert len(world.emulator.dump()["dps"]["enrollments"]) == 15
     assert transport.count("POST", "/enrollments") == 2  # the 5 left over went in one more call
     assert sorted(m.registration_id for _, m in world.outbox_of(UnitEnrolled)) == sorted(rids)
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_bulk_enrollment_leaves_units_another_transaction_holds(world: World) -> None:
+    """A keyed unit locked elsewhere (another handler thread's batch) is neither waited for nor taken:
+    waiting could deadlock with a batch that wants this handler's unit in turn."""
+    ctx = world.context("individual")
+    mine, held = to_keyed(ctx), to_keyed(ctx)
+    keyed = {m.registration_id: m for _, m in world.outbox_of(UnitKeyed)}
+    done = threading.Event()
+    with world.db.uow() as other:
+        assert other.units.get(held, for_update=True) is not None  # another batch holds this unit
+        worker = threading.Thread(target=lambda: (deliver(ctx, handle_keyed, keyed[mine]), done.set()))
+        worker.start()
+        finished = done.wait(15)
+        other.rollback()
+    worker.join(15)
+
+    assert finished, "the enroller waited for a unit another transaction holds"
+    assert world.unit(mine).state is UnitState.ENROLLED
+    assert world.unit(held).state is UnitState.KEYED  # left to the transaction that holds it
+
+    deliver(ctx, handle_keyed, keyed[held])
+    assert world.unit(held).state is UnitState.ENROLLED
 
 
 def test_replay_after_success_is_a_no_op(world: World) -> None:
