@@ -21,8 +21,7 @@ from pipeline.domain.keys import SecretKey, derive_device_key
 from pipeline.emulator import records
 from pipeline.emulator.auth import first_matching_key, unauthorized
 from pipeline.emulator.hub_registry import HubDeviceRecord, HubRegistry
-from pipeline.emulator.service_api import GROUP_MARKER
-from pipeline.emulator.store import DpsState, Operation
+from pipeline.emulator.store import GROUP_MARKER, DpsState, Operation
 from pipeline.emulator.wire import NO_HUB, JsonObject, new_etag, new_operation_id, utc_timestamp
 
 

@@ -8,7 +8,7 @@ Not responsible for: bulk operations (bulk), device registration (device_api), r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pipeline.emulator import records
 from pipeline.emulator.http import Handler, Request, Response, Router
@@ -18,7 +18,6 @@ from pipeline.emulator.wire import JsonObject, bad_request
 SERVICE_API_VERSIONS = ("2018-04-01", "2019-03-31", "2021-06-01", "2021-10-01")
 DEFAULT_PAGE_SIZE = 1000
 ID = r"(?P<id>[^/]+)"
-GROUP_MARKER = "_enrollmentGroupId"  # internal: the group a registration came through; never sent
 
 
 def public(record: JsonObject) -> JsonObject:
@@ -37,7 +36,7 @@ def check_api_version(request: Request, accepted: tuple[str, ...]) -> None:
 
 def page(
     request: Request,
-    items: list[JsonObject],
+    items: Sequence[JsonObject],
     item_type: str,
     shape: Callable[[JsonObject], JsonObject] = lambda item: item,
 ) -> Response:
@@ -159,13 +158,8 @@ class ServiceApi:
             return Response(200, public(self.state.registrations.require(request.params["id"])))
 
     def _query_registrations(self, request: Request) -> Response:
-        group_id = request.params["id"].lower()
         self.settle()
         with self.state.lock:
-            self.state.groups.require(group_id)
-            items = [
-                record
-                for record in self.state.registrations.values()
-                if str(record.get(GROUP_MARKER, "")).lower() == group_id
-            ]
-        return page(request, items, "DeviceRegistration", shape=public)  # copies only the page sent
+            self.state.groups.require(request.params["id"])
+            members = self.state.registrations.of_group(request.params["id"])
+            return page(request, members, "DeviceRegistration", shape=public)  # copies only the page sent

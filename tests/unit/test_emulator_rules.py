@@ -18,6 +18,7 @@ from pipeline.domain.keys import SecretKey
 from pipeline.emulator import records, wire
 from pipeline.emulator.auth import check_device_token_scope
 from pipeline.emulator.provisioning import choose_hub, stable_index
+from pipeline.emulator.store import GROUP_MARKER, Registrations
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "data" / "vectors.json").read_text())
 HUBS = ("hub-1.azure-devices.net", "hub-2.azure-devices.net")
@@ -94,3 +95,25 @@ def test_records_generate_keys_and_drop_nulls() -> None:
     assert records.without_keys(record)["attestation"] == {"type": "symmetricKey"}
     with pytest.raises(wire.ApiError):
         records.build_record({**body, "provisioningStatus": "maybe"}, "registrationId", "a", None)
+
+
+def test_registrations_index_each_group_in_query_order() -> None:
+    registrations = Registrations()
+    for rid, group in [("a", "G1"), ("B", "g2"), ("c", "g1"), ("d", "")]:
+        registrations.put(rid, {"registrationId": rid, GROUP_MARKER: group})
+    assert [r["registrationId"] for r in registrations.of_group("g1")] == ["a", "c"]
+    assert [r["registrationId"] for r in registrations.of_group("G2")[0:5]] == ["B"]
+    assert len(registrations.of_group("nobody")) == 0
+
+    registrations.put("A", {"registrationId": "a", GROUP_MARKER: "g1", "status": "assigned"})  # same group
+    assert [r.get("status") for r in registrations.of_group("g1")] == ["assigned", None]
+    registrations.put("c", {"registrationId": "c", GROUP_MARKER: "g2"})  # moved to another group
+    assert [r["registrationId"] for r in registrations.of_group("g2")] == ["B", "c"]
+    registrations.delete("b")
+    assert [r["registrationId"] for r in registrations.of_group("g2")] == ["c"]
+    assert registrations.of_group("g1")[0]["registrationId"] == "a"
+
+    registrations.restore(registrations.snapshot(), "registrationId")
+    assert [r["registrationId"] for r in registrations.of_group("g1")] == ["a"]
+    registrations.clear()
+    assert len(registrations.of_group("g2")) == 0
