@@ -34,9 +34,14 @@ def cpu_seconds(pid: int) -> float:
 
 def rss_mib(pid: int) -> float:
     """Resident set size of `pid` in MiB (0 if it is gone)."""
+    return status_mib(pid, "VmRSS")
+
+
+def status_mib(pid: int, field: str) -> float:
+    """A memory field of /proc/PID/status (VmRSS, VmHWM, ...) in MiB; 0 if the process is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         pass

@@ -45,7 +45,7 @@ from benchmarks.measure import (
     table_delta,
     table_reads,
 )
-from benchmarks.processes import free_port, spawn
+from benchmarks.processes import free_port, line_environment, spawn
 from benchmarks.seed import seed
 from pipeline.bus.paho import PahoBus
 from pipeline.bus.topics import Topics
@@ -61,22 +61,14 @@ MESSAGES_PER_UNIT = 6  # scanned, keyed, enrolled, flash.config, config.flashed,
 def _environment(
     args: argparse.Namespace, db_url: str, dps_port: int, key: str, scope: str
 ) -> dict[str, str]:
+    """The benchmark line's settings, with DPS pacing off and a fast confirmer."""
     return {
-        "EDGELINE_DATABASE_URL": db_url,
-        "EDGELINE_MQTT_URL": args.mqtt_url,
+        **line_environment(args, db_url, dps_port, key, scope),
         "EDGELINE_TOPIC_ROOT": args.topic_root,
         "EDGELINE_LINE": LINE,
-        "EDGELINE_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
-        "EDGELINE_DPS_CONNECTION_STRING": f"HostName=http://127.0.0.1:{dps_port};"
-        f"SharedAccessKeyName=provisioningserviceowner;SharedAccessKey={key}",
-        "EDGELINE_DPS_ID_SCOPE": scope,
-        "EDGELINE_DPS_GLOBAL_ENDPOINT": f"http://127.0.0.1:{dps_port}",
         "EDGELINE_DPS_OPERATIONS_PER_MINUTE": "1000000",
-        "EDGELINE_ENROLLMENT_MODE": args.mode,
-        "EDGELINE_LOG_LEVEL": "WARNING",
         "EDGELINE_CONFIRM_INTERVAL_SECONDS": "0.2",
         "EDGELINE_CONFIRM_BACKOFF_INITIAL_SECONDS": "0.3",
-        "EDGELINE_CONFIRM_BACKOFF_MAX_SECONDS": "5",
     }
 
 

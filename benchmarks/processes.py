@@ -22,6 +22,7 @@ from pathlib import Path
 import psycopg
 
 from benchmarks.e2e import PG_SERVER, STAGES
+from benchmarks.measure import status_mib
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,13 +47,7 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
 
 def peak_rss_mib(process: subprocess.Popen[bytes]) -> float:
     """The process's peak resident memory so far (VmHWM), 0.0 once it has gone."""
-    try:
-        for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return 0.0
+    return status_mib(process.pid, "VmHWM")
 
 
 def line_environment(
