@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from pipeline.domain.model import Unit
 from pipeline.service.confirming import GroupSizes, confirm_due_units, tag_twins
 from pipeline.service.context import Context
 from pipeline.service.liveness import check_liveness
@@ -48,7 +49,9 @@ class PipelineScheduler:
         group_sizes = GroupSizes()  # learned by one confirmer run, used by the next
 
         def confirm(job_ctx: Context) -> int:
-            tag = lambda units: self._tagger.submit(tag_twins, job_ctx, units)  # noqa: E731
+            def tag(units: list[Unit]) -> object:
+                return self._tagger.submit(tag_twins, job_ctx, units)
+
             return confirm_due_units(job_ctx, tag, group_sizes)
 
         jobs = [
