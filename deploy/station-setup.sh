@@ -17,4 +17,4 @@ if [ ! -s "$PUB_FILE" ]; then
     exit 2
 fi
 PUBLIC_KEY=$(cat "$PUB_FILE")
-exec edgeline station add --line "$STATION_LINE" --public-key "$PUBLIC_KEY" "$STATION_NAME"
+exec edgeline station add --line "$STATION_LINE" --public-key="$PUBLIC_KEY" "$STATION_NAME"

@@ -24,6 +24,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -141,10 +142,26 @@ def known_error(exc: BaseException) -> tuple[int, str] | None:
     return None
 
 
+# A station public key as `edgeline station init` prints it (43 base64url characters) that begins with
+# '-': one key in 64 does, and argparse would read it as an option ("expected one argument").
+_DASH_KEY = re.compile(r"-[A-Za-z0-9_-]{42}=?")
+
+
+def attach_dash_values(argv: Sequence[str]) -> list[str]:
+    """`--public-key -Ab…` as `--public-key=-Ab…`, so a key that starts with '-' is taken as the value."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] == "--public-key" and _DASH_KEY.fullmatch(arg):
+            out[-1] = f"--public-key={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(attach_dash_values(sys.argv[1:] if argv is None else argv))
     level = (args.log_level or "INFO").upper()
     if level not in logging.getLevelNamesMapping():
         print(f"edgeline: --log-level {args.log_level!r}: use DEBUG, INFO, WARNING or ERROR", file=sys.stderr)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.cli.main import build_parser, known_error, main, resolve
+from pipeline.cli.main import attach_dash_values, build_parser, known_error, main, resolve
 from pipeline.config import ConfigError
 
 HEAVY = ("sqlalchemy", "alembic", "paho", "httpx", "azure", "rich", "amqtt", "apscheduler", "serial")
@@ -104,3 +104,17 @@ def test_a_bad_log_level_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
         == 2
     )
     assert "--log-level 'chatty'" in capsys.readouterr().err
+
+
+def test_a_station_key_that_starts_with_a_dash_is_taken_as_the_value() -> None:
+    key = "-" + "A" * 41 + "_"  # base64url: one station key in 64 begins with '-'
+    argv = ["station", "add", "S1", "--public-key", key, "--line", "line2"]
+
+    args = build_parser().parse_args(attach_dash_values(argv))
+
+    assert (args.public_key, args.line) == (key, "line2")
+    with pytest.raises(SystemExit):  # what argparse alone does with it
+        build_parser().parse_args(argv)
+    assert attach_dash_values(["station", "add", "S1", "--public-key", "--line"]) == [
+        "station", "add", "S1", "--public-key", "--line"
+    ]  # fmt: skip
