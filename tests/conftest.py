@@ -132,9 +132,10 @@ def topic_root() -> str:
 # ======================================================================================================
 # Databases (pipeline.db) — real SQLite files and a private PostgreSQL database, schema BY MIGRATIONS
 # ======================================================================================================
-# `db_url` runs each test on both backends: a fresh SQLite file, and this session's own PostgreSQL
-# database `edgeline_test_<random>` (created on the `postgres` maintenance DB, migrated once, emptied
-# before each test, dropped at the end). Nothing else on the server is touched.
+# `db_url` runs each test on both backends: a fresh SQLite file (a copy of one migrated once per
+# session), and this session's own PostgreSQL database `edgeline_test_<random>` (created on the
+# `postgres` maintenance DB, migrated once, emptied before each test, dropped at the end). Nothing else
+# on the server is touched.
 
 from pipeline.db import migrate  # noqa: E402  (kept in this section, not at the top of the shared file)
 from pipeline.db.session import Database  # noqa: E402
@@ -202,13 +203,33 @@ def _empty_pg(url: str) -> None:
         conn.execute("UPDATE audit_head SET last_id = 0, last_hash = %s WHERE id = 1", ("0" * 64,))
 
 
+@pytest.fixture(scope="session")
+def sqlite_migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session; `db_url` gives each test its own copy.
+
+    The SQLite counterpart of `CREATE DATABASE ... TEMPLATE`: the copy is byte for byte what the
+    migrations wrote (WAL mode in its header included), without running Alembic for every test.
+    """
+    path = tmp_path_factory.mktemp("sqlite-template") / "edgeline.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
+def copy_sqlite_database(source: Path, target: Path) -> None:
+    """Copy a closed SQLite database file, with its write-ahead log if one was left behind."""
+    shutil.copyfile(source, target)
+    wal = source.with_name(source.name + "-wal")
+    if wal.exists():
+        shutil.copyfile(wal, target.with_name(target.name + "-wal"))
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """URL of an empty, migrated database: SQLite file or PostgreSQL (parametrised)."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'edgeline.db'}"
-        migrate.upgrade(url)
-        return url
+        path = tmp_path / "edgeline.db"
+        copy_sqlite_database(request.getfixturevalue("sqlite_migrated_template"), path)
+        return f"sqlite:///{path}"
     url: str = request.getfixturevalue("pg_migrated_url")
     _empty_pg(url)
     return url
