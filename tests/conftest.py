@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,9 +135,10 @@ def topic_root() -> str:
 # ======================================================================================================
 # Databases (pipeline.db) — real SQLite files and a private PostgreSQL database, schema BY MIGRATIONS
 # ======================================================================================================
-# `db_url` runs each test on both backends: a fresh SQLite file, and this session's own PostgreSQL
-# database `edgeline_test_<random>` (created on the `postgres` maintenance DB, migrated once, emptied
-# before each test, dropped at the end). Nothing else on the server is touched.
+# `db_url` runs each test on both backends: a fresh SQLite file (a copy of one migrated once per
+# session), and this session's own PostgreSQL database `edgeline_test_<random>` (created on the
+# `postgres` maintenance DB, migrated once, emptied before each test, dropped at the end). Nothing else
+# on the server is touched.
 
 from pipeline.db import migrate  # noqa: E402  (kept in this section, not at the top of the shared file)
 from pipeline.db.session import Database  # noqa: E402
@@ -202,13 +206,33 @@ def _empty_pg(url: str) -> None:
         conn.execute("UPDATE audit_head SET last_id = 0, last_hash = %s WHERE id = 1", ("0" * 64,))
 
 
+@pytest.fixture(scope="session")
+def sqlite_migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session; `db_url` gives each test its own copy.
+
+    The SQLite counterpart of `CREATE DATABASE ... TEMPLATE`: the copy is byte for byte what the
+    migrations wrote (WAL mode in its header included), without running Alembic for every test.
+    """
+    path = tmp_path_factory.mktemp("sqlite-template") / "edgeline.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
+def copy_sqlite_database(source: Path, target: Path) -> None:
+    """Copy a closed SQLite database file, with its write-ahead log if one was left behind."""
+    shutil.copyfile(source, target)
+    wal = source.with_name(source.name + "-wal")
+    if wal.exists():
+        shutil.copyfile(wal, target.with_name(target.name + "-wal"))
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """URL of an empty, migrated database: SQLite file or PostgreSQL (parametrised)."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'edgeline.db'}"
-        migrate.upgrade(url)
-        return url
+        path = tmp_path / "edgeline.db"
+        copy_sqlite_database(request.getfixturevalue("sqlite_migrated_template"), path)
+        return f"sqlite:///{path}"
     url: str = request.getfixturevalue("pg_migrated_url")
     _empty_pg(url)
     return url
@@ -399,24 +423,58 @@ FAULT_COLUMNS = (
 )
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print tests/faults' scenario table; write it to $EDGELINE_FAULTS_REPORT (default: a temp file)."""
-    import sys
+# Under pytest-xdist the scenarios run in worker processes while the controller prints the summary, so
+# each scenario's outcomes travel in its test report (`user_properties`), and only the process that
+# receives every report (the controller, or the single process without xdist) keeps and writes them.
+FAULT_OUTCOME = "fault_outcome"
+FAULT_OUTCOMES: list[dict[str, Any]] = []
+_REPORTING = {"here": True}  # False in an xdist worker: its controller collects and writes the table
 
-    harness = sys.modules.get("harness")
-    results = list(getattr(harness, "RESULTS", []))
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Note whether this process is an xdist worker (it then leaves the report to its controller)."""
+    _REPORTING["here"] = not hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    """Attach the outcomes a fault scenario measured (tests/faults/harness.PENDING) to its call report."""
+    pending = getattr(sys.modules.get("harness"), "PENDING", None)
+    if call.when == "call" and pending:
+        item.user_properties.extend((FAULT_OUTCOME, outcome.to_dict()) for outcome in pending)
+        pending.clear()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the scenario outcomes; write the JSON at once (a run that is killed still leaves them)."""
+    if report.when != "call" or not _REPORTING["here"]:
+        return
+    outcomes = [value for key, value in report.user_properties if key == FAULT_OUTCOME]
+    if outcomes:
+        FAULT_OUTCOMES.extend(outcomes)
+        fault_report_path().write_text(json.dumps(FAULT_OUTCOMES, indent=2))
+
+
+def fault_report_path() -> Path:
+    """Where the scenario table is written: $EDGELINE_FAULTS_REPORT, default in the temp folder."""
+    default = Path(os.environ.get("TMPDIR", "/tmp")) / "edgeline-faults-report.json"
+    return Path(os.environ.get("EDGELINE_FAULTS_REPORT") or default)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print tests/faults' scenario table (the JSON file is already written, see above)."""
+    results = FAULT_OUTCOMES
     if not results:
         return
-    path = harness.save_report()
-    widths = [max(len(c), *(len(str(getattr(r, c))) for r in results)) for c in FAULT_COLUMNS]
+    widths = [max(len(c), *(len(str(r[c])) for r in results)) for c in FAULT_COLUMNS]
     terminalreporter.section("fault scenarios")
     terminalreporter.write_line("  ".join(c.ljust(w) for c, w in zip(FAULT_COLUMNS, widths, strict=True)))
     for result in results:
-        cells = (str(getattr(result, c)).ljust(w) for c, w in zip(FAULT_COLUMNS, widths, strict=True))
+        cells = (str(result[c]).ljust(w) for c, w in zip(FAULT_COLUMNS, widths, strict=True))
         terminalreporter.write_line("  ".join(cells))
-        for violation in result.violations[:5]:
+        for violation in result["violations"][:5]:
             terminalreporter.write_line(f"    {violation}")
-    terminalreporter.write_line(f"report: {path}")
+    terminalreporter.write_line(f"report: {fault_report_path()}")
 
 
 # ======================================================================================================

@@ -110,7 +110,7 @@ def test_sigkill_of_the_workers_loses_and_duplicates_nothing(line: dict[str, obj
     assert edgeline("db", "upgrade", env=env).returncode == 0
     init = edgeline("station", "init", "--key-file", str(tmp / "S1.key"), env=env)
     assert init.returncode == 0, init.stderr
-    added = edgeline("station", "add", "S1", "--public-key", init.stdout.strip(), env=env)
+    added = edgeline("station", "add", "S1", f"--public-key={init.stdout.strip()}", env=env)
     assert added.returncode == 0, added.stderr
 
     workers = _spawn("up", env=env, log=tmp / "up-1.log")

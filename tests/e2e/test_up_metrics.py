@@ -32,7 +32,7 @@ def test_workers_metrics_count_stages_dps_calls_and_units(line: dict[str, object
     assert isinstance(processes, list)
     assert edgeline("db", "upgrade", env=env).returncode == 0
     init = edgeline("station", "init", "--key-file", str(tmp / "S1.key"), env=env)
-    assert edgeline("station", "add", "S1", "--public-key", init.stdout.strip(), env=env).returncode == 0
+    assert edgeline("station", "add", "S1", f"--public-key={init.stdout.strip()}", env=env).returncode == 0
     port = free_port()
     processes.append(_spawn("up", "--metrics-listen", f"127.0.0.1:{port}", env=env, log=tmp / "up.log"))
     wait_for_port(port, timeout=60)

@@ -4,8 +4,10 @@ Responsible for: a private Mosquitto (configurable persistence and queue limit; 
 a fresh PostgreSQL database (optionally behind a cuttable TCP proxy), `edgeline emulator`, N copies of
 `edgeline up` and `edgeline station run --simulate`, each its own process with its own log; waiting for
 the line to settle; and measuring per scenario: units lost, duplicated, stuck, recovery time,
-units the reconciler re-drove, and `edgeline audit check`'s verdict (`Outcome`, collected in RESULTS).
-Not responsible for: asserting (the scenarios do) or the report table (tests/faults/conftest.py).
+units the reconciler re-drove, and `edgeline audit check`'s verdict (`Outcome`, queued in PENDING).
+Not responsible for: asserting (the scenarios do) or the report table and its JSON file (tests/conftest.py
+takes PENDING into each test's report, so the table also works when pytest-xdist runs scenarios in
+worker processes).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from pipeline.db.session import Database
 from pipeline.service.unit_of_work import StationRecord
 
 REPO = Path(__file__).resolve().parents[2]
-RESULTS: list[Outcome] = []
+PENDING: list[Outcome] = []  # measured by this process, not yet attached to a test report (conftest)
 
 
 @dataclass
@@ -254,8 +256,7 @@ class FaultLine:
             time.sleep(0.3)
         outcome = Outcome(scenario, self.units, recovery_seconds=round(time.monotonic() - fault_over, 1))
         self._measure(outcome, good)
-        RESULTS.append(outcome)
-        save_report()  # now, not only at the end: a run that is killed still leaves its figures
+        PENDING.append(outcome)
         return outcome
 
     def _assigned(self, good: set[str]) -> int:
@@ -300,19 +301,6 @@ class FaultLine:
     def log_tail(self, name: str, chars: int = 2000) -> str:
         path = self.tmp / f"{name}.log"
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
-
-
-def report_path() -> Path:
-    """Where the scenario table is written: $EDGELINE_FAULTS_REPORT, default in the temp folder."""
-    default = Path(os.environ.get("TMPDIR", "/tmp")) / "edgeline-faults-report.json"
-    return Path(os.environ.get("EDGELINE_FAULTS_REPORT") or default)
-
-
-def save_report() -> Path:
-    """Write every outcome so far as JSON; return the path."""
-    path = report_path()
-    path.write_text(json.dumps([r.to_dict() for r in RESULTS], indent=2))
-    return path
 
 
 def assert_healthy(outcome: Outcome) -> None:
