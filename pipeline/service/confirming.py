@@ -3,7 +3,9 @@
 DPS is the truth about assignment: besides flashed units it polls `config_issued` units (their
 `config.flashed` may have been lost), failed units that had a config (a failure may have been recorded
 too early) and quarantined ones, and converges any unit DPS reports assigned to `assigned`, saying in the
-audit what it converged from; a quarantined one stays quarantined, recorded once, for a human.
+audit what it converged from; a quarantined one stays quarantined, recorded once, for a human. A
+reworked unit is converged only once flashed again: before that, DPS's assignment may be the previous
+visit's.
 A flashed unit waiting longer than `assignment_overdue_seconds` is flagged, audited and its station told.
 
 A device may first boot days after it was flashed, so each unit is checked on its own backoff
@@ -126,8 +128,11 @@ def _apply(uow: UnitOfWork, ctx: Context, unit: Unit, states: dict[str, Registra
         if unit.state is UnitState.QUARANTINED:
             _hold_quarantined(uow, ctx, unit, state.assigned_hub)
             return False
-        _assign(uow, ctx, unit, state)
-        return True
+        if unit.state is UnitState.FLASHED or not unit.rework_count:
+            _assign(uow, ctx, unit, state)
+            return True
+        # A reworked unit not flashed in this visit: DPS's assignment may be the previous visit's and
+        # proves nothing about this one. The station's verified flash (or its failure) decides.
     if unit.state is UnitState.FLASHED:
         if _fail_flashed(uow, ctx, unit, state):
             return False

@@ -15,6 +15,7 @@ is picked up by the full scan every `full_scan_every` seconds (and whenever a cl
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -48,7 +49,7 @@ class OutboxRelay:
         self._idle = idle
         self._full_scan_every = full_scan_every
         self._floor = 0
-        self._last_full_scan = 0.0
+        self._last_full_scan = -math.inf  # the first claim scans everything (monotonic() may be small)
         self._wakeup = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -66,7 +67,7 @@ class OutboxRelay:
         with self._uow_factory() as uow:
             items = uow.outbox.claim_pending(self._batch, min_id=floor)
             if not items:
-                self._last_full_scan = 0.0 if floor else now  # empty above the floor: look below next
+                self._last_full_scan = -math.inf if floor else now  # empty above the floor: look below next
                 return 0
             count = self._bus.publish_many([(item.topic, item.payload) for item in items])
             uow.outbox.mark_published([item.id for item in items[:count]], self._clock())

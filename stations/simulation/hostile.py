@@ -63,8 +63,11 @@ def apply_identities(devices: list[DeviceSpec], plan: dict[int, str]) -> list[De
             out[index] = dataclasses.replace(spec, mac="ff:ff:ff:ff:ff:ff")
         elif kind == "multicast-mac":
             out[index] = dataclasses.replace(spec, mac="03" + spec.mac[2:])
-        elif kind == "conflict" and index > 0:  # another device's MAC under this device's serial
-            out[index] = dataclasses.replace(spec, mac=out[index - 1].mac)
+        elif kind == "conflict" and index > 0:
+            # A clone of the line's first device (its MAC under this device's serial): known to the
+            # pipeline long before the clone is plugged in. (Copying a neighbour plugged in at the same
+            # moment made either twin the first and the other the conflict, whichever scan came first.)
+            out[index] = dataclasses.replace(spec, mac=out[0].mac)
     return out
 
 

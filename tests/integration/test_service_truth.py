@@ -91,6 +91,34 @@ def test_config_issued_unit_whose_flash_event_was_lost_converges(
     assert (notice.kind, notice.state, notice.final) == ("assigned", "assigned", True)
 
 
+def test_a_reworked_unit_is_not_converged_on_its_previous_visits_assignment(
+    world: World, registrar: HttpDeviceRegistrar
+) -> None:
+    ctx = line_context(world, rework_assigned="allow")
+    first = service_helpers.scan()
+    rid = to_flashed(world, ctx, first)
+    boot(world, registrar, rid)
+    world.clock.advance(seconds=11)
+    assert confirm_due_units(ctx) == 1  # the first visit: assigned
+
+    to_config_issued(ctx, first)  # plugged in again: rework, a new config; DPS still says assigned
+    assert world.unit(rid).rework_count == 1
+    world.clock.advance(seconds=11)
+
+    assert confirm_due_units(ctx) == 0  # the old assignment says nothing about the new config
+    assert world.unit(rid).state is UnitState.CONFIG_ISSUED
+
+    unit = world.unit(rid)
+    flashed = ConfigFlashed(
+        registration_id=rid, station="S1", port="/dev/ttyUSB0", config_sha256=unit.config_sha256 or ""
+    )
+    deliver(ctx, flashing.handle_flashed, flashed)
+    world.clock.advance(seconds=11)
+    assert confirm_due_units(ctx) == 1
+    assert world.unit(rid).state is UnitState.ASSIGNED
+    assert [r.kind for r in world.audit(rid)].count("unit.flashed") == 2
+
+
 def test_failed_unit_dps_reports_assigned_converges_and_says_from_what(
     world: World, registrar: HttpDeviceRegistrar
 ) -> None:

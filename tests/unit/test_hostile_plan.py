@@ -35,10 +35,11 @@ def test_bad_identities_are_ones_the_pipeline_refuses(kind: str) -> None:
         DeviceIdentity.parse(devices[1].serial, devices[1].mac)
 
 
-def test_a_conflict_reuses_the_previous_devices_mac_and_multicast_sets_the_group_bit() -> None:
-    devices = apply_identities(make_devices(3, "H", b"\x01\x02"), {1: "conflict", 2: "multicast-mac"})
-    assert devices[1].mac == devices[0].mac and devices[1].serial != devices[0].serial
-    assert int(devices[2].mac[:2], 16) & 1
+def test_a_conflict_clones_the_first_devices_mac_and_multicast_sets_the_group_bit() -> None:
+    devices = apply_identities(make_devices(4, "H", b"\x01\x02"), {2: "conflict", 3: "multicast-mac"})
+    assert devices[2].mac == devices[0].mac and devices[2].serial != devices[0].serial
+    assert devices[1].mac != devices[0].mac
+    assert int(devices[3].mac[:2], 16) & 1
 
 
 def test_line_faults_only_for_line_kinds() -> None:
