@@ -2,7 +2,10 @@
 
 A `config.flashed` counts only if it comes from the unit's own station and carries the SHA-256 of the
 config issued last; anything else (a late result for an older config, another station) is audited and
-ignored. Not responsible for: verifying the device (the station reads back the hash before reporting).
+ignored. A verified flash that arrives after the confirmer already took DPS's word that the unit is
+assigned (the station's result was held up, e.g. by a broker outage) is still recorded, as
+`flash.verified`: the audit keeps the station's read-back of every config it issued.
+Not responsible for: verifying the device (the station reads back the hash before reporting).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pipeline.service.notices import acknowledge_flash
 from pipeline.service.unit_of_work import UnitOfWork
 
 ACTOR = "recorder"
+AFTER_ASSIGNMENT = (UnitState.ASSIGNED, UnitState.ONLINE, UnitState.NOT_ONLINE)
 
 
 def handle_flashed(ctx: Context, envelope: Envelope) -> None:
@@ -53,10 +57,22 @@ def handle_flashed(ctx: Context, envelope: Envelope) -> None:
         elif event.config_sha256 != unit.config_sha256:
             outcome = "ignored: result for another config version"
             audit(uow, ctx, unit, "flash.ignored", by, reason=outcome[9:])
+        elif _assigned_before_its_flash(unit):
+            checked = {"edge_check": event.edge_check} if event.edge_check else {}
+            audit(uow, ctx, unit, "flash.verified", by, config_sha256=event.config_sha256, port=event.port,
+                  after=unit.state.value, **checked)  # fmt: skip
+            outcome = f"recorded: unit was already {unit.state.value} (DPS reported it first)"
         else:
             outcome = f"no change: unit is {unit.state.value}"
         _acknowledge(uow, ctx, envelope, event, unit, outcome)
         finish(uow, ctx, envelope, ACTOR)
+
+
+def _assigned_before_its_flash(unit: Unit) -> bool:
+    """The confirmer converged the unit on DPS's word after its last config was issued, and no verified
+    flash of that config has been recorded yet."""
+    issued, flashed = unit.stage_times.get("config_issued"), unit.stage_times.get("flashed")
+    return unit.state in AFTER_ASSIGNMENT and issued is not None and (flashed is None or flashed < issued)
 
 
 def _acknowledge(

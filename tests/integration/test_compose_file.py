@@ -156,7 +156,7 @@ def _edgeline_commands() -> list[tuple[str, list[str]]]:
         if words[:1] == ["edgeline"]:
             # shell variables stand for values; "S1" is a valid value for every argument used
             words = words[: next((i for i, w in enumerate(words) if w.startswith(">")), len(words))]
-            args = ["S1" if "$" in w else w for w in words[1:]]
+            args = [re.sub(r"\$\{[^}]*\}|\$\w+", "S1", w) for w in words[1:]]
             commands.append((SETUP_SCRIPT.name, args))
     return commands
 

@@ -90,6 +90,16 @@ def test_config_issued_unit_whose_flash_event_was_lost_converges(
     assert topic.endswith("/stations/S1/commands/unit.notice")
     assert (notice.kind, notice.state, notice.final) == ("assigned", "assigned", True)
 
+    # The station's result was only held up (a broker outage): its verified read-back is still recorded.
+    sha = world.unit(rid).config_sha256 or ""
+    late = ConfigFlashed(registration_id=rid, station="S1", port="/dev/ttyUSB0", config_sha256=sha)
+    deliver(ctx, flashing.handle_flashed, late)
+    [verified] = [r for r in world.audit(rid) if r.kind == "flash.verified"]
+    assert (verified.detail["config_sha256"], verified.detail["after"]) == (sha, "assigned")
+    assert world.unit(rid).state is UnitState.ASSIGNED
+    [(_, ack)] = world.outbox_of(FlashRecorded, rid)
+    assert ack.outcome.startswith("recorded: unit was already assigned")
+
 
 def test_a_reworked_unit_is_not_converged_on_its_previous_visits_assignment(
     world: World, registrar: HttpDeviceRegistrar
