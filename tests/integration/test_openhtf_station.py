@@ -53,11 +53,12 @@ def test_sequence_provisions_the_device_and_records_measurements(
         registrar = HttpDeviceRegistrar(poll_interval=0.2, max_poll_interval=0.5)
         stack.callback(registrar.close)
         booted: list[str] = []
+        boots: list[threading.Thread] = []
+        stack.callback(lambda: [b.join(30) for b in boots])  # before the registrar closes (LIFO)
 
         def on_boot(flash_dir: Path) -> None:
-            threading.Thread(
-                target=lambda: booted.append(boot(flash_dir, registrar).status), daemon=True
-            ).start()
+            boots.append(threading.Thread(target=lambda: booted.append(boot(flash_dir, registrar).status)))
+            boots[-1].start()
 
         device = SimulatedDevice(
             "HTF-0001", "02:aa:bb:00:00:01", "EDGE-SIM-1", "1.0", tmp_path / "dev", on_boot=on_boot
