@@ -177,8 +177,8 @@ def _find_unit(session: Session, key: str) -> UnitRow | None:
 
 
 def verify_chain(db: Database) -> ChainReport:
-    """Walk the whole audit log in id order and check every link and hash."""
-    with db.session() as session:
+    """Walk the whole audit log in id order and check every link and hash (one snapshot of log and head)."""
+    with db.snapshot_session() as session:
         head = session.get(AuditHeadRow, 1)
         return verify_rows(_all_records(session), head)
 

@@ -23,7 +23,7 @@ BATCH = 1000
 def load_snapshot(db: Database) -> DbSnapshot:
     """Read everything the invariant checker needs in one pass (audit records a batch at a time)."""
     chain = verify_chain(db)
-    with db.session() as session:
+    with db.snapshot_session() as session:  # units and their audit trail as of one moment
         units = [_facts(row) for row in session.scalars(select(UnitRow).order_by(UnitRow.id))]
         unpublished = session.scalar(
             select(func.count()).select_from(OutboxRow).where(OutboxRow.published_at.is_(None))

@@ -34,6 +34,18 @@ class Database:
         """A new session, for read-only queries in pipeline.db (e.g. audit)."""
         return self.session_factory()
 
+    def snapshot_session(self) -> Session:
+        """A read-only session whose queries all see one snapshot (PostgreSQL: REPEATABLE READ).
+
+        For checks that compare tables with each other while workers keep writing: read committed would
+        let a commit land between two queries (the audit head read before a record appended after it).
+        SQLite: the engine's own transaction mode applies.
+        """
+        session = self.session_factory()
+        if self.engine.dialect.name == "postgresql":
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        return session
+
     def ping(self) -> None:
         """Connect once; raises DatabaseUnavailable naming the masked URL if that fails."""
         with self.engine.connect() as conn:

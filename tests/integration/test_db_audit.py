@@ -6,15 +6,18 @@ import csv
 import io
 import json
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from pipeline.cli.main import main
 from pipeline.db import audit
 from pipeline.db.session import Database
+from pipeline.db.tables import AuditRow
 from pipeline.domain.model import EnrollmentMode, Failure, Unit, UnitState
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
@@ -87,6 +90,25 @@ def test_truncating_the_tail_is_detected(database: Database) -> None:
         conn.execute(text("DELETE FROM audit_log WHERE id = 3"))
     report = audit.verify_chain(database)
     assert not report.ok and "audit_head" in report.reason
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_a_record_appended_while_the_chain_is_verified_is_not_a_break(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers keep writing during `audit verify`: the head and the log are read as of one moment."""
+    append(database, 3)
+    all_records = audit._all_records
+
+    def records_after_an_append(session: Session) -> Iterator[AuditRow]:
+        append(database, 1)  # another transaction commits after the head was read, before the log is
+        yield from all_records(session)
+
+    monkeypatch.setattr(audit, "_all_records", records_after_an_append)
+    report = audit.verify_chain(database)
+    assert report.ok and report.checked == 3, report
+    monkeypatch.undo()
+    assert audit.verify_chain(database).checked == 4
 
 
 def test_secrets_in_detail_are_refused(database: Database) -> None:
