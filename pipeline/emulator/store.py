@@ -89,8 +89,7 @@ class Registrations(Collection):
         if old is None or _group_of(old) != _group_of(record):
             if old is not None:
                 self._leave(key, old)
-            if _group_of(record):
-                self._by_group.setdefault(_group_of(record), []).append(key)
+            self._join(key, record)
         super().put(record_id, record)
 
     def delete(self, record_id: str, if_match: str | None = None) -> None:
@@ -106,12 +105,15 @@ class Registrations(Collection):
         super().restore(records, id_field)
         self._by_group = {}
         for key, record in self._items.items():
-            if _group_of(record):
-                self._by_group.setdefault(_group_of(record), []).append(key)
+            self._join(key, record)
 
     def of_group(self, group_id: str) -> Sequence[JsonObject]:
         """The group's registrations in query order, as a view: slicing it copies only the slice."""
         return _Members(self._by_group.get(group_id.lower(), []), self._items)
+
+    def _join(self, key: str, record: JsonObject) -> None:
+        if group := _group_of(record):
+            self._by_group.setdefault(group, []).append(key)
 
     def _leave(self, key: str, record: JsonObject) -> None:
         members = self._by_group.get(_group_of(record))

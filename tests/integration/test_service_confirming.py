@@ -121,19 +121,32 @@ def test_dps_down_leaves_units_flashed_for_later(world: World) -> None:
     assert (unit.state, unit.checks) == (UnitState.FLASHED, 1)
 
 
+def flashed_units(
+    world: World, ctx: Context, registrar: HttpDeviceRegistrar, count: int, booted: int
+) -> list[str]:
+    """`count` flashed units; the first `booted` of them boot together and register with DPS."""
+    rids = [to_flashed(world, ctx) for _ in range(count)]
+    with ThreadPoolExecutor(max_workers=booted) as pool:
+        list(
+            pool.map(lambda config: register(registrar, config), [world.config_of(r) for r in rids[:booted]])
+        )
+    return rids
+
+
+def counting_dps(world: World, ctx: Context, transport: CountingTransport) -> Context:
+    """`ctx` with a DPS client whose requests `transport` counts."""
+    return dataclasses.replace(ctx, dps=world.context("group", transport=transport).dps)
+
+
 def test_group_mode_with_many_due_units_uses_the_group_query(
     world: World, registrar: HttpDeviceRegistrar
 ) -> None:
     transport = CountingTransport()
     ctx = flashed_context(world, "group")
     count = GROUP_QUERY_THRESHOLD + 2
-    rids = [to_flashed(world, ctx) for _ in range(count)]
-    with ThreadPoolExecutor(max_workers=len(rids)) as pool:  # a batch of devices booting together
-        list(pool.map(lambda config: register(registrar, config), [world.config_of(r) for r in rids[:-1]]))
-    counting = world.context("group", transport=transport)
-    counting = Context(**{**{f: getattr(ctx, f) for f in ctx.__dataclass_fields__}, "dps": counting.dps})
+    rids = flashed_units(world, ctx, registrar, count, booted=count - 1)
 
-    assert confirm_due_units(counting) == count - 1
+    assert confirm_due_units(counting_dps(world, ctx, transport)) == count - 1
 
     assert transport.count("POST", "/query") == 1
     assert transport.count("GET", "/registrations/") == 0
@@ -145,30 +158,20 @@ def test_a_large_group_is_not_paged_for_a_few_due_units(world: World, registrar:
     transport = CountingTransport()
     ctx = flashed_context(world, "group")
     count = GROUP_QUERY_THRESHOLD + 2
-    rids = [to_flashed(world, ctx) for _ in range(count)]
-    with ThreadPoolExecutor(max_workers=len(rids)) as pool:
-        list(pool.map(lambda config: register(registrar, config), [world.config_of(r) for r in rids]))
-    counting = world.context("group", transport=transport)
-    counting = Context(**{**{f: getattr(ctx, f) for f in ctx.__dataclass_fields__}, "dps": counting.dps})
-    group_id = ctx.settings.group_id()
+    flashed_units(world, ctx, registrar, count, booted=count)
     # An earlier run learned that the group has more pages than units are due now: GETs are cheaper.
-    sizes = GroupSizes({group_id: PAGE_SIZE * (count + 1)})
+    sizes = GroupSizes({ctx.settings.group_id(): PAGE_SIZE * (count + 1)})
 
-    assert confirm_due_units(counting, sizes=sizes) == count
+    assert confirm_due_units(counting_dps(world, ctx, transport), sizes=sizes) == count
 
     assert transport.count("POST", "/query") == 0
     assert transport.count("GET", "/registrations/") == count
-    assert sizes.query_pays(group_id, count + 1) and not sizes.query_pays(group_id, count)
-    assert GroupSizes().query_pays(group_id, GROUP_QUERY_THRESHOLD)  # unknown size: one query learns it
-    assert not GroupSizes().query_pays(group_id, GROUP_QUERY_THRESHOLD - 1)
 
 
 def test_the_group_query_records_the_group_size(world: World, registrar: HttpDeviceRegistrar) -> None:
     ctx = flashed_context(world, "group")
     count = GROUP_QUERY_THRESHOLD
-    rids = [to_flashed(world, ctx) for _ in range(count)]
-    with ThreadPoolExecutor(max_workers=len(rids)) as pool:
-        list(pool.map(lambda config: register(registrar, config), [world.config_of(r) for r in rids]))
+    flashed_units(world, ctx, registrar, count, booted=count)
     sizes = GroupSizes()
 
     assert confirm_due_units(ctx, sizes=sizes) == count
