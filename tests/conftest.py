@@ -428,12 +428,6 @@ FAULT_COLUMNS = (
 # receives every report (the controller, or the single process without xdist) keeps and writes them.
 FAULT_OUTCOME = "fault_outcome"
 FAULT_OUTCOMES: list[dict[str, Any]] = []
-_REPORTING = {"here": True}  # False in an xdist worker: its controller collects and writes the table
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Note whether this process is an xdist worker (it then leaves the report to its controller)."""
-    _REPORTING["here"] = not hasattr(config, "workerinput")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -447,7 +441,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Collect the scenario outcomes; write the JSON at once (a run that is killed still leaves them)."""
-    if report.when != "call" or not _REPORTING["here"]:
+    if report.when != "call" or "PYTEST_XDIST_WORKER" in os.environ:  # a worker: its controller writes
         return
     outcomes = [value for key, value in report.user_properties if key == FAULT_OUTCOME]
     if outcomes:
