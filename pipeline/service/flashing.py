@@ -57,7 +57,7 @@ def handle_flashed(ctx: Context, envelope: Envelope) -> None:
         elif event.config_sha256 != unit.config_sha256:
             outcome = "ignored: result for another config version"
             audit(uow, ctx, unit, "flash.ignored", by, reason=outcome[9:])
-        elif _assigned_before_its_flash(unit):
+        elif _assigned_before_its_flash(uow, unit):
             checked = {"edge_check": event.edge_check} if event.edge_check else {}
             audit(uow, ctx, unit, "flash.verified", by, config_sha256=event.config_sha256, port=event.port,
                   after=unit.state.value, **checked)  # fmt: skip
@@ -68,11 +68,16 @@ def handle_flashed(ctx: Context, envelope: Envelope) -> None:
         finish(uow, ctx, envelope, ACTOR)
 
 
-def _assigned_before_its_flash(unit: Unit) -> bool:
+def _assigned_before_its_flash(uow: UnitOfWork, unit: Unit) -> bool:
     """The confirmer converged the unit on DPS's word after its last config was issued, and no verified
-    flash of that config has been recorded yet."""
+    flash of that config has been recorded yet (a station may confirm again under a new event id)."""
     issued, flashed = unit.stage_times.get("config_issued"), unit.stage_times.get("flashed")
-    return unit.state in AFTER_ASSIGNMENT and issued is not None and (flashed is None or flashed < issued)
+    return (
+        unit.state in AFTER_ASSIGNMENT
+        and issued is not None
+        and (flashed is None or flashed < issued)
+        and not uow.audit.recorded_since(unit.registration_id, "flash.verified", issued)
+    )
 
 
 def _acknowledge(

@@ -79,6 +79,9 @@ class StationAgent:
         self._waiting: dict[str, queue.Queue[Command]] = {}
         self._waiting_macs: dict[str, str] = {}  # registration ID -> MAC, to match a refusal without ID
         self._done: dict[str, str] = {}  # registration ID -> SHA-256 flashed and verified
+        # registration ID -> (SHA-256, event id) of its last `config.flashed`: a confirmation asked for
+        # again (a resent command) is the same event, so the pipeline records the flash once.
+        self._confirmations: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
         self.stopping = threading.Event()
 
@@ -142,6 +145,9 @@ class StationAgent:
         if event_id is not None and self.spool.is_pending(event_id):
             return event_id
         event_id, payload = encode(message, source=self.source, event_id=event_id, time=at)
+        if isinstance(message, ConfigFlashed):
+            with self._lock:
+                self._confirmations[message.registration_id] = (message.config_sha256, event_id)
         topic = self.topics.station_event(self.config.line, self.config.name, message.NAME)
         # An outcome is kept until the pipeline says it recorded it (flash.recorded), not just the broker.
         self.spool.append(event_id, topic, payload, hold=isinstance(message, ConfigFlashed))
@@ -169,6 +175,7 @@ class StationAgent:
             if mac is not None:
                 self._waiting_macs[registration_id] = mac
             self._done.pop(registration_id, None)
+            self._confirmations.pop(registration_id, None)
         return inbox
 
     def finished(self, registration_id: str, flashed_sha256: str | None) -> None:
@@ -268,17 +275,20 @@ class StationAgent:
         with self._lock:
             inbox = self._waiting.get(command.registration_id)
             done_sha = self._done.get(command.registration_id)
+            confirmed = self._confirmations.get(command.registration_id)
         if inbox is not None:
             inbox.put(command)
         elif done_sha == command.config_sha256:
-            # A resent command for a config already verified on the device: confirm again, idempotently.
+            # A resent command for a config already verified on the device: confirm again, under the
+            # first confirmation's event id, so the pipeline takes it as the duplicate it is.
             self.publish_event(
                 ConfigFlashed(
                     registration_id=command.registration_id,
                     station=self.config.name,
                     port=command.port,
                     config_sha256=done_sha,
-                )
+                ),
+                event_id=confirmed[1] if confirmed is not None and confirmed[0] == done_sha else None,
             )
         else:
             self.publish_event(

@@ -100,6 +100,10 @@ def test_config_issued_unit_whose_flash_event_was_lost_converges(
     [(_, ack)] = world.outbox_of(FlashRecorded, rid)
     assert ack.outcome.startswith("recorded: unit was already assigned")
 
+    deliver(ctx, flashing.handle_flashed, late)  # confirmed again under a new event id: recorded once
+    assert [r.kind for r in world.audit(rid)].count("flash.verified") == 1
+    assert world.outbox_of(FlashRecorded, rid)[-1][1].outcome == "no change: unit is assigned"
+
 
 def test_a_reworked_unit_is_not_converged_on_its_previous_visits_assignment(
     world: World, registrar: HttpDeviceRegistrar

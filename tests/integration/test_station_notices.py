@@ -21,7 +21,14 @@ from pipeline.bus.paho import PahoBus
 from pipeline.bus.ports import InboundMessage
 from pipeline.bus.topics import Topics
 from pipeline.crypto.station_key import StationKeyPair
-from pipeline.domain.events import ConfigFlashed, FlashRecorded, Message, UnitNotice, UnitScanned
+from pipeline.domain.events import (
+    ConfigFlashed,
+    FlashConfig,
+    FlashRecorded,
+    Message,
+    UnitNotice,
+    UnitScanned,
+)
 from stations.runtime.agent import StationAgent, status_message
 from stations.runtime.config import StationConfig
 from stations.runtime.stages import Stage, StageDetail
@@ -118,6 +125,24 @@ def test_a_held_flash_result_is_resent_with_its_id_until_recorded(
     assert pipeline.received(event_id) == settled  # no more re-sends
     pipeline.command(FlashRecorded(RID, "S1", event_id, "already recorded"))  # a late duplicate: harmless
     assert agent.spool.held() == []
+
+
+def test_a_resent_command_for_a_verified_config_is_confirmed_under_the_first_id(
+    agent: StationAgent, pipeline: Pipeline
+) -> None:
+    """A pipeline that re-sends `config.flash` (its station result was held up, e.g. by a broker outage)
+    gets the first `config.flashed` again, not a new event it would record as a second flash."""
+    sha = "ef" * 32
+    agent.expect(RID)
+    first = agent.publish_event(ConfigFlashed(RID, "S1", "p0", sha))
+    agent.finished(RID, sha)
+    pipeline.command(FlashRecorded(RID, "S1", first, "flashed"))
+    wait(lambda: not agent.spool.is_pending(first), "the first confirmation to be recorded")
+
+    pipeline.command(FlashConfig(RID, "S1", "p0", "/etc/aziot/config.toml", sha, "sealed"))
+    wait(lambda: agent.spool.is_pending(first), "the confirmation to be sent again")
+    wait(lambda: pipeline.received(first) >= 2, "the pipeline to receive it again")
+    assert set(pipeline.ids) == {first}
 
 
 def test_notices_show_on_the_port_that_handled_the_unit(
