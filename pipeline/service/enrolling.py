@@ -1,8 +1,11 @@
 """Enroller: makes DPS hold an enrollment that accepts the unit's key (architecture §3, §6).
 
-Group mode: the product's enrollment group exists already (`ensure_group` at start-up), so a unit is
-enrolled as soon as it is keyed. Individual mode: one enrollment per unit, created in bulk (up to 10
-per DPS call) with every keyed unit that is waiting, so a busy line spends one operation per ten units.
+Group mode: the product's enrollment group exists already (`ensure_group` at start-up) and accepts
+every key derived from it, so a unit is enrolled as soon as it is keyed, and its config issued, in the
+keyer's transaction (`enroll_in_group`): no `unit.keyed`/`unit.enrolled` hand-off on the bus, which
+cost two bus round trips and two transactions per unit and carried no decision.
+Individual mode: one enrollment per unit, created in bulk (up to 10 per DPS call) with every keyed unit
+that is waiting, so a busy line spends one operation per ten units.
 The DPS call happens outside any database transaction (a slow DPS must not hold database locks); the
 state change is committed afterwards, and a replay re-PUTs the same key, which DPS treats as success.
 Not responsible for: retry pacing against DPS (the DpsClient does it) or re-driving (the reconciler).
@@ -21,6 +24,7 @@ from pipeline.domain.keys import SecretKey
 from pipeline.domain.model import EnrollmentMode, Unit, UnitState
 from pipeline.service.actors import qualified
 from pipeline.service.common import device_key, fail_unit, finish, record_transition
+from pipeline.service.configuring import issue_config
 from pipeline.service.context import Context
 from pipeline.service.unit_of_work import GroupRecord, UnitOfWork
 
@@ -41,8 +45,8 @@ def handle_keyed(ctx: Context, envelope: Envelope) -> None:
         if unit is None or unit.state is not UnitState.KEYED:
             finish(uow, ctx, envelope, ACTOR)  # stale or replayed: the unit moved on
             return
-        if unit.mode is EnrollmentMode.GROUP:
-            _mark_enrolled(uow, ctx, unit, unit.group_id or ctx.settings.group_id())
+        if unit.mode is EnrollmentMode.GROUP:  # re-driven by the reconciler, or from an older worker
+            enroll_in_group(uow, ctx, unit)
             finish(uow, ctx, envelope, ACTOR)
             return
         batch = _waiting_batch(uow, unit)
@@ -135,6 +139,13 @@ def unit_tags(unit: Unit, approval: ApprovalDecision | None = None) -> dict[str,
     if unit.batch:
         tags["batch"] = unit.batch
     return tags
+
+
+def enroll_in_group(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:
+    """Group mode: record the keyed unit enrolled in its group, then issue its config, all in `uow`."""
+    unit.transition(UnitState.ENROLLED, ctx.clock())
+    record_transition(uow, ctx, unit, ACTOR, enrollment_id=unit.group_id or ctx.settings.group_id())
+    issue_config(uow, ctx, unit)
 
 
 def _mark_enrolled(uow: UnitOfWork, ctx: Context, unit: Unit, enrollment_id: str) -> None:

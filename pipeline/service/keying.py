@@ -19,6 +19,7 @@ from pipeline.service.actors import station_actor
 from pipeline.service.admission import refuse_scan, rescan_refusal
 from pipeline.service.common import Rejected, audit, device_key_context, finish, record_transition
 from pipeline.service.context import Context
+from pipeline.service.enrolling import enroll_in_group
 from pipeline.service.unit_of_work import UnitOfWork
 
 ACTOR = "keyer"
@@ -156,11 +157,18 @@ def _quarantine(uow: UnitOfWork, ctx: Context, unit: Unit, other: Unit) -> str:
 
 
 def give_key(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:
-    """Generate and seal an individual key if needed, then move the unit to `keyed`."""
+    """Generate and seal an individual key if needed, then move the unit to `keyed`.
+
+    Group mode goes on in the same transaction (`enrolling.enroll_in_group`): the unit is enrolled and
+    its config issued without a `unit.keyed` hand-off on the bus.
+    """
     if unit.mode is EnrollmentMode.INDIVIDUAL and uow.keys.get(unit.registration_id) is None:
         # Generated here, before any DPS call, so a replayed enrollment always PUTs the same key.
         sealed = ctx.sealer.seal_key(SecretKey.generate(), context=device_key_context(unit.registration_id))
         uow.keys.put(unit.registration_id, sealed)
     unit.transition(UnitState.KEYED, ctx.clock())
     record_transition(uow, ctx, unit, ACTOR, mode=unit.mode.value)
-    ctx.emit_unit_event(uow, UnitKeyed(registration_id=unit.registration_id, mode=unit.mode.value))
+    if unit.mode is EnrollmentMode.GROUP:
+        enroll_in_group(uow, ctx, unit)
+    else:
+        ctx.emit_unit_event(uow, UnitKeyed(registration_id=unit.registration_id, mode=unit.mode.value))

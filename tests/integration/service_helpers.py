@@ -98,6 +98,7 @@ class World:
             "dps_global_endpoint": self.emulator.device_endpoint,
             "master_key": base64.b64encode(os.urandom(32)).decode("ascii"),
             "confirm_backoff_initial_seconds": 0.0,
+            "confirm_unreported_flash_seconds": 0.0,
         }
         settings = load_settings(env={}, **{**values, **overrides})
         dps = HttpDpsClient.from_connection_string(
@@ -118,6 +119,15 @@ class World:
             clock=self.clock,
         )
         self.made.append(ctx)
+        return ctx
+
+    def line_ready(self, mode: str = "group", **overrides: Any) -> Context:
+        """A Context whose line can issue configs: station S1 registered and, in group mode, the group
+        created (a group-mode scan goes on to `config_issued` in the keyer's transaction)."""
+        ctx = self.context(mode, **overrides)
+        self.add_station(ctx)
+        if mode == "group":
+            enrolling.ensure_group(ctx)
         return ctx
 
     def add_station(self, ctx: Context, name: str = "S1", line: str = LINE) -> StationKeyPair:

@@ -5,7 +5,9 @@ Real parts: a migrated SQLite/PostgreSQL database, the DPS emulator over HTTP, r
 
 from __future__ import annotations
 
+import base64
 import getpass
+import os
 import re
 import socket
 
@@ -157,7 +159,7 @@ def test_cli_release_errors_are_one_line(
 
 
 def test_a_released_quarantined_unit_is_reworked(world: World) -> None:
-    ctx = world.context()
+    ctx = world.line_ready()
     serial, mac = new_identity()
     deliver(ctx, handle_scanned, scan(serial, mac))
     other = scan(new_identity()[0], mac)
@@ -170,7 +172,7 @@ def test_a_released_quarantined_unit_is_reworked(world: World) -> None:
     deliver(ctx, handle_scanned, other)
 
     unit = world.unit(other.registration_id)
-    assert (unit.state, unit.failure) == (UnitState.KEYED, None)
+    assert (unit.state, unit.failure) == (UnitState.CONFIG_ISSUED, None)
 
 
 @pytest.mark.parametrize(
@@ -196,20 +198,22 @@ def test_the_keyer_refuses_macs_by_the_rules_naming_the_rule(
 
 
 def test_an_allowed_oui_is_admitted(world: World) -> None:
-    ctx = world.context(mac_allowed_ouis=("00:1B:44",), mac_allow_locally_administered=False)
+    ctx = world.line_ready(mac_allowed_ouis=("00:1B:44",), mac_allow_locally_administered=False)
     message = scan("SN-MAC-2", "00:1B:44:11:22:33")
     deliver(ctx, handle_scanned, message)
-    assert world.unit(message.registration_id).state is UnitState.KEYED
+    assert world.unit(message.registration_id).state is UnitState.CONFIG_ISSUED
 
 
 def test_two_workers_keying_units_that_share_a_mac_at_once_quarantine_one(world: World) -> None:
     """The identity check and the insert are one step across workers (advisory locks on PostgreSQL)."""
     import threading
 
+    master_key = base64.b64encode(os.urandom(32)).decode("ascii")  # the two workers share one
+    world.line_ready(master_key=master_key)
     for round_ in range(8):
         serial_a, mac = new_identity()
         serial_b, _ = new_identity()
-        ctxs = [world.context(), world.context()]
+        ctxs = [world.context(master_key=master_key), world.context(master_key=master_key)]
         scans = [scan(serial_a, mac), scan(serial_b, mac)]
         start = threading.Barrier(2)
 
@@ -228,4 +232,4 @@ def test_two_workers_keying_units_that_share_a_mac_at_once_quarantine_one(world:
         for thread in threads:
             thread.join(30)
         states = sorted(world.unit(s.registration_id).state.value for s in scans)
-        assert states == ["keyed", "quarantined"], f"round {round_}: {states}"
+        assert states == ["config_issued", "quarantined"], f"round {round_}: {states}"

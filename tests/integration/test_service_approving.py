@@ -12,7 +12,7 @@ import pytest
 import service_helpers
 from service_helpers import HUB, World, deliver, new_identity, scan
 
-from pipeline.domain.events import UnitKeyed, UnitQuarantined, UnitRefused
+from pipeline.domain.events import FlashConfig, UnitKeyed, UnitQuarantined, UnitRefused
 from pipeline.domain.model import UnitState
 from pipeline.mes.command import CommandApprover
 from pipeline.mes.stub import StubMes
@@ -36,13 +36,14 @@ def mes() -> Iterator[StubMes]:
 def approving(
     world: World, mes_url: str, mode: str = "group", **overrides: object
 ) -> tuple[Context, ApprovalRunner]:
-    """A Context whose keyer hands scans to a running ApprovalRunner asking `mes_url`."""
+    """A Context whose keyer hands scans to a running ApprovalRunner asking `mes_url` (a group-mode unit
+    the MES allows goes on to `config_issued`)."""
     settings: dict[str, object] = {
         "approval_url": mes_url,
         "approval_retries": 1,
         "approval_timeout_seconds": 2.0,
     }
-    ctx = world.context(mode, **{**settings, **overrides})
+    ctx = world.line_ready(mode, **{**settings, **overrides})
     runner = ApprovalRunner(WebhookApprover(mes_url, timeout=ctx.settings.approval_timeout_seconds), 4)
     ctx = dataclasses.replace(ctx, request_approval=runner.submit)
     runner.bind(ctx)
@@ -65,16 +66,23 @@ def test_allowed_unit_is_keyed_after_the_mes_answers(world: World, mes: StubMes)
     ctx, runner = approving(world, mes.url)
     message = scan()
     deliver(ctx, handle_scanned, message)
-    wait_for(lambda: state_of(world, message.registration_id) is UnitState.KEYED)
+    wait_for(lambda: state_of(world, message.registration_id) is UnitState.CONFIG_ISSUED)
     runner.stop()
 
     assert mes.requests[0]["serial"] == message.serial and mes.requests[0]["station"] == "S1"
     kinds = [r.kind for r in world.audit(message.registration_id)]
-    assert kinds == ["unit.scanned", "unit.approval_requested", "unit.approved", "unit.keyed"]
+    assert kinds == [
+        "unit.scanned",
+        "unit.approval_requested",
+        "unit.approved",
+        "unit.keyed",
+        "unit.enrolled",
+        "unit.config_issued",
+    ]
     with world.db.uow() as uow:
         decision = uow.approvals.get(message.registration_id)
     assert decision is not None and decision.allowed and decision.tags == {"work_order": "WO-77"}
-    assert len(world.outbox_of(UnitKeyed, message.registration_id)) == 1
+    assert len(world.outbox_of(FlashConfig, message.registration_id)) == 1
 
 
 def test_denied_unit_is_quarantined_with_the_mes_reason(world: World, mes: StubMes) -> None:
@@ -111,7 +119,7 @@ def test_mes_down_fails_closed_then_the_reconciler_asks_again(world: World, mes:
     mes.rules.down = False
     world.clock.advance(seconds=31)
     assert reconcile(ctx) == 1
-    wait_for(lambda: state_of(world, message.registration_id) is UnitState.KEYED)
+    wait_for(lambda: state_of(world, message.registration_id) is UnitState.CONFIG_ISSUED)
     runner.stop()
 
 
@@ -120,7 +128,7 @@ def test_fail_open_keys_the_unit_and_says_why(world: World, mes: StubMes) -> Non
     ctx, runner = approving(world, mes.url, approval_fail_mode="open")
     message = scan()
     deliver(ctx, handle_scanned, message)
-    wait_for(lambda: state_of(world, message.registration_id) is UnitState.KEYED)
+    wait_for(lambda: state_of(world, message.registration_id) is UnitState.CONFIG_ISSUED)
     runner.stop()
     approved = [r for r in world.audit(message.registration_id) if r.kind == "unit.approved"]
     assert approved[0].detail["source"] == "fail-open"
@@ -161,9 +169,11 @@ def test_a_slow_answer_does_not_hold_up_other_units(world: World, mes: StubMes) 
     fast = [scan() for _ in range(3)]
     for message in fast:
         deliver(ctx, handle_scanned, message)
-    wait_for(lambda: all(state_of(world, m.registration_id) is UnitState.KEYED for m in fast), timeout=3.0)
+    wait_for(
+        lambda: all(state_of(world, m.registration_id) is UnitState.CONFIG_ISSUED for m in fast), timeout=3.0
+    )
     assert state_of(world, slow.registration_id) is UnitState.SCANNED  # still waiting for its answer
-    wait_for(lambda: state_of(world, slow.registration_id) is UnitState.KEYED)
+    wait_for(lambda: state_of(world, slow.registration_id) is UnitState.CONFIG_ISSUED)
     runner.stop()
 
 
@@ -201,16 +211,17 @@ def test_a_hub_that_is_not_linked_is_refused(world: World, mes: StubMes) -> None
 
 
 def test_lost_request_is_asked_again_by_the_reconciler(world: World, mes: StubMes) -> None:
-    ctx = world.context(approval_url=mes.url, reconcile_stuck_seconds=30.0)  # no runner: the request is lost
+    # No runner: the request is lost.
+    ctx = world.line_ready(approval_url=mes.url, reconcile_stuck_seconds=30.0)
     message = scan()
     deliver(ctx, handle_scanned, message)
     assert state_of(world, message.registration_id) is UnitState.SCANNED
-    _, runner = approving(world, mes.url)
+    runner = ApprovalRunner(WebhookApprover(mes.url, timeout=2.0), 4)
     ctx = dataclasses.replace(ctx, request_approval=runner.submit)
     runner.bind(ctx)
     world.clock.advance(seconds=31)
     assert reconcile(ctx) == 1
-    wait_for(lambda: state_of(world, message.registration_id) is UnitState.KEYED)
+    wait_for(lambda: state_of(world, message.registration_id) is UnitState.CONFIG_ISSUED)
     runner.stop()
 
 

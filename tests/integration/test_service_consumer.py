@@ -66,8 +66,8 @@ def connect(url: str) -> PahoBus:
 
 
 @pytest.fixture
-def running(world: World, mosquitto: Mosquitto) -> Iterator[Running]:
-    ctx = world.context("group")
+def running(world: World, mosquitto: Mosquitto, request: pytest.FixtureRequest) -> Iterator[Running]:
+    ctx = world.line_ready(getattr(request, "param", "group"))  # indirect parametrisation: the mode
     worker, probe = connect(mosquitto.url), connect(mosquitto.url)
     run = Running(ctx, worker, probe)
     yield run
@@ -118,18 +118,16 @@ def test_bad_messages_are_dead_lettered_and_the_worker_keeps_going(world: World,
 
     good = scan(station="S1")
     running.publish_from("S1", good)
-    wait_for_state(world, good.registration_id, UnitState.KEYED)
+    wait_for_state(world, good.registration_id, UnitState.CONFIG_ISSUED)
     with world.db.uow() as uow:
-        assert uow.units.count_by_state() == {"keyed": 1}
+        assert uow.units.count_by_state() == {"config_issued": 1}
     assert len(running.deadletters.messages) == 3
 
 
+@pytest.mark.parametrize("running", ["individual"], indirect=True)
 def test_unit_events_flow_through_relay_and_consumer(world: World, running: Running) -> None:
-    """Scan -> keyed -> enrolled -> config_issued, each event published by the relay and consumed."""
-    from pipeline.service.enrolling import ensure_group
-
-    ensure_group(running.ctx)
-    world.add_station(running.ctx, "S1")
+    """Scan -> keyed -> enrolled -> config_issued, each event published by the relay and consumed
+    (individual mode: a group-mode unit takes the three steps in one transaction)."""
     unit_events = Collector()
     running.probe.subscribe(running.ctx.topics.all_unit_events(), unit_events)
     relay = OutboxRelay(world.db.uow, running.worker, world.clock, is_transient_db_error)
@@ -199,7 +197,7 @@ def test_a_write_conflict_is_retried_and_then_the_handler_sees_the_row(
     consumer.on_message(_inbound(ctx, scan(serial, mac), acks))
 
     assert (len(calls), acks) == (2, [True])
-    wait_for_state(world, registration_id(serial, mac), UnitState.KEYED)
+    wait_for_state(world, registration_id(serial, mac), UnitState.CONFIG_ISSUED)
     assert running.deadletters.messages == []
 
 

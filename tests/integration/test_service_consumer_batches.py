@@ -2,7 +2,9 @@
 
 Messages are queued through `Consumer.on_message` before the handler threads start, so each thread
 finds them all waiting and takes them as one batch; real handlers, real database (both backends),
-dead letters published to a real Mosquitto.
+dead letters published to a real Mosquitto. Individual mode, where the keyer's work ends at `keyed` with
+one `unit.keyed` event per unit, except where group mode (keyed, enrolled and configured in one step) is
+named.
 """
 
 from __future__ import annotations
@@ -106,15 +108,20 @@ def totals(world: World) -> tuple[int, int, int]:
     return units, outbox, len(world.audit())
 
 
-def test_a_batch_commits_once_and_acks_only_after_its_commit(world: World, bus: PahoBus) -> None:
-    ctx = world.context("group")
+@pytest.mark.parametrize(
+    "mode, settled", [("individual", UnitState.KEYED), ("group", UnitState.CONFIG_ISSUED)]
+)
+def test_a_batch_commits_once_and_acks_only_after_its_commit(
+    world: World, bus: PahoBus, mode: str, settled: UnitState
+) -> None:
+    ctx = world.line_ready(mode)
     tracker = Tracker(world)
     scans = [scan() for _ in range(UNITS)]
     worker = consumer(ctx, bus)
     for message in scans:
 
         def committed(rid: str = message.registration_id) -> None:
-            assert state_of(world, rid) is UnitState.KEYED, "acked before its transaction committed"
+            assert state_of(world, rid) is settled, "acked before its transaction committed"
 
         worker.on_message(tracker.inbound(ctx, message, committed))
     commits_before = tracker.commits
@@ -124,7 +131,7 @@ def test_a_batch_commits_once_and_acks_only_after_its_commit(world: World, bus: 
     finally:
         worker.stop()
     assert sorted(tracker.acked) == sorted(m.registration_id for m in scans)
-    assert totals(world)[:2] == (UNITS, UNITS)  # one unit and one unit.keyed event each
+    assert totals(world)[:2] == (UNITS, UNITS)  # one unit and one unit.keyed event (or flash.config) each
     # Two handler threads: one transaction each (the ack checks only read, and roll back).
     assert tracker.commits - commits_before <= 2, tracker.commits - commits_before
 
@@ -132,7 +139,7 @@ def test_a_batch_commits_once_and_acks_only_after_its_commit(world: World, bus: 
 def test_a_poison_message_in_a_batch_is_dead_lettered_and_the_rest_processed(
     world: World, bus: PahoBus, mosquitto: Mosquitto
 ) -> None:
-    ctx = world.context("group")
+    ctx = world.context("individual")
     deadletters = Collector()
     bus.subscribe(f"{ctx.topics.base}/deadletter/#", deadletters)
     tracker = Tracker(world)
@@ -164,7 +171,7 @@ def test_a_poison_message_in_a_batch_is_dead_lettered_and_the_rest_processed(
 def test_a_crash_before_commit_loses_nothing_and_redelivery_processes_once(
     world: World, bus: PahoBus
 ) -> None:
-    ctx = world.context("group")
+    ctx = world.context("individual")
     tracker = Tracker(world)
     scans = [scan() for _ in range(UNITS)]
     crashed = threading.Event()
@@ -196,7 +203,7 @@ def test_a_crash_before_commit_loses_nothing_and_redelivery_processes_once(
 
 
 def test_a_crash_between_commit_and_ack_makes_redelivery_a_no_op(world: World, bus: PahoBus) -> None:
-    ctx = world.context("group")
+    ctx = world.context("individual")
     tracker = Tracker(world)
     scans = [scan() for _ in range(UNITS)]
     first = consumer(ctx, bus)
@@ -230,7 +237,7 @@ def test_a_crash_between_commit_and_ack_makes_redelivery_a_no_op(world: World, b
 def test_a_handler_that_writes_without_committing_leaks_nothing_into_the_batch(
     world: World, bus: PahoBus
 ) -> None:
-    ctx = world.context("group")
+    ctx = world.context("individual")
     tracker = Tracker(world)
     scans = [scan() for _ in range(UNITS)]
     careless = scans[3].registration_id

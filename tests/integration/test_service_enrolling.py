@@ -9,7 +9,7 @@ import pytest
 import service_helpers
 from service_helpers import CountingTransport, World, deliver, envelope, scan, to_keyed
 
-from pipeline.domain.events import UnitEnrolled, UnitFailed, UnitKeyed
+from pipeline.domain.events import FlashConfig, UnitEnrolled, UnitFailed, UnitKeyed
 from pipeline.domain.model import UnitState
 from pipeline.service.context import Context
 from pipeline.service.enrolling import BULK_LIMIT, ensure_group, handle_keyed
@@ -23,17 +23,36 @@ def test_group_mode_enrolls_without_per_unit_dps_calls(world: World) -> None:
     transport = CountingTransport()
     ctx = world.context("group", transport=transport)
     group_id = ensure_group(ctx)
+    world.add_station(ctx)
     assert ctx.dps.get_enrollment_group(group_id) is not None
-    rid = to_keyed(ctx)
     before = len(transport.requests)
+
+    rid = to_keyed(ctx)  # the keyer enrolls and configures in the same transaction
+
+    assert len(transport.requests) == before
+    assert world.unit(rid).state is UnitState.CONFIG_ISSUED
+    [enrolled] = [r for r in world.audit(rid) if r.kind == "unit.enrolled"]
+    assert enrolled.detail["enrollment_id"] == group_id
+    assert world.outbox_of(UnitKeyed, rid) == world.outbox_of(UnitEnrolled, rid) == []
+    assert world.emulator.dump()["dps"]["enrollments"] == []
+
+
+def test_a_group_unit_left_keyed_is_enrolled_and_configured_when_re_driven(world: World) -> None:
+    """A `unit.keyed` for a group unit (the reconciler's, or an older worker's) finishes the step."""
+    ctx = world.line_ready()
+    rid = to_keyed(ctx)
+    with world.db.uow() as uow:  # as an older worker that handed `unit.keyed` over on the bus left it
+        unit = uow.units.get(rid, for_update=True)
+        assert unit is not None
+        unit.state, unit.config_sha256 = UnitState.KEYED, None
+        uow.units.save(unit)
+        uow.commit()
 
     deliver(ctx, handle_keyed, UnitKeyed(registration_id=rid, mode="group"))
 
-    assert len(transport.requests) == before
-    assert world.unit(rid).state is UnitState.ENROLLED
-    [(_, event)] = world.outbox_of(UnitEnrolled, rid)
-    assert (event.mode, event.enrollment_id) == ("group", group_id)
-    assert world.emulator.dump()["dps"]["enrollments"] == []
+    assert world.unit(rid).state is UnitState.CONFIG_ISSUED
+    assert len(world.outbox_of(FlashConfig, rid)) == 2  # the first visit's command and this one
+    assert world.outbox_of(UnitEnrolled, rid) == []
 
 
 def test_ensure_group_twice_keeps_one_group_and_its_key(world: World) -> None:

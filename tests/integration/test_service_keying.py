@@ -6,7 +6,7 @@ import pytest
 import service_helpers
 from service_helpers import World, deliver, envelope, new_identity, registration_id, scan
 
-from pipeline.domain.events import UnitKeyed, UnitQuarantined, UnitRefused
+from pipeline.domain.events import FlashConfig, UnitKeyed, UnitQuarantined, UnitRefused
 from pipeline.domain.model import UnitState
 from pipeline.service.common import Rejected, device_key_context
 from pipeline.service.keying import handle_scanned
@@ -17,7 +17,7 @@ world_fixture = service_helpers.world_fixture
 
 
 def test_scan_creates_keyed_unit_and_outbox_event(world: World) -> None:
-    ctx = world.context()
+    ctx = world.context("individual")
     message = scan()
     deliver(ctx, handle_scanned, message)
 
@@ -27,20 +27,38 @@ def test_scan_creates_keyed_unit_and_outbox_event(world: World) -> None:
     assert unit.mac == message.mac.lower()
     keyed = world.outbox_of(UnitKeyed, message.registration_id)
     assert [(topic, m.mode) for topic, m in keyed] == [
-        (f"{world.topic_root}/v1/units/events/unit.keyed", "group")
+        (f"{world.topic_root}/v1/units/events/unit.keyed", "individual")
     ]
     kinds = [r.kind for r in world.audit(message.registration_id)]
     assert kinds == ["unit.scanned", "unit.keyed"]
 
 
+def test_a_group_mode_scan_is_keyed_enrolled_and_configured_in_one_step(world: World) -> None:
+    """The group accepts every derived key: nothing to hand over on the bus between the three stages."""
+    ctx = world.line_ready()
+    message = scan()
+    deliver(ctx, handle_scanned, message)
+
+    unit = world.unit(message.registration_id)
+    assert unit.state is UnitState.CONFIG_ISSUED
+    assert [r.kind for r in world.audit(message.registration_id)] == [
+        "unit.scanned",
+        "unit.keyed",
+        "unit.enrolled",
+        "unit.config_issued",
+    ]
+    assert [type(env.message) for _, env in world.outbox()] == [FlashConfig]
+    assert world.config_of(message.registration_id).registration_id == message.registration_id
+
+
 def test_same_event_twice_is_one_unit_and_one_message(world: World) -> None:
-    ctx = world.context()
+    ctx = world.line_ready()
     env = envelope(scan())
     handle_scanned(ctx, env)
     handle_scanned(ctx, env)
 
     with world.db.uow() as uow:
-        assert uow.units.count_by_state() == {"keyed": 1}
+        assert uow.units.count_by_state() == {"config_issued": 1}
     assert len(world.outbox()) == 1
     assert world.unit(env.message.registration_id).rework_count == 0  # type: ignore[attr-defined]
 
@@ -64,7 +82,7 @@ def test_rescan_is_rework_with_the_same_individual_key(world: World) -> None:
 
 
 def test_same_mac_on_another_serial_is_quarantined(world: World) -> None:
-    ctx = world.context()
+    ctx = world.line_ready()
     serial, mac = new_identity()
     first = scan(serial, mac)
     deliver(ctx, handle_scanned, first)
@@ -72,18 +90,18 @@ def test_same_mac_on_another_serial_is_quarantined(world: World) -> None:
     second = scan(other_serial, mac)
     deliver(ctx, handle_scanned, second)
 
-    assert world.unit(first.registration_id).state is UnitState.KEYED
+    assert world.unit(first.registration_id).state is UnitState.CONFIG_ISSUED
     assert world.unit(second.registration_id).state is UnitState.QUARANTINED
     [(_, event)] = world.outbox_of(UnitQuarantined)
     assert event.registration_id == second.registration_id
     assert event.conflicting_registration_id == first.registration_id
     assert "identity conflict" in event.reason
-    assert not world.outbox_of(UnitKeyed, second.registration_id)
+    assert not world.outbox_of(FlashConfig, second.registration_id)
 
 
 def test_conflict_is_found_when_the_new_unit_is_the_most_recent_match(world: World) -> None:
     # find_by_mac returns the most recently updated match: the new unit must not be able to find itself.
-    ctx = world.context()
+    ctx = world.line_ready()
     serial, mac = new_identity()
     first = scan(serial, mac)
     deliver(ctx, handle_scanned, first)
@@ -93,7 +111,7 @@ def test_conflict_is_found_when_the_new_unit_is_the_most_recent_match(world: Wor
     deliver(ctx, handle_scanned, second)
 
     assert world.unit(second.registration_id).state is UnitState.QUARANTINED
-    assert world.unit(first.registration_id).state is UnitState.KEYED
+    assert world.unit(first.registration_id).state is UnitState.CONFIG_ISSUED
 
 
 def test_quarantined_unit_is_not_restarted_by_a_rescan(world: World) -> None:

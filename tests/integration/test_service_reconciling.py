@@ -33,7 +33,7 @@ def fail_flash(world: World, ctx: Context, rid: str, *, retryable: bool) -> None
 
 
 def test_stuck_keyed_unit_gets_a_new_keyed_event(world: World) -> None:
-    ctx = group_ctx(world)
+    ctx = world.context("individual", reconcile_stuck_seconds=0)  # group-mode units do not rest keyed
     rid = to_keyed(ctx)
     world.clock.advance(seconds=1)
 
@@ -58,7 +58,7 @@ def test_stuck_config_issued_unit_gets_the_flash_command_again(world: World) -> 
 
 
 def test_recent_units_are_left_alone(world: World) -> None:
-    ctx = world.context("group", reconcile_stuck_seconds=60)
+    ctx = world.context("individual", reconcile_stuck_seconds=60)
     rid = to_keyed(ctx)
     world.clock.advance(seconds=30)
     assert reconcile(ctx) == 0
@@ -75,7 +75,8 @@ def test_retryable_flash_failure_goes_back_to_enrolled(world: World) -> None:
 
     unit = world.unit(rid)
     assert (unit.state, unit.failure, unit.attempts) == (UnitState.ENROLLED, None, 1)
-    assert len(world.outbox_of(UnitEnrolled, rid)) == 2  # the enroller's, then the retry's
+    # The retry's: group mode's enroller hands nothing over on the bus (the keyer issued the config).
+    assert len(world.outbox_of(UnitEnrolled, rid)) == 1
 
 
 def test_non_retryable_failure_is_left_alone(world: World) -> None:

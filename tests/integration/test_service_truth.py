@@ -45,7 +45,9 @@ def registrar() -> Iterator[HttpDeviceRegistrar]:
 
 
 def line_context(world: World, mode: str = "group", **overrides: object) -> Context:
-    ctx = world.context(mode, confirm_backoff_initial_seconds=10, **overrides)
+    ctx = world.context(
+        mode, confirm_backoff_initial_seconds=10, confirm_unreported_flash_seconds=10, **overrides
+    )
     if mode == "group":
         ensure_group(ctx)
     world.add_station(ctx, "S1")
