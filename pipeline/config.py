@@ -59,9 +59,6 @@ class Settings:
     confirm_interval_seconds: float = 2.0
     confirm_backoff_initial_seconds: float = 2.0
     confirm_backoff_max_seconds: float = 3600.0
-    # A unit DPS reports assigned before its station reported the flash: how long the station's report
-    # (the normal path) is waited for before DPS's word is taken (it covers a lost report).
-    confirm_unreported_flash_seconds: float = 30.0
     confirm_window_hours: float = 72.0
     reconcile_interval_seconds: float = 5.0
     reconcile_stuck_seconds: float = 30.0

@@ -112,7 +112,6 @@ def demo_settings(
         master_key_file="",
         confirm_interval_seconds=0.5,
         confirm_backoff_initial_seconds=0.5,
-        confirm_unreported_flash_seconds=5.0,
         confirm_backoff_max_seconds=5.0,
         reconcile_interval_seconds=2.0,
         reconcile_stuck_seconds=max(base.reconcile_stuck_seconds, 20.0),

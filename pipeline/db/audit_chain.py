@@ -79,9 +79,8 @@ class SqlAuditLog(AuditLog):
     handlers would otherwise queue behind each other for their whole transaction.
     """
 
-    def __init__(self, session: Session, outer: SqlAuditLog | None = None) -> None:
+    def __init__(self, session: Session) -> None:
         self._session = session
-        self._outer = outer  # a batch member's log: the batch's records so far are in the outer one
         self._pending: list[tuple[datetime, str, str, str | None, str]] = []
 
     def append(
@@ -91,19 +90,6 @@ class SqlAuditLog(AuditLog):
             raise ValueError(f"audit record {kind!r}: `at` must be timezone-aware")
         _refuse_secrets(kind, detail)
         self._pending.append((at, kind, actor, registration_id, canonical_json(detail)))
-
-    def recorded_since(self, registration_id: str, kind: str, since: datetime) -> bool:
-        logs = [self] if self._outer is None else [self, self._outer]
-        if any(
-            at >= since and k == kind and rid == registration_id
-            for log in logs
-            for at, k, _, rid, _ in log._pending
-        ):
-            return True
-        query = select(AuditRow.id).where(
-            AuditRow.registration_id == registration_id, AuditRow.kind == kind, AuditRow.at >= since
-        )
-        return self._session.scalar(query.limit(1)) is not None
 
     def flush_pending(self) -> None:
         """Chain and insert the records appended in this transaction (takes the audit_head lock)."""

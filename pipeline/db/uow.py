@@ -106,7 +106,7 @@ class _MemberUnitOfWork(UnitOfWork):
         self.units, self.keys, self.groups = outer.units, outer.keys, outer.groups
         self.stations, self.outbox, self.processed = outer.stations, outer.outbox, outer.processed
         self.approvals = outer.approvals
-        self.audit = SqlAuditLog(outer.session, outer.audit)
+        self.audit = SqlAuditLog(outer.session)
         self._mark = outer.writes
         return self
 

@@ -154,6 +154,16 @@ class Unit:
         self.assignment_overdue_at = self.assignment_overdue_reason = None
         return f"converged from {before} to assigned as {reason}"
 
+    def note_late_flash(self, station_time: datetime) -> None:
+        """Record when the station verified the flash of the current config, after DPS's word already
+        moved the unit past `flashed` (its report was held up). The station's clock is not trusted
+        beyond order: the time is kept between the config's issue and the assignment, so the timeline
+        stays in flow order."""
+        issued = self.stage_times.get(UnitState.CONFIG_ISSUED.value)
+        assigned = self.stage_times.get(UnitState.ASSIGNED.value)
+        at = min(station_time, assigned) if assigned is not None else station_time
+        self.stage_times[UnitState.FLASHED.value] = max(at, issued) if issued is not None else at
+
     def fail(self, failure: Failure, at: datetime) -> None:
         """Mark the unit failed at a stage; counts the attempt."""
         self.transition(UnitState.FAILED, at)  # first: a refused transition must not count an attempt

@@ -1,12 +1,11 @@
 """Confirmer (scheduler job): asks DPS whether units have registered, and records what DPS says.
 
 DPS is the truth about assignment: besides flashed units it polls `config_issued` units (their
-`config.flashed` may have been lost: asked once `confirm_unreported_flash_seconds` passed without it,
-so a device that booted fast does not overtake its station's report, the normal path), failed units
-that had a config (a failure may have been recorded too early) and quarantined ones, and converges any
-unit DPS reports assigned to `assigned`, saying in the audit what it converged from; a quarantined one
-stays quarantined, recorded once, for a human. A reworked unit is converged only once flashed again:
-before that, DPS's assignment may be the previous visit's.
+`config.flashed` may have been lost), failed units that had a config (a failure may have been recorded
+too early) and quarantined ones, and converges any unit DPS reports assigned to `assigned`, saying in the
+audit what it converged from; a quarantined one stays quarantined, recorded once, for a human. A
+reworked unit is converged only once flashed again: before that, DPS's assignment may be the previous
+visit's.
 A flashed unit waiting longer than `assignment_overdue_seconds` is flagged, audited and its station told.
 
 A device may first boot days after it was flashed, so each unit is checked on its own backoff
@@ -71,7 +70,7 @@ def confirm_due_units(
         due = uow.units.due_for_check(
             now,
             BATCH,
-            settled_before=now - timedelta(seconds=ctx.settings.confirm_unreported_flash_seconds),
+            settled_before=now - timedelta(seconds=ctx.settings.confirm_backoff_initial_seconds),
             window_start=now - timedelta(hours=ctx.settings.confirm_window_hours),
         )
     if not due:

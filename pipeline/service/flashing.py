@@ -4,7 +4,8 @@ A `config.flashed` counts only if it comes from the unit's own station and carri
 config issued last; anything else (a late result for an older config, another station) is audited and
 ignored. A verified flash that arrives after the confirmer already took DPS's word that the unit is
 assigned (the station's result was held up, e.g. by a broker outage) is still recorded, as
-`flash.verified`: the audit keeps the station's read-back of every config it issued.
+`flash.verified`, and its time becomes the unit's `flashed_at`: the audit keeps the station's read-back
+of every config it issued.
 Not responsible for: verifying the device (the station reads back the hash before reporting).
 """
 
@@ -57,7 +58,9 @@ def handle_flashed(ctx: Context, envelope: Envelope) -> None:
         elif event.config_sha256 != unit.config_sha256:
             outcome = "ignored: result for another config version"
             audit(uow, ctx, unit, "flash.ignored", by, reason=outcome[9:])
-        elif _assigned_before_its_flash(uow, unit):
+        elif _assigned_before_its_flash(unit):
+            unit.note_late_flash(envelope.time)
+            uow.units.save(unit)
             checked = {"edge_check": event.edge_check} if event.edge_check else {}
             audit(uow, ctx, unit, "flash.verified", by, config_sha256=event.config_sha256, port=event.port,
                   after=unit.state.value, **checked)  # fmt: skip
@@ -68,16 +71,11 @@ def handle_flashed(ctx: Context, envelope: Envelope) -> None:
         finish(uow, ctx, envelope, ACTOR)
 
 
-def _assigned_before_its_flash(uow: UnitOfWork, unit: Unit) -> bool:
+def _assigned_before_its_flash(unit: Unit) -> bool:
     """The confirmer converged the unit on DPS's word after its last config was issued, and no verified
-    flash of that config has been recorded yet (a station may confirm again under a new event id)."""
+    flash of that config has been recorded yet (`note_late_flash` keeps its time at or after the issue)."""
     issued, flashed = unit.stage_times.get("config_issued"), unit.stage_times.get("flashed")
-    return (
-        unit.state in AFTER_ASSIGNMENT
-        and issued is not None
-        and (flashed is None or flashed < issued)
-        and not uow.audit.recorded_since(unit.registration_id, "flash.verified", issued)
-    )
+    return unit.state in AFTER_ASSIGNMENT and issued is not None and (flashed is None or flashed < issued)
 
 
 def _acknowledge(

@@ -212,11 +212,6 @@ class AuditLog(abc.ABC):
     ) -> None:
         """Append a hash-chained record. `detail` must never contain a key."""
 
-    @abc.abstractmethod
-    def recorded_since(self, registration_id: str, kind: str, since: datetime) -> bool:
-        """Whether a record of `kind` about the unit exists at or after `since` (this transaction's
-        records included)."""
-
 
 class BatchAborted(RuntimeError):
     """A handler left a batch member without committing what it wrote: redo the batch one by one."""

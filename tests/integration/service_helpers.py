@@ -98,7 +98,6 @@ class World:
             "dps_global_endpoint": self.emulator.device_endpoint,
             "master_key": base64.b64encode(os.urandom(32)).decode("ascii"),
             "confirm_backoff_initial_seconds": 0.0,
-            "confirm_unreported_flash_seconds": 0.0,
         }
         settings = load_settings(env={}, **{**values, **overrides})
         dps = HttpDpsClient.from_connection_string(

@@ -45,9 +45,7 @@ def registrar() -> Iterator[HttpDeviceRegistrar]:
 
 
 def line_context(world: World, mode: str = "group", **overrides: object) -> Context:
-    ctx = world.context(
-        mode, confirm_backoff_initial_seconds=10, confirm_unreported_flash_seconds=10, **overrides
-    )
+    ctx = world.context(mode, confirm_backoff_initial_seconds=10, **overrides)
     if mode == "group":
         ensure_group(ctx)
     world.add_station(ctx, "S1")
@@ -98,7 +96,10 @@ def test_config_issued_unit_whose_flash_event_was_lost_converges(
     deliver(ctx, flashing.handle_flashed, late)
     [verified] = [r for r in world.audit(rid) if r.kind == "flash.verified"]
     assert (verified.detail["config_sha256"], verified.detail["after"]) == (sha, "assigned")
-    assert world.unit(rid).state is UnitState.ASSIGNED
+    unit = world.unit(rid)
+    times = unit.stage_times
+    assert unit.state is UnitState.ASSIGNED
+    assert times["config_issued"] <= times["flashed"] <= times["assigned"]  # in flow order, station's time
     [(_, ack)] = world.outbox_of(FlashRecorded, rid)
     assert ack.outcome.startswith("recorded: unit was already assigned")
 

@@ -333,3 +333,19 @@ def test_convergence_needs_a_reason_and_the_plain_transition_stays_strict() -> N
         make_unit(S.FAILED).converge_assigned(T0, "")
     with pytest.raises(TransitionError):
         make_unit(S.CONFIG_ISSUED).transition(S.ASSIGNED, T0)
+
+
+@pytest.mark.parametrize(
+    "station_minute, expected_minute",
+    [(3, 3), (-60, 1), (90, 5)],  # in order; a station clock behind the issue; one ahead of the assignment
+)
+def test_a_late_verified_flash_gets_a_time_between_issue_and_assignment(
+    station_minute: int, expected_minute: int
+) -> None:
+    unit = make_unit(S.CONFIG_ISSUED)
+    unit.stage_times[S.CONFIG_ISSUED.value] = at(1)
+    unit.converge_assigned(at(5), "DPS reports (hub h1)")
+
+    unit.note_late_flash(at(station_minute))
+
+    assert (unit.state, unit.stage_times[S.FLASHED.value]) == (S.ASSIGNED, at(expected_minute))
