@@ -33,6 +33,7 @@ from benchmarks.processes import (
     spawn,
     stage_rows,
     unit_counts,
+    wait_listening,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace, db_url: str, workdir: Path) -> dict[str, objec
             capture_output=True,
             cwd=REPO,
         )
-        time.sleep(1.0)
+        wait_listening(dps_port, processes["emulator"][0])
         for index in range(args.workers):
             worker_env = {**env, "EDGELINE_CLIENT_ID": f"bench-worker-{index}-{uuid.uuid4().hex[:6]}"}
             processes["workers"].append(spawn(["up"], worker_env, workdir / f"up-{index}.log"))

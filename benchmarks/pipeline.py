@@ -45,7 +45,7 @@ from benchmarks.measure import (
     table_delta,
     table_reads,
 )
-from benchmarks.processes import free_port, line_environment, spawn
+from benchmarks.processes import free_port, line_environment, spawn, wait_listening
 from benchmarks.seed import seed
 from pipeline.bus.paho import PahoBus
 from pipeline.bus.topics import Topics
@@ -86,6 +86,7 @@ def _start(args: argparse.Namespace, db_url: str, workdir: Path) -> tuple[dict[s
     subprocess.run([sys.executable, "-m", "pipeline.cli", "db", "upgrade"], env={**os.environ, **env},
                    check=True, capture_output=True, cwd=REPO)  # fmt: skip
     seed(db_url, args.seed_rows)
+    wait_listening(dps_port, procs["emulator"])
     _spawn_worker(procs, env, 0, workdir)
     return procs, {"scope": scope, "dps": f"http://127.0.0.1:{dps_port}", "env": json.dumps(env)}
 

@@ -15,6 +15,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """Wait until `process` accepts TCP connections on 127.0.0.1:`port` (a loaded machine may take
+    seconds to start the emulator, and `edgeline up` refuses to start without DPS)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+            return
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"{process.args!r} exited with {process.returncode} before listening"
+                ) from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:g} s") from None
+            time.sleep(0.1)
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -46,6 +46,7 @@ from benchmarks.processes import (
     spawn,
     stage_rows,
     unit_counts,
+    wait_listening,
 )
 from pipeline.bus.paho import PahoBus, PahoOptions
 from pipeline.bus.topics import Topics
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace, db_url: str, workdir: Path) -> dict[str, objec
             check=True,
             capture_output=True,
         )
-        time.sleep(1.0)
+        wait_listening(dps_port, processes[-1])
         workers = [spawn(["up"], {**env, "EDGELINE_CLIENT_ID": cid}, workdir / f"{cid}.log") for cid in ids]
         processes.extend(workers)
         time.sleep(3.0)

@@ -53,10 +53,19 @@ def test_a_broker_outage_mid_run_loses_and_duplicates_nothing(
             lambda: sum(line.states().values()) >= 2, 60, lambda: f"the first scans; states {line.states()}"
         )
         restartable_mosquitto.restart_after(4.0)  # the line keeps working: scans/results spooled meanwhile
+        # Every unit assigned, every station result in, and every verified flash acknowledged by the
+        # pipeline (the confirmer may take DPS's word while a held result is still on its way).
         wait_for(
-            lambda: line.states().get("assigned", 0) == UNITS and len(station.results) >= UNITS,
+            lambda: (
+                line.states().get("assigned", 0) == UNITS
+                and len(station.results) >= UNITS
+                and not station.agent.spool.held()
+            ),
             150,
-            lambda: f"{UNITS} assigned units; states {line.states()}, {len(station.results)} results",
+            lambda: (
+                f"{UNITS} assigned units; states {line.states()}, {len(station.results)} results, "
+                f"{len(station.agent.spool.held())} flash results unacknowledged"
+            ),
         )
         assert len(station.agent.spool) == 0
         results = list(station.results)
