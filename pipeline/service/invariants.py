@@ -192,7 +192,15 @@ def _read_back_violations(unit: UnitFacts, trail: tuple[Transition, ...]) -> Ite
     flashed = [t for t in changes[issued[-1] + 1 :] if t.kind == "unit.flashed"] if issued else []
     rid, rescan = unit.registration_id, "rescan the unit at a station to flash and verify it again"
     if not flashed and any(_converged(t, None) for t in changes[issued[-1] + 1 if issued else 0 :]):
-        return  # the device registered with the issued key (DPS says so): its read-back ack was lost
+        # The device registered with the issued key (DPS says so): its read-back was lost or came late
+        # (`flash.verified`); a late one must still be of the issued config.
+        since = changes[issued[-1]].record_id if issued else 0
+        late = [t for t in trail if t.kind == "flash.verified" and t.record_id > since]
+        if any(t.detail.get("config_sha256") != unit.config_sha256 for t in late):
+            yield Violation(
+                rid, "read-back", "a late read-back's SHA-256 does not match the issued config", rescan
+            )
+        return
     if not flashed:
         yield Violation(
             rid, "read-back", f"{unit.state} without a verified read-back of the issued config", rescan

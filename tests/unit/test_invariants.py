@@ -200,6 +200,10 @@ def test_assigned_by_convergence_from_dps_is_legal_without_a_read_back() -> None
     converged = Transition(5, "unit.assigned", {"converged": "converged from config_issued"})
     trail = (*_trail(*FULL[:4]), converged)
     assert _rules(replace(snapshot, transitions={RID: trail}), cloud) == []
+    late = Transition(6, "flash.verified", {"config_sha256": SHA})  # the station's result, held up
+    assert _rules(replace(snapshot, transitions={RID: (*trail, late)}), cloud) == []
+    other = Transition(6, "flash.verified", {"config_sha256": "cd" * 32})
+    assert _rules(replace(snapshot, transitions={RID: (*trail, other)}), cloud) == ["read-back"]
     plain = (*_trail(*FULL[:4]), Transition(5, "unit.assigned", {}))  # no DPS word: still a violation
     found = set(_rules(replace(snapshot, transitions={RID: plain}), cloud))
     assert found == {"illegal-transition", "read-back"}
