@@ -46,13 +46,13 @@ class PipelineScheduler:
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self._tagger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twin-tagger")
         settings = ctx.settings
-        group_sizes = GroupSizes()  # learned by one confirmer run, used by the next
+        self.group_sizes = GroupSizes()  # learned by one confirmer run, used by the next
 
         def confirm(job_ctx: Context) -> int:
             def tag(units: list[Unit]) -> object:
                 return self._tagger.submit(tag_twins, job_ctx, units)
 
-            return confirm_due_units(job_ctx, tag, group_sizes)
+            return confirm_due_units(job_ctx, tag, self.group_sizes)
 
         jobs = [
             ("confirmer", confirm, settings.confirm_interval_seconds),

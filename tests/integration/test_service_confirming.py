@@ -15,6 +15,7 @@ from pipeline.azure.hub_registry import AzureHubRegistry
 from pipeline.domain.events import UnitAssigned, UnitFailed
 from pipeline.domain.model import UnitState
 from pipeline.edgeconfig.model import ParsedProvisioning
+from pipeline.scheduler.jobs import PipelineScheduler
 from pipeline.service.confirming import GROUP_QUERY_THRESHOLD, PAGE_SIZE, GroupSizes, confirm_due_units
 from pipeline.service.context import Context
 from pipeline.service.enrolling import ensure_group
@@ -197,3 +198,24 @@ def test_assigned_unit_is_checked_in_its_hub_through_azure_iot_hub(
     unit = world.unit(rid)
     assert device.tags["serial"] == unit.serial and device.tags["station"] == "S1"
     hub.close()
+
+
+def test_the_scheduler_keeps_what_one_confirmer_run_learned_for_the_next(
+    world: World, registrar: HttpDeviceRegistrar
+) -> None:
+    """The confirmer job of `edgeline up` keeps the group sizes its queries learn between runs (a size
+    decides whether the next run queries the group or asks per unit)."""
+    ctx = flashed_context(world, "group")
+    group_id = ctx.settings.group_id()
+    scheduler = PipelineScheduler(ctx)  # not started: its job is run by hand below
+    [confirm] = [job.func for job in scheduler._scheduler.get_jobs() if job.id == "confirmer"]
+    try:
+        flashed_units(world, ctx, registrar, GROUP_QUERY_THRESHOLD, booted=GROUP_QUERY_THRESHOLD)
+        confirm()
+        assert scheduler.group_sizes == {group_id: GROUP_QUERY_THRESHOLD}
+
+        flashed_units(world, ctx, registrar, GROUP_QUERY_THRESHOLD, booted=GROUP_QUERY_THRESHOLD)
+        confirm()
+        assert scheduler.group_sizes == {group_id: 2 * GROUP_QUERY_THRESHOLD}
+    finally:
+        scheduler._tagger.shutdown(wait=True)  # twin tagging of the assigned units (no hub here) ends
