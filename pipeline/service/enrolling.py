@@ -143,18 +143,21 @@ def unit_tags(unit: Unit, approval: ApprovalDecision | None = None) -> dict[str,
 
 def enroll_in_group(uow: UnitOfWork, ctx: Context, unit: Unit) -> None:
     """Group mode: record the keyed unit enrolled in its group, then issue its config, all in `uow`."""
-    unit.transition(UnitState.ENROLLED, ctx.clock())
-    record_transition(uow, ctx, unit, ACTOR, enrollment_id=unit.group_id or ctx.settings.group_id())
+    _record_enrolled(uow, ctx, unit, unit.group_id or ctx.settings.group_id())
     issue_config(uow, ctx, unit)
 
 
 def _mark_enrolled(uow: UnitOfWork, ctx: Context, unit: Unit, enrollment_id: str) -> None:
-    unit.transition(UnitState.ENROLLED, ctx.clock())
-    record_transition(uow, ctx, unit, ACTOR, enrollment_id=enrollment_id)
+    _record_enrolled(uow, ctx, unit, enrollment_id)
     ctx.emit_unit_event(
         uow,
         UnitEnrolled(registration_id=unit.registration_id, mode=unit.mode.value, enrollment_id=enrollment_id),
     )
+
+
+def _record_enrolled(uow: UnitOfWork, ctx: Context, unit: Unit, enrollment_id: str) -> None:
+    unit.transition(UnitState.ENROLLED, ctx.clock())
+    record_transition(uow, ctx, unit, ACTOR, enrollment_id=enrollment_id)
 
 
 def ensure_group(ctx: Context) -> str:

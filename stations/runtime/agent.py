@@ -79,9 +79,9 @@ class StationAgent:
         self._waiting: dict[str, queue.Queue[Command]] = {}
         self._waiting_macs: dict[str, str] = {}  # registration ID -> MAC, to match a refusal without ID
         self._done: dict[str, str] = {}  # registration ID -> SHA-256 flashed and verified
-        # registration ID -> (SHA-256, event id) of its last `config.flashed`: a confirmation asked for
-        # again (a resent command) is the same event, so the pipeline records the flash once.
-        self._confirmations: dict[str, tuple[str, str]] = {}
+        # registration ID -> event id of its `config.flashed` in this visit (of the SHA-256 in `_done`): a
+        # confirmation asked for again (a resent command) is the same event, so the pipeline records it once.
+        self._confirmations: dict[str, str] = {}
         self._lock = threading.Lock()
         self.stopping = threading.Event()
 
@@ -147,7 +147,7 @@ class StationAgent:
         event_id, payload = encode(message, source=self.source, event_id=event_id, time=at)
         if isinstance(message, ConfigFlashed):
             with self._lock:
-                self._confirmations[message.registration_id] = (message.config_sha256, event_id)
+                self._confirmations[message.registration_id] = event_id
         topic = self.topics.station_event(self.config.line, self.config.name, message.NAME)
         # An outcome is kept until the pipeline says it recorded it (flash.recorded), not just the broker.
         self.spool.append(event_id, topic, payload, hold=isinstance(message, ConfigFlashed))
@@ -288,7 +288,7 @@ class StationAgent:
                     port=command.port,
                     config_sha256=done_sha,
                 ),
-                event_id=confirmed[1] if confirmed is not None and confirmed[0] == done_sha else None,
+                event_id=confirmed,
             )
         else:
             self.publish_event(

@@ -18,7 +18,6 @@ from pipeline.edgeconfig.model import ParsedProvisioning
 from pipeline.scheduler.jobs import PipelineScheduler
 from pipeline.service.confirming import GROUP_QUERY_THRESHOLD, PAGE_SIZE, GroupSizes, confirm_due_units
 from pipeline.service.context import Context
-from pipeline.service.enrolling import ensure_group
 
 # fixtures `shared_emulator` and `world` (tests/integration/service_helpers.py)
 shared_emulator = service_helpers.shared_emulator
@@ -48,17 +47,9 @@ def register(registrar: HttpDeviceRegistrar, config: ParsedProvisioning) -> None
     assert result.status == "assigned"
 
 
-def flashed_context(world: World, mode: str, **overrides: object) -> Context:
-    ctx = world.context(mode, **overrides)
-    if mode == "group":
-        ensure_group(ctx)
-    world.add_station(ctx, "S1")
-    return ctx
-
-
 @pytest.mark.parametrize("mode", ["group", "individual"])
 def test_registered_device_becomes_assigned(world: World, registrar: HttpDeviceRegistrar, mode: str) -> None:
-    ctx = flashed_context(world, mode)
+    ctx = world.line_ready(mode)
     rid = to_flashed(world, ctx)
     boot_device(world, registrar, rid)
 
@@ -74,7 +65,7 @@ def test_registered_device_becomes_assigned(world: World, registrar: HttpDeviceR
 
 
 def test_device_that_never_registers_is_checked_with_backoff(world: World) -> None:
-    ctx = flashed_context(world, "group", confirm_backoff_initial_seconds=10, confirm_backoff_max_seconds=100)
+    ctx = world.line_ready("group", confirm_backoff_initial_seconds=10, confirm_backoff_max_seconds=100)
     rid = to_flashed(world, ctx)
     assert confirm_due_units(ctx) == 0  # not due yet
     assert world.unit(rid).checks == 0
@@ -97,7 +88,7 @@ def test_device_that_never_registers_is_checked_with_backoff(world: World) -> No
 
 
 def test_device_silent_past_the_window_fails_as_stale(world: World) -> None:
-    ctx = flashed_context(world, "individual", confirm_window_hours=0.0001)
+    ctx = world.line_ready("individual", confirm_window_hours=0.0001)
     rid = to_flashed(world, ctx)
     world.clock.advance(seconds=1)
 
@@ -112,7 +103,7 @@ def test_device_silent_past_the_window_fails_as_stale(world: World) -> None:
 
 
 def test_dps_down_leaves_units_flashed_for_later(world: World) -> None:
-    ctx = flashed_context(world, "individual")
+    ctx = world.line_ready("individual")
     rid = to_flashed(world, ctx)
     world.emulator.set_faults(error_rate_5xx=1.0)
 
@@ -143,7 +134,7 @@ def test_group_mode_with_many_due_units_uses_the_group_query(
     world: World, registrar: HttpDeviceRegistrar
 ) -> None:
     transport = CountingTransport()
-    ctx = flashed_context(world, "group")
+    ctx = world.line_ready("group")
     count = GROUP_QUERY_THRESHOLD + 2
     rids = flashed_units(world, ctx, registrar, count, booted=count - 1)
 
@@ -157,7 +148,7 @@ def test_group_mode_with_many_due_units_uses_the_group_query(
 
 def test_a_large_group_is_not_paged_for_a_few_due_units(world: World, registrar: HttpDeviceRegistrar) -> None:
     transport = CountingTransport()
-    ctx = flashed_context(world, "group")
+    ctx = world.line_ready("group")
     count = GROUP_QUERY_THRESHOLD + 2
     flashed_units(world, ctx, registrar, count, booted=count)
     # An earlier run learned that the group has more pages than units are due now: GETs are cheaper.
@@ -170,7 +161,7 @@ def test_a_large_group_is_not_paged_for_a_few_due_units(world: World, registrar:
 
 
 def test_the_group_query_records_the_group_size(world: World, registrar: HttpDeviceRegistrar) -> None:
-    ctx = flashed_context(world, "group")
+    ctx = world.line_ready("group")
     count = GROUP_QUERY_THRESHOLD
     flashed_units(world, ctx, registrar, count, booted=count)
     sizes = GroupSizes()
@@ -185,7 +176,7 @@ def test_assigned_unit_is_checked_in_its_hub_through_azure_iot_hub(
     world: World, registrar: HttpDeviceRegistrar, mode: str
 ) -> None:
     hub = AzureHubRegistry({HUB: world.emulator.hub_connection_string(HUB)}, verify=world.emulator.ca_file)
-    ctx = dataclasses.replace(flashed_context(world, mode), hub=hub)
+    ctx = dataclasses.replace(world.line_ready(mode), hub=hub)
     rid = to_flashed(world, ctx)
     boot_device(world, registrar, rid)
 
@@ -205,7 +196,7 @@ def test_the_scheduler_keeps_what_one_confirmer_run_learned_for_the_next(
 ) -> None:
     """The confirmer job of `edgeline up` keeps the group sizes its queries learn between runs (a size
     decides whether the next run queries the group or asks per unit)."""
-    ctx = flashed_context(world, "group")
+    ctx = world.line_ready("group")
     group_id = ctx.settings.group_id()
     scheduler = PipelineScheduler(ctx)  # not started: its job is run by hand below
     [confirm] = [job.func for job in scheduler._scheduler.get_jobs() if job.id == "confirmer"]

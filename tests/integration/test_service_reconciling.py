@@ -8,20 +8,12 @@ from service_helpers import World, deliver, to_config_issued, to_keyed
 from pipeline.domain.events import FlashConfig, FlashFailed, UnitEnrolled, UnitKeyed
 from pipeline.domain.model import Failure, UnitState
 from pipeline.service.context import Context
-from pipeline.service.enrolling import ensure_group
 from pipeline.service.flashing import handle_flash_failed
 from pipeline.service.reconciling import MAX_ATTEMPTS, reconcile
 
 # fixtures `shared_emulator` and `world` (tests/integration/service_helpers.py)
 shared_emulator = service_helpers.shared_emulator
 world_fixture = service_helpers.world_fixture
-
-
-def group_ctx(world: World) -> Context:
-    ctx = world.context("group", reconcile_stuck_seconds=0)
-    ensure_group(ctx)
-    world.add_station(ctx, "S1")
-    return ctx
 
 
 def fail_flash(world: World, ctx: Context, rid: str, *, retryable: bool) -> None:
@@ -45,7 +37,7 @@ def test_stuck_keyed_unit_gets_a_new_keyed_event(world: World) -> None:
 
 
 def test_stuck_config_issued_unit_gets_the_flash_command_again(world: World) -> None:
-    ctx = group_ctx(world)
+    ctx = world.line_ready(reconcile_stuck_seconds=0)
     rid = to_config_issued(ctx)
     world.clock.advance(seconds=1)
 
@@ -66,7 +58,7 @@ def test_recent_units_are_left_alone(world: World) -> None:
 
 
 def test_retryable_flash_failure_goes_back_to_enrolled(world: World) -> None:
-    ctx = group_ctx(world)
+    ctx = world.line_ready(reconcile_stuck_seconds=0)
     rid = to_config_issued(ctx)
     fail_flash(world, ctx, rid, retryable=True)
     world.clock.advance(seconds=1)
@@ -80,7 +72,7 @@ def test_retryable_flash_failure_goes_back_to_enrolled(world: World) -> None:
 
 
 def test_non_retryable_failure_is_left_alone(world: World) -> None:
-    ctx = group_ctx(world)
+    ctx = world.line_ready(reconcile_stuck_seconds=0)
     rid = to_config_issued(ctx)
     fail_flash(world, ctx, rid, retryable=False)
     world.clock.advance(hours=1)
@@ -93,7 +85,7 @@ def test_non_retryable_failure_is_left_alone(world: World) -> None:
 
 
 def test_failure_after_max_attempts_is_left_alone(world: World) -> None:
-    ctx = group_ctx(world)
+    ctx = world.line_ready(reconcile_stuck_seconds=0)
     rid = to_config_issued(ctx)
     with world.db.uow() as uow:
         unit = uow.units.get(rid, for_update=True)
@@ -112,7 +104,7 @@ def test_two_workers_reconcilers_retry_each_failed_unit_once(world: World) -> No
     """Every `edgeline up` runs a reconciler: on one database they split the due units, never both."""
     import threading
 
-    ctx = group_ctx(world)
+    ctx = world.line_ready(reconcile_stuck_seconds=0)
     other = world.context("group", reconcile_stuck_seconds=0)
     rids = [to_config_issued(ctx) for _ in range(12)]
     for rid in rids:

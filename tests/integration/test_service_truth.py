@@ -31,7 +31,6 @@ from pipeline.service.actors import cli_identity
 from pipeline.service.common import audit
 from pipeline.service.confirming import confirm_due_units
 from pipeline.service.context import Context
-from pipeline.service.enrolling import ensure_group
 
 shared_emulator = service_helpers.shared_emulator
 world_fixture = service_helpers.world_fixture
@@ -45,11 +44,7 @@ def registrar() -> Iterator[HttpDeviceRegistrar]:
 
 
 def line_context(world: World, mode: str = "group", **overrides: object) -> Context:
-    ctx = world.context(mode, confirm_backoff_initial_seconds=10, **overrides)
-    if mode == "group":
-        ensure_group(ctx)
-    world.add_station(ctx, "S1")
-    return ctx
+    return world.line_ready(mode, confirm_backoff_initial_seconds=10, **overrides)
 
 
 def boot(world: World, registrar: HttpDeviceRegistrar, rid: str) -> None:
