@@ -55,7 +55,9 @@ from pipeline.service.unit_of_work import StationRecord
 
 REPO = Path(__file__).resolve().parents[1]
 LINE = "line1"
-MESSAGES_PER_UNIT = 6  # scanned, keyed, enrolled, flash.config, config.flashed, assigned
+# Bus messages per unit (flash.recorded and unit.notice not counted, as before): scanned, flash.config,
+# config.flashed, assigned; individual mode also hands keyed and enrolled over the bus.
+MESSAGES_PER_UNIT = {"group": 4, "individual": 6}
 
 
 def _environment(
@@ -230,8 +232,10 @@ def run(args: argparse.Namespace, db_url: str, db_name: str, workdir: Path) -> d
             "rss_mib_peak": sampler.peaks(),
             "rss_mib_over_time": sampler.samples[:: max(len(sampler.samples) // 10, 1)],
             "broker_raw_qos1_msgs_per_s": round(raw_rate),
-            "pipeline_msgs_per_s": round(rate * MESSAGES_PER_UNIT),
-            "pipeline_to_raw_ratio": round(rate * MESSAGES_PER_UNIT / raw_rate, 3) if raw_rate else None,
+            "pipeline_msgs_per_s": round(rate * MESSAGES_PER_UNIT[args.mode]),
+            "pipeline_to_raw_ratio": round(rate * MESSAGES_PER_UNIT[args.mode] / raw_rate, 3)
+            if raw_rate
+            else None,
             "duplicated_transitions": _duplicates(db_url),
             "failed_events": len(gen.progress.failed), "bad_commands": gen.progress.bad_commands,
             "device_errors": gen.progress.device_errors, "logs": str(workdir),
