@@ -14,13 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.db.approvals import SqlApprovalRepository
 from pipeline.db.audit_chain import SqlAuditLog
 from pipeline.db.delivery import SqlOutbox, SqlProcessedMessages
-from pipeline.db.repositories import (
-    SqlGroupRepository,
-    SqlKeyRepository,
-    SqlStationRepository,
-    SqlUnitRepository,
-    writes,
-)
+from pipeline.db.line_records import SqlGroupRepository, SqlKeyRepository, SqlStationRepository
+from pipeline.db.repositories import SqlUnitRepository, writes
 from pipeline.service.unit_of_work import BatchAborted, UnitOfWork
 
 
@@ -89,9 +84,13 @@ class SqlUnitOfWork(UnitOfWork):
         assert isinstance(self.units, SqlUnitRepository)
         assert isinstance(self.processed, SqlProcessedMessages)
         assert isinstance(self.outbox, SqlOutbox)
+        assert isinstance(self.groups, SqlGroupRepository)
+        assert isinstance(self.stations, SqlStationRepository)
         self.units.forget()
         self.processed.forget()
         self.outbox.forget()
+        self.groups.forget()
+        self.stations.forget()
 
 
 class _MemberUnitOfWork(UnitOfWork):

@@ -217,6 +217,26 @@ def test_keys_groups_stations_put_get_replace(database: Database) -> None:
             uow.stations.put(StationRecord("S2", "line1", b"short", T0))
 
 
+def test_a_record_read_in_a_transaction_is_read_again_after_a_put_or_a_new_transaction(
+    database: Database,
+) -> None:
+    """Group and station records are read once per transaction; a write (here, or committed by another
+    transaction) is seen by the next read that may see it."""
+    with database.uow() as uow:
+        assert uow.stations.get("S1") is None and uow.groups.get("g1") is None
+        uow.stations.put(StationRecord("S1", "line1", bytes(32), T0))
+        assert uow.groups.add_if_absent(GroupRecord("g1", "gw", b"p1", b"s1", T0))
+        assert uow.stations.get("S1") == StationRecord("S1", "line1", bytes(32), T0)
+        assert uow.groups.get("g1") == GroupRecord("g1", "gw", b"p1", b"s1", T0)
+        uow.groups.put(GroupRecord("g1", "gw", b"p2", b"s2", T0))
+        assert uow.groups.get("g1") == GroupRecord("g1", "gw", b"p2", b"s2", T0)
+        uow.commit()
+        with database.uow() as other:
+            other.stations.put(StationRecord("S1", "line1", b"\x02" * 32, T0))
+            other.commit()
+        assert uow.stations.get("S1") == StationRecord("S1", "line1", b"\x02" * 32, T0)
+
+
 def test_naive_datetime_refused(database: Database) -> None:
     with database.uow() as uow, pytest.raises(Exception, match="naive datetime"):
         uow.processed.record("e", "h", datetime(2026, 1, 1))

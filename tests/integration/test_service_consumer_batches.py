@@ -136,6 +136,34 @@ def test_a_batch_commits_once_and_acks_only_after_its_commit(
     assert tracker.commits - commits_before <= 2, tracker.commits - commits_before
 
 
+def test_a_batch_reads_its_station_and_group_once(world: World, bus: PahoBus) -> None:
+    """Every unit of a group-mode batch needs the station's key and the group's key: one query each per
+    batch (the session's identity map does not keep them between units), not one per unit."""
+    ctx = world.line_ready("group")
+    tracker = Tracker(world)
+    reads = {"stations": 0, "enrollment_groups": 0}
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        for table in reads:
+            if statement.lstrip().upper().startswith("SELECT") and f"FROM {table}" in statement:
+                reads[table] += 1
+
+    event.listen(world.db.engine, "before_cursor_execute", count)
+    worker = consumer(ctx, bus)
+    for message in [scan() for _ in range(UNITS)]:
+        worker.on_message(tracker.inbound(ctx, message))
+    worker.start()
+    try:
+        tracker.wait_acks(UNITS)
+    finally:
+        worker.stop()
+        event.remove(world.db.engine, "before_cursor_execute", count)
+    assert state_of(world, tracker.acked[0]) is UnitState.CONFIG_ISSUED
+    # Two handler threads, one batch each.
+    assert 1 <= reads["stations"] <= 2, reads
+    assert 1 <= reads["enrollment_groups"] <= 2, reads
+
+
 def test_a_poison_message_in_a_batch_is_dead_lettered_and_the_rest_processed(
     world: World, bus: PahoBus, mosquitto: Mosquitto
 ) -> None:
