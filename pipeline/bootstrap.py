@@ -31,7 +31,7 @@ from pipeline.service.consumer import Consumer
 from pipeline.service.context import Context, no_approval, utcnow
 from pipeline.service.enrolling import ensure_group
 from pipeline.service.groups import GroupKeyHistory
-from pipeline.service.messagebus import HANDLERS
+from pipeline.service.messagebus import BATCH_PREPARERS, HANDLERS
 from pipeline.service.outbox_relay import OutboxRelay
 
 log = logging.getLogger(__name__)
@@ -194,6 +194,7 @@ def build_pipeline(
         workers=settings.worker_threads,
         is_conflict=is_write_conflict,
         batch_size=settings.consumer_batch_size,
+        preparers=BATCH_PREPARERS,
     )
     scheduler = PipelineScheduler(ctx)
     return Pipeline(ctx, bus, db, relay, consumer, scheduler, approvals=approvals, custody=custody)

@@ -9,6 +9,7 @@ Not responsible for: committing (SqlUnitOfWork) or the audit chain (pipeline.db.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import and_, func, or_, select
@@ -52,11 +53,13 @@ class SqlUnitRepository(ports.UnitRepository):
         # Registration IDs whose row this transaction holds locked (or created, or knows absent): their
         # state in the session is authoritative until commit, so get() needs no query (batches).
         self._locked: set[str] = set()
+        self._identities = _IdentityReads()
 
     def forget(self) -> None:
         """Drop what this transaction knew (its locks end with commit or rollback)."""
         self._loaded.clear()
         self._locked.clear()
+        self._identities = _IdentityReads()
 
     def lock_many(self, registration_ids: list[str]) -> None:
         wanted = sorted(set(registration_ids) - self._locked)
@@ -94,25 +97,50 @@ class SqlUnitRepository(ports.UnitRepository):
         """PostgreSQL: first take transaction-scoped advisory locks on the serial and the MAC (one
         statement, keys in a fixed order so two workers cannot deadlock on one pair; SQLite serialises
         writers already with BEGIN IMMEDIATE). Then one indexed query, without flushing the batch so far:
-        units this transaction added and has not flushed are checked in memory instead."""
+        units this transaction added are checked in memory instead. Both are skipped for a pair that
+        `lock_identities` locked and read already."""
         mac = _canonical_mac(mac)
-        if self._session.get_bind().dialect.name == "postgresql":
-            keys = sorted({_lock_key(f"serial:{serial}"), _lock_key(f"mac:{mac}")})
-            self._session.execute(select(*(func.pg_advisory_xact_lock(key) for key in keys)))
-        by_mac = t.UnitRow.mac == mac
-        query = (
-            select(t.UnitRow)
-            .where(by_mac | (t.UnitRow.serial == serial))
-            .order_by(by_mac.desc(), t.UnitRow.updated_at.desc())  # a MAC match first, as find_by_mac
-            .limit(1)
-        )
-        with self._session.no_autoflush:
-            stored = self._session.scalars(query).first()
-        rows = [r for r in self._session.new if isinstance(r, t.UnitRow)] + ([stored] if stored else [])
+        reads = self._identities
+        if not reads.covers(serial, mac):
+            self._lock_identity_keys({(serial, mac)})
+            by_mac = t.UnitRow.mac == mac
+            query = (
+                select(t.UnitRow)
+                .where(by_mac | (t.UnitRow.serial == serial))
+                .order_by(by_mac.desc(), t.UnitRow.updated_at.desc())  # a MAC match first, as find_by_mac
+                .limit(1)
+            )
+            with self._session.no_autoflush:
+                stored = self._session.scalars(query).first()
+            rows = reads.added + ([stored] if stored else [])
+        else:
+            rows = reads.added + reads.stored
         for matches in ([r for r in rows if r.mac == mac], [r for r in rows if r.serial == serial]):
             if matches:
                 return unit_from_row(max(matches, key=lambda r: r.updated_at))
         return None
+
+    def lock_identities(self, identities: list[tuple[str, str]]) -> None:
+        pairs = {(serial, _canonical_mac(mac)) for serial, mac in identities}
+        pairs = {(serial, mac) for serial, mac in pairs if not self._identities.covers(serial, mac)}
+        if not pairs:
+            return
+        self._lock_identity_keys(pairs)
+        serials, macs = {serial for serial, _ in pairs}, {mac for _, mac in pairs}
+        query = select(t.UnitRow).where(t.UnitRow.mac.in_(macs) | t.UnitRow.serial.in_(serials))
+        with self._session.no_autoflush:
+            self._identities.stored.extend(self._session.scalars(query))
+        self._identities.serials |= serials
+        self._identities.macs |= macs
+
+    def _lock_identity_keys(self, pairs: set[tuple[str, str]]) -> None:
+        """Advisory locks on these serials and MACs, in key order (PostgreSQL only)."""
+        if self._session.get_bind().dialect.name != "postgresql":
+            return
+        keys = {_lock_key(f"serial:{serial}") for serial, _ in pairs} | {
+            _lock_key(f"mac:{m}") for _, m in pairs
+        }
+        self._session.execute(select(*(func.pg_advisory_xact_lock(key) for key in sorted(keys))))
 
     def find_by_mac(self, mac: str) -> Unit | None:
         return self._latest(t.UnitRow.mac == _canonical_mac(mac))
@@ -131,6 +159,7 @@ class SqlUnitRepository(ports.UnitRepository):
         self._session.add(row)
         self._loaded[unit.registration_id] = row
         self._locked.add(unit.registration_id)  # ours: others see it only after our commit
+        self._identities.added.append(row)
         wrote(self._session)
 
     def save(self, unit: Unit) -> None:
@@ -190,3 +219,17 @@ class SqlUnitRepository(ports.UnitRepository):
     def count_by_state(self) -> dict[str, int]:
         query = select(t.UnitRow.state, func.count()).group_by(t.UnitRow.state)
         return {state: count for state, count in self._session.execute(query).tuples()}
+
+
+@dataclass
+class _IdentityReads:
+    """What a transaction knows of unit identities: the serials and MACs it locked and read, the stored
+    rows that matched them, and the rows it added itself (flushed or not)."""
+
+    serials: set[str] = field(default_factory=set)
+    macs: set[str] = field(default_factory=set)
+    stored: list[t.UnitRow] = field(default_factory=list)
+    added: list[t.UnitRow] = field(default_factory=list)
+
+    def covers(self, serial: str, mac: str) -> bool:
+        return serial in self.serials and mac in self.macs

@@ -37,7 +37,7 @@ from pipeline.bus.topics import Topics
 from pipeline.domain.events import Message
 from pipeline.service.common import Rejected
 from pipeline.service.context import Context
-from pipeline.service.messagebus import STATION_MESSAGES, Handler
+from pipeline.service.messagebus import STATION_MESSAGES, BatchPreparer, Handler
 
 log = logging.getLogger(__name__)
 _Work = tuple[Handler, Envelope, InboundMessage]
@@ -60,6 +60,7 @@ class Consumer:
         workers: int = 1,
         is_conflict: Callable[[BaseException], bool] = lambda error: False,
         batch_size: int = 1,
+        preparers: Mapping[type[Message], BatchPreparer] | None = None,
     ) -> None:
         self._ctx = ctx
         self._bus = bus
@@ -68,6 +69,7 @@ class Consumer:
         self._is_conflict = is_conflict
         self._shared_group = shared_group
         self._batch_size = max(batch_size, 1)
+        self._preparers = preparers or {}
         self._stopping = threading.Event()
         self._queues: list[queue.Queue[_Work | None]] = [
             queue.Queue() for _ in range(workers if workers > 1 else 0)
@@ -148,6 +150,9 @@ class Consumer:
             # Two round trips for the whole batch instead of two per message (handlers then hit caches).
             outer.processed.preload([envelope.id for _, envelope, _ in batch])
             outer.units.lock_many([e.subject for _, e, _ in batch if e.subject])
+            for kind, prepare in self._preparers.items():
+                if same_kind := [e for _, e, _ in batch if type(e.message) is kind]:
+                    prepare(outer, ctx, same_kind)
             for handler, envelope, _ in batch:
                 handler(ctx, envelope)
             outer.commit()

@@ -37,6 +37,20 @@ def checked_identity(ctx: Context, event: UnitScanned) -> DeviceIdentity:
     return identity
 
 
+def prepare_scans(uow: UnitOfWork, ctx: Context, envelopes: list[Envelope]) -> None:
+    """Before a batch of scans: lock and read every valid identity they carry at once (the identity
+    conflict check of each new unit then needs no round trip); invalid ones are left to the handler."""
+    identities = []
+    for envelope in envelopes:
+        assert isinstance(envelope.message, UnitScanned)
+        try:
+            identity = checked_identity(ctx, envelope.message)
+        except IdentityError:
+            continue
+        identities.append((identity.serial, identity.mac))
+    uow.units.lock_identities(identities)
+
+
 def handle_scanned(ctx: Context, envelope: Envelope) -> None:
     """Create or restart the unit and give it a key; refused scans and conflicts are told to the station."""
     event = envelope.message

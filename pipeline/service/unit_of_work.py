@@ -109,6 +109,14 @@ class UnitRepository(abc.ABC):
         """
         return None
 
+    def lock_identities(self, identities: list[tuple[str, str]]) -> None:
+        """Do `find_identity_conflict`'s locking and reading for these (serial, MAC) pairs at once, so
+        its later calls for them in this transaction need no round trip.
+
+        An optimisation hint for batches: implementations may do nothing.
+        """
+        return None
+
 
 class KeyRepository(abc.ABC):
     @abc.abstractmethod

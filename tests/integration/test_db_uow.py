@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
 from pipeline.db.session import Database
@@ -131,6 +132,38 @@ def test_identity_conflict_prefers_a_mac_match_and_sees_units_not_yet_flushed(da
         assert found is not None and found.registration_id == same_serial.registration_id
         found = uow.units.find_identity_conflict(stored.serial, stored.mac)
         assert found == stored
+
+
+def test_identities_locked_for_a_batch_are_answered_without_a_query(database: Database) -> None:
+    """`lock_identities` locks and reads a batch's serials and MACs in one go; the conflict check of each
+    then gives the same answers as the one-by-one check, with no statement of its own (a unit the
+    transaction adds and flushes later is still found)."""
+    stored = make_unit(1)
+    add(database, stored)
+    fresh, twin = make_unit(2), make_unit(3, mac=make_unit(2).mac)  # a new MAC, and a unit sharing it
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    with database.uow() as uow:
+        uow.units.lock_identities(
+            [(stored.serial, "A1-B2-C3-D4-E5-99"), (fresh.serial, fresh.mac), (twin.serial, twin.mac)]
+        )
+        event.listen(database.engine, "before_cursor_execute", count)
+        try:
+            assert uow.units.find_identity_conflict(stored.serial, "A1-B2-C3-D4-E5-99") == stored
+            assert uow.units.find_identity_conflict(fresh.serial, fresh.mac) is None
+            assert statements == []
+            uow.units.add(fresh)
+            uow.units.count_by_state()  # a query: flushes the new unit
+            found = uow.units.find_identity_conflict(twin.serial, twin.mac)
+            assert found is not None and found.registration_id == fresh.registration_id
+            assert len(statements) == 2, statements  # the flush's INSERT and the count, nothing else
+            uow.units.find_identity_conflict("777", "a1:b2:c3:d4:e5:77")  # not locked before: queried
+            assert len(statements) > 2
+        finally:
+            event.remove(database.engine, "before_cursor_execute", count)
 
 
 def test_lookups_stuck_due_and_counts(database: Database) -> None:

@@ -30,7 +30,7 @@ from pipeline.domain.events import UnitKeyed, UnitScanned
 from pipeline.domain.model import UnitState
 from pipeline.service.consumer import Consumer
 from pipeline.service.context import Context
-from pipeline.service.messagebus import HANDLERS
+from pipeline.service.messagebus import BATCH_PREPARERS, HANDLERS
 
 shared_emulator = service_helpers.shared_emulator
 world_fixture = service_helpers.world_fixture
@@ -89,8 +89,16 @@ class Tracker:
 
 
 def consumer(ctx: Context, bus: PahoBus, handlers: dict = HANDLERS) -> Consumer:  # type: ignore[type-arg]
+    """Two handler threads with the production batch preparers."""
     return Consumer(
-        ctx, bus, handlers, is_transient_db_error, workers=2, batch_size=50, is_conflict=is_write_conflict
+        ctx,
+        bus,
+        handlers,
+        is_transient_db_error,
+        workers=2,
+        batch_size=50,
+        is_conflict=is_write_conflict,
+        preparers=BATCH_PREPARERS,
     )
 
 
@@ -162,6 +170,46 @@ def test_a_batch_reads_its_station_and_group_once(world: World, bus: PahoBus) ->
     # Two handler threads, one batch each.
     assert 1 <= reads["stations"] <= 2, reads
     assert 1 <= reads["enrollment_groups"] <= 2, reads
+
+
+def test_identity_conflicts_are_found_in_batches_without_a_query_per_scan(world: World, bus: PahoBus) -> None:
+    """A batch's identities are locked and read once (per handler thread): a scan sharing a stored
+    unit's MAC is quarantined, of two new units sharing a serial exactly one is, the rest are keyed."""
+    ctx = world.line_ready("group")
+    tracker = Tracker(world)
+    stored = scan()
+    worker = consumer(ctx, bus)
+    worker.on_message(tracker.inbound(ctx, stored))
+    worker.start()
+    try:
+        tracker.wait_acks(1)
+        serial, mac = service_helpers.new_identity()
+        _, other_mac = service_helpers.new_identity()
+        clone = scan(service_helpers.new_identity()[0], stored.mac)
+        twins = [scan(serial, mac), scan(serial, other_mac)]
+        fresh = [scan() for _ in range(UNITS)]
+        statements: list[str] = []
+
+        def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+            statements.append(statement)
+
+        event.listen(world.db.engine, "before_cursor_execute", count)
+        worker.stop()
+        worker = consumer(ctx, bus)
+        for message in [clone, *twins, *fresh]:
+            worker.on_message(tracker.inbound(ctx, message))
+        worker.start()
+        tracker.wait_acks(UNITS + 4)
+    finally:
+        worker.stop()
+        event.remove(world.db.engine, "before_cursor_execute", count)
+    assert state_of(world, clone.registration_id) is UnitState.QUARANTINED
+    twin_states = sorted(str(state_of(world, t.registration_id)) for t in twins)
+    assert twin_states == sorted([str(UnitState.QUARANTINED), str(UnitState.CONFIG_ISSUED)])
+    assert all(state_of(world, m.registration_id) is UnitState.CONFIG_ISSUED for m in fresh)
+    one_by_one = [s for s in statements if "WHERE units.mac = " in s]
+    batched = [s for s in statements if "units.mac IN " in s]
+    assert one_by_one == [] and 1 <= len(batched) <= 2, (one_by_one, batched)
 
 
 def test_a_poison_message_in_a_batch_is_dead_lettered_and_the_rest_processed(
