@@ -62,7 +62,10 @@ class Settings:
     confirm_window_hours: float = 72.0
     reconcile_interval_seconds: float = 5.0
     reconcile_stuck_seconds: float = 30.0
-    worker_threads: int = 2  # handler threads per `edgeline up` (units are partitioned by registration ID)
+    # Handler threads per `edgeline up` (units are partitioned by registration ID). 2: one runs Python
+    # while the other waits on PostgreSQL; more contend for the GIL. 1 handles each message on the bus
+    # thread, one transaction per message (no batches).
+    worker_threads: int = 2
     log_level: str = "INFO"
     # --- guard: unit admission (who may rework a unit, which MACs may become a unit) ---
     rework_assigned: str = "refuse"  # refuse: an assigned unit is reworked only after `edgeline unit release`

@@ -12,9 +12,11 @@ DPS round trips (acknowledgements may then go out of order, which MQTT allows).
 
 Batches: a handler thread takes every message already queued for it (up to `batch_size`, never waiting
 for more) and runs their handlers in ONE database transaction (each handler on a member unit of work),
-then acknowledges them all after that commit. If anything in the batch fails (a rejected or poison
-message, a write conflict, the database) the transaction is rolled back and the batch is handled again
-one message at a time with the rules above, so one bad message never holds back or poisons the others.
+then acknowledges them all after that commit. Batch preparers (pipeline.service.messagebus) first do
+once for the batch what each handler would do per message (the keyer's identity locks and reads). If
+anything in the batch fails (a rejected or poison message, a write conflict, the database) the
+transaction is rolled back and the batch is handled again one message at a time with the rules above,
+so one bad message never holds back or poisons the others.
 Not responsible for: what handlers do, or publishing their events (the outbox relay).
 """
 
@@ -131,13 +133,16 @@ class Consumer:
 
     def _run_batch(self, batch: list[_Work]) -> None:
         if len(batch) > 1 and not self._stopping.is_set():
+            started = monotonic()
             try:
                 self._commit_batch(batch)
             except Exception as exc:  # redone one by one below, where each failure is handled
                 log.info("batch of %d rolled back (%s); one by one now", len(batch), type(exc).__name__)
             else:
-                for _, _, message in batch:
+                seconds = monotonic() - started
+                for _, envelope, message in batch:
                     message.ack()
+                    metrics.current().stage_completed(_stage(envelope), seconds)
                 self._ctx.notify_outbox()
                 return
         for item in batch:
@@ -159,7 +164,7 @@ class Consumer:
 
     def _run(self, handler: Handler, envelope: Envelope, message: InboundMessage) -> None:
         attempt = conflicts = 0
-        stage, started = envelope.type.split(".")[-2] if "." in envelope.type else envelope.type, monotonic()
+        stage, started = _stage(envelope), monotonic()
         while not self._stopping.is_set():
             try:
                 handler(self._ctx, envelope)
@@ -208,6 +213,11 @@ class Consumer:
         except BusError as exc:
             log.error("could not publish dead-letter: %s", exc)
         message.ack()
+
+
+def _stage(envelope: Envelope) -> str:
+    """The stage a message completes, for metrics: `scanned` for `io.edgeline.unit.scanned.v1`."""
+    return envelope.type.split(".")[-2] if "." in envelope.type else envelope.type
 
 
 def _nothing() -> None:

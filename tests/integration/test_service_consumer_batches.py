@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from service_helpers import World, scan
 from sqlalchemy import event
 from test_bus_paho import Collector
 
+from pipeline import metrics
 from pipeline.bus.cloudevents import Envelope, encode
 from pipeline.bus.paho import PahoBus
 from pipeline.bus.ports import InboundMessage
@@ -88,6 +90,20 @@ class Tracker:
             time.sleep(0.02)
 
 
+class StageCounter(metrics.Metrics):
+    """Records the stages the consumer reports as completed."""
+
+    def __init__(self) -> None:
+        self.completed: list[str] = []
+
+    def stage_completed(self, stage: str, seconds: float) -> None:
+        self.completed.append(stage)
+
+
+def _thread_of(message: UnitScanned, threads: int = 2) -> int:
+    return zlib.crc32(message.registration_id.encode("utf-8")) % threads
+
+
 def consumer(ctx: Context, bus: PahoBus, handlers: dict = HANDLERS) -> Consumer:  # type: ignore[type-arg]
     """Two handler threads with the production batch preparers."""
     return Consumer(
@@ -133,11 +149,15 @@ def test_a_batch_commits_once_and_acks_only_after_its_commit(
 
         worker.on_message(tracker.inbound(ctx, message, committed))
     commits_before = tracker.commits
+    stages = StageCounter()
+    metrics.install(stages)
     worker.start()
     try:
         tracker.wait_acks(UNITS)
     finally:
         worker.stop()
+        metrics.install(metrics.NO_METRICS)
+    assert stages.completed == ["scanned"] * UNITS  # a batched message counts as one done, as alone
     assert sorted(tracker.acked) == sorted(m.registration_id for m in scans)
     assert totals(world)[:2] == (UNITS, UNITS)  # one unit and one unit.keyed event (or flash.config) each
     # Two handler threads: one transaction each (the ack checks only read, and roll back).
@@ -188,6 +208,10 @@ def test_identity_conflicts_are_found_in_batches_without_a_query_per_scan(world:
         clone = scan(service_helpers.new_identity()[0], stored.mac)
         twins = [scan(serial, mac), scan(serial, other_mac)]
         fresh = [scan() for _ in range(UNITS)]
+        # A lone message is handled alone (no batch, no preparer): give each handler thread two or more.
+        # The partition mirrors Consumer.on_message's; counter-made identities can fall mostly on one side.
+        while min(sum(_thread_of(m) == i for m in [clone, *twins, *fresh]) for i in (0, 1)) < 2:
+            fresh.append(scan())
         statements: list[str] = []
 
         def count(conn: object, cursor: object, statement: str, *args: object) -> None:
@@ -199,7 +223,7 @@ def test_identity_conflicts_are_found_in_batches_without_a_query_per_scan(world:
         for message in [clone, *twins, *fresh]:
             worker.on_message(tracker.inbound(ctx, message))
         worker.start()
-        tracker.wait_acks(UNITS + 4)
+        tracker.wait_acks(1 + 3 + len(fresh))
     finally:
         worker.stop()
         event.remove(world.db.engine, "before_cursor_execute", count)
