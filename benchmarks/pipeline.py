@@ -175,6 +175,14 @@ def _duplicates(db_url: str) -> int:
     return int(row[0]) if row else -1
 
 
+def _autovacuum(db_url: str) -> str:
+    """The server's autovacuum setting: with it off, planner statistics and dead rows are never
+    maintained and tuples read per unit grow with the tables (`edgeline doctor` warns)."""
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SHOW autovacuum").fetchone()
+    return str(row[0]) if row else "unknown"
+
+
 def _per_unit_ms(seconds: float, units: int) -> float:
     return round(seconds * 1000 / max(units, 1), 2)
 
@@ -222,7 +230,8 @@ def run(args: argparse.Namespace, db_url: str, db_name: str, workdir: Path) -> d
         return {
             "units": args.units, "assigned": done, "ok": ok and done == args.units, "mode": args.mode,
             "stations": args.stations, "workers": args.workers, "window": args.window, "rate": args.rate,
-            "seed_rows": args.seed_rows, "wall_seconds": round(wall, 2), "units_per_second": round(rate, 1),
+            "seed_rows": args.seed_rows, "postgres_autovacuum": _autovacuum(db_url),
+            "wall_seconds": round(wall, 2), "units_per_second": round(rate, 1),
             "cpu_ms_per_unit": cpu_ms,
             "pg_tuples_read_per_unit": round(tuples / max(done, 1), 1),
             "pg_commits_per_unit": round(commits / max(done, 1), 2),

@@ -20,7 +20,8 @@ def register(sub: Any) -> None:
         "doctor",
         help="check settings, broker, database, DPS and IoT hubs before running the line",
         description="Check what `edgeline up` needs: every setting; the broker (reachable, login, whether "
-        "it drops queued messages, where $SYS is readable); the database (reachable, schema at head); "
+        "it drops queued messages, where $SYS is readable); the database (reachable, schema at head, "
+        "PostgreSQL autovacuum on); "
         "DPS (reachable, credentials, the stored group key matching DPS's, the device endpoint "
         "belonging to the service, this host's clock against DPS's); each IoT hub. Changes nothing. "
         "Prints one line per problem with what to do; exit 1 if there is any (warnings do not count).",

@@ -51,6 +51,25 @@ class Database:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
+    def maintenance_problem(self) -> str | None:
+        """What keeps this database from staying fast as its tables grow, or None.
+
+        PostgreSQL with autovacuum off never refreshes planner statistics nor clears dead rows: batch
+        lookups (IN lists) then run as sequential scans and the periodic jobs walk dead index entries,
+        so every unit costs more the longer the line runs. SQLite: nothing to check.
+        """
+        if self.engine.dialect.name != "postgresql":
+            return None
+        with self.engine.connect() as conn:
+            autovacuum = conn.execute(text("SHOW autovacuum")).scalar()
+        if autovacuum == "on":
+            return None
+        return (
+            "PostgreSQL autovacuum is off: planner statistics go stale and dead rows pile up, so each "
+            "unit costs more as the tables grow; set autovacuum = on (or run VACUUM ANALYZE every few "
+            "minutes)"
+        )
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()

@@ -2,7 +2,7 @@
 
 Responsible for: telling an operator, before a shift starts, every reason the line would not run —
 settings, the broker (reachable, credentials, queue limit where readable), the database (reachable,
-schema at head), DPS (reachable, credentials, the stored group key matching DPS's, the device
+schema at head, autovacuum on), DPS (reachable, credentials, the stored group key matching DPS's, the device
 endpoint belonging to the service, clock skew) and each IoT hub — one line each with what to do.
 Not responsible for: fixing anything; it changes nothing (the probe client uses a clean session).
 """
@@ -96,31 +96,35 @@ def queue_limit_problem(seen: dict[str, bytes]) -> Problem | None:
 
 
 def check_database(settings: Settings) -> list[Problem]:
-    """The database answers and its schema is at the newest migration."""
+    """The database answers, its schema is at the newest migration, and it is kept vacuumed."""
     url = settings.resolved_database_url()
     db = Database(url)
     try:
         db.ping()
+        maintenance = db.maintenance_problem()
     except DatabaseUnavailable as exc:
         return [Problem(f"database: {exc}")]
     finally:
         db.dispose()
+    warnings = [Problem(f"database: {maintenance}", warning=True)] if maintenance else []
     try:
         current, newest = migrate.current(url), migrate.head()
     except Exception as exc:  # any driver error: reported, never a traceback
         return [
             Problem(
                 f"database: cannot read the schema version ({type(exc).__name__}) (EDGELINE_DATABASE_URL)"
-            )
+            ),
+            *warnings,
         ]
     if current != newest:
         return [
             Problem(
                 f"database: schema at {current or 'nothing'}, this edgeline needs {newest}: "
                 "run `edgeline db upgrade`"
-            )
+            ),
+            *warnings,
         ]
-    return []
+    return warnings
 
 
 def check_group_key(ctx: Context, in_dps: bool) -> Problem | None:
