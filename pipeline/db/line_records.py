@@ -9,7 +9,9 @@ Not responsible for: committing (SqlUnitOfWork) or sealing keys (callers hand ov
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -20,9 +22,30 @@ from pipeline.db import tables as t
 from pipeline.db.repositories import wrote
 from pipeline.service import unit_of_work as ports
 
+V = TypeVar("V")
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+class ReadOnce(Generic[V]):
+    """One transaction's answers by key: `load` runs once per key until `drop` (a write) or `clear`."""
+
+    def __init__(self, load: Callable[[str], V | None]) -> None:
+        self._load = load
+        self._answers: dict[str, V | None] = {}
+
+    def get(self, key: str) -> V | None:
+        if key not in self._answers:
+            self._answers[key] = self._load(key)
+        return self._answers[key]
+
+    def drop(self, key: str) -> None:
+        self._answers.pop(key, None)
+
+    def clear(self) -> None:
+        self._answers.clear()
 
 
 class SqlKeyRepository(ports.KeyRepository):
@@ -59,23 +82,22 @@ class SqlGroupRepository(ports.GroupRepository):
 
     def __init__(self, session: Session) -> None:
         self._session = session
-        self._read: dict[str, ports.GroupRecord | None] = {}  # this transaction's answers
+        self._read = ReadOnce(self._load)
 
     def forget(self) -> None:
         """Drop what this transaction read (the next one reads the rows again)."""
         self._read.clear()
 
     def get(self, group_id: str) -> ports.GroupRecord | None:
-        if group_id in self._read:
-            return self._read[group_id]
+        return self._read.get(group_id)
+
+    def _load(self, group_id: str) -> ports.GroupRecord | None:
         with self._session.no_autoflush:  # group rows never depend on a handler's pending writes
             row = self._session.get(t.EnrollmentGroupRow, group_id)
-        record = None if row is None else _group(row)
-        self._read[group_id] = record
-        return record
+        return None if row is None else _group(row)
 
     def put(self, record: ports.GroupRecord) -> None:
-        self._read.pop(record.group_id, None)
+        self._read.drop(record.group_id)
         row = self._session.get(t.EnrollmentGroupRow, record.group_id)
         if row is None:
             row = t.EnrollmentGroupRow(group_id=record.group_id, created_at=record.created_at)
@@ -102,7 +124,7 @@ class SqlGroupRepository(ports.GroupRepository):
         # ON CONFLICT waits for a concurrent insert of the same group to commit, then adds nothing.
         statement = statement.on_conflict_do_nothing(index_elements=["group_id"])
         added = self._session.scalar(statement.returning(t.EnrollmentGroupRow.group_id)) is not None
-        self._read.pop(record.group_id, None)
+        self._read.drop(record.group_id)
         wrote(self._session)
         return added
 
@@ -116,27 +138,26 @@ class SqlStationRepository(ports.StationRepository):
 
     def __init__(self, session: Session) -> None:
         self._session = session
-        self._read: dict[str, ports.StationRecord | None] = {}  # this transaction's answers
+        self._read = ReadOnce(self._load)
 
     def forget(self) -> None:
         """Drop what this transaction read (the next one reads the rows again)."""
         self._read.clear()
 
     def get(self, name: str) -> ports.StationRecord | None:
-        if name in self._read:
-            return self._read[name]
+        return self._read.get(name)
+
+    def _load(self, name: str) -> ports.StationRecord | None:
         with self._session.no_autoflush:  # station rows never depend on a handler's pending writes
             row = self._session.get(t.StationRow, name)
-        record = _station(row) if row else None
-        self._read[name] = record
-        return record
+        return _station(row) if row else None
 
     def put(self, record: ports.StationRecord) -> None:
         if len(record.public_key) != 32:
             raise ValueError(
                 f"station {record.name}: public key must be 32 raw bytes, got {len(record.public_key)}"
             )
-        self._read.pop(record.name, None)
+        self._read.drop(record.name)
         row = self._session.get(t.StationRow, record.name)
         if row is None:
             row = t.StationRow(name=record.name, created_at=record.created_at)

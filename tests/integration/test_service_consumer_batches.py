@@ -100,6 +100,19 @@ class StageCounter(metrics.Metrics):
         self.completed.append(stage)
 
 
+def run_to_acks(
+    worker: Consumer, tracker: Tracker, ctx: Context, messages: list[UnitScanned], acks: int
+) -> None:
+    """Queue `messages`, start the handler threads, wait until `acks` messages in all are acked, stop."""
+    for message in messages:
+        worker.on_message(tracker.inbound(ctx, message))
+    worker.start()
+    try:
+        tracker.wait_acks(acks)
+    finally:
+        worker.stop()
+
+
 def _thread_of(message: UnitScanned, threads: int = 2) -> int:
     return zlib.crc32(message.registration_id.encode("utf-8")) % threads
 
@@ -177,14 +190,9 @@ def test_a_batch_reads_its_station_and_group_once(world: World, bus: PahoBus) ->
                 reads[table] += 1
 
     event.listen(world.db.engine, "before_cursor_execute", count)
-    worker = consumer(ctx, bus)
-    for message in [scan() for _ in range(UNITS)]:
-        worker.on_message(tracker.inbound(ctx, message))
-    worker.start()
     try:
-        tracker.wait_acks(UNITS)
+        run_to_acks(consumer(ctx, bus), tracker, ctx, [scan() for _ in range(UNITS)], UNITS)
     finally:
-        worker.stop()
         event.remove(world.db.engine, "before_cursor_execute", count)
     assert state_of(world, tracker.acked[0]) is UnitState.CONFIG_ISSUED
     # Two handler threads, one batch each.
@@ -198,34 +206,25 @@ def test_identity_conflicts_are_found_in_batches_without_a_query_per_scan(world:
     ctx = world.line_ready("group")
     tracker = Tracker(world)
     stored = scan()
-    worker = consumer(ctx, bus)
-    worker.on_message(tracker.inbound(ctx, stored))
-    worker.start()
+    run_to_acks(consumer(ctx, bus), tracker, ctx, [stored], 1)
+    serial, mac = service_helpers.new_identity()
+    _, other_mac = service_helpers.new_identity()
+    clone = scan(service_helpers.new_identity()[0], stored.mac)
+    twins = [scan(serial, mac), scan(serial, other_mac)]
+    fresh = [scan() for _ in range(UNITS)]
+    # A lone message is handled alone (no batch, no preparer): give each handler thread two or more.
+    # The partition mirrors Consumer.on_message's; counter-made identities can fall mostly on one side.
+    while min(sum(_thread_of(m) == i for m in [clone, *twins, *fresh]) for i in (0, 1)) < 2:
+        fresh.append(scan())
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(world.db.engine, "before_cursor_execute", count)
     try:
-        tracker.wait_acks(1)
-        serial, mac = service_helpers.new_identity()
-        _, other_mac = service_helpers.new_identity()
-        clone = scan(service_helpers.new_identity()[0], stored.mac)
-        twins = [scan(serial, mac), scan(serial, other_mac)]
-        fresh = [scan() for _ in range(UNITS)]
-        # A lone message is handled alone (no batch, no preparer): give each handler thread two or more.
-        # The partition mirrors Consumer.on_message's; counter-made identities can fall mostly on one side.
-        while min(sum(_thread_of(m) == i for m in [clone, *twins, *fresh]) for i in (0, 1)) < 2:
-            fresh.append(scan())
-        statements: list[str] = []
-
-        def count(conn: object, cursor: object, statement: str, *args: object) -> None:
-            statements.append(statement)
-
-        event.listen(world.db.engine, "before_cursor_execute", count)
-        worker.stop()
-        worker = consumer(ctx, bus)
-        for message in [clone, *twins, *fresh]:
-            worker.on_message(tracker.inbound(ctx, message))
-        worker.start()
-        tracker.wait_acks(1 + 3 + len(fresh))
+        run_to_acks(consumer(ctx, bus), tracker, ctx, [clone, *twins, *fresh], 1 + 3 + len(fresh))
     finally:
-        worker.stop()
         event.remove(world.db.engine, "before_cursor_execute", count)
     assert state_of(world, clone.registration_id) is UnitState.QUARANTINED
     twin_states = sorted(str(state_of(world, t.registration_id)) for t in twins)
@@ -251,14 +250,7 @@ def test_a_poison_message_in_a_batch_is_dead_lettered_and_the_rest_processed(
             raise RuntimeError("bug triggered by this one message")
         HANDLERS[UnitScanned](handler_ctx, envelope)
 
-    worker = consumer(ctx, bus, {UnitScanned: keyer_that_chokes})
-    for message in scans:
-        worker.on_message(tracker.inbound(ctx, message))
-    worker.start()
-    try:
-        tracker.wait_acks(UNITS)
-    finally:
-        worker.stop()
+    run_to_acks(consumer(ctx, bus, {UnitScanned: keyer_that_chokes}), tracker, ctx, scans, UNITS)
     assert state_of(world, poison) is None
     assert all(
         state_of(world, m.registration_id) is UnitState.KEYED for m in scans if m.registration_id != poison
@@ -291,14 +283,8 @@ def test_a_crash_before_commit_loses_nothing_and_redelivery_processes_once(
     assert crashed.is_set() and tracker.acked == []
     assert totals(world) == (0, 0, 0)  # nothing committed
 
-    redelivered = consumer(ctx, bus)  # the broker redelivers every unacked message
-    for message in scans:
-        redelivered.on_message(tracker.inbound(ctx, message))
-    redelivered.start()
-    try:
-        tracker.wait_acks(UNITS)
-    finally:
-        redelivered.stop()
+    # The broker redelivers every unacked message.
+    run_to_acks(consumer(ctx, bus), tracker, ctx, scans, UNITS)
     assert totals(world)[:2] == (UNITS, UNITS)
 
 
@@ -349,14 +335,7 @@ def test_a_handler_that_writes_without_committing_leaks_nothing_into_the_batch(
             return  # wrote, never committed: in a batch that must not be committed by the others
         HANDLERS[UnitScanned](handler_ctx, envelope)
 
-    worker = consumer(ctx, bus, {UnitScanned: keyer_or_forgetful})
-    for message in scans:
-        worker.on_message(tracker.inbound(ctx, message))
-    worker.start()
-    try:
-        tracker.wait_acks(UNITS)
-    finally:
-        worker.stop()
+    run_to_acks(consumer(ctx, bus, {UnitScanned: keyer_or_forgetful}), tracker, ctx, scans, UNITS)
     with world.db.uow() as uow:
         event_ids = [item.event_id for item in uow.outbox.pending(1000)]
     assert not [e for e in event_ids if e.startswith("leak-")]
