@@ -1,7 +1,8 @@
 """`Database`: the engine and session factory for one database URL, and units of work on it.
 
-Responsible for: lifetime of the engine (create once per process, `dispose()` at shutdown) and a
-reachability check that fails with `DatabaseUnavailable`.
+Responsible for: lifetime of the engine (create once per process, `dispose()` at shutdown), a
+reachability check that fails with `DatabaseUnavailable`, and saying when the server is not maintained
+(PostgreSQL autovacuum off) for `edgeline doctor`.
 Not responsible for: the schema (run `edgeline db upgrade` / pipeline.db.migrate first).
 """
 
