@@ -9,7 +9,6 @@ Not responsible for: committing (SqlUnitOfWork) or sealing keys (callers hand ov
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
@@ -29,23 +28,29 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class ReadOnce(Generic[V]):
-    """One transaction's answers by key: `load` runs once per key until `drop` (a write) or `clear`."""
+class _ReadOncePerTransaction(Generic[V]):
+    """A repository whose records are read once per transaction: `_load` runs once per key until a write
+    drops it (`_forget_one`) or the transaction ends (`forget`)."""
 
-    def __init__(self, load: Callable[[str], V | None]) -> None:
-        self._load = load
+    def __init__(self, session: Session) -> None:
+        self._session = session
         self._answers: dict[str, V | None] = {}
 
-    def get(self, key: str) -> V | None:
+    def forget(self) -> None:
+        """Drop what this transaction read (the next one reads the rows again)."""
+        self._answers.clear()
+
+    def _read(self, key: str) -> V | None:
         if key not in self._answers:
-            self._answers[key] = self._load(key)
+            with self._session.no_autoflush:  # these rows never depend on a handler's pending writes
+                self._answers[key] = self._load(key)
         return self._answers[key]
 
-    def drop(self, key: str) -> None:
+    def _forget_one(self, key: str) -> None:
         self._answers.pop(key, None)
 
-    def clear(self) -> None:
-        self._answers.clear()
+    def _load(self, key: str) -> V | None:
+        raise NotImplementedError
 
 
 class SqlKeyRepository(ports.KeyRepository):
@@ -77,27 +82,18 @@ class SqlKeyRepository(ports.KeyRepository):
         return [(rid, bytes(blob)) for rid, blob in rows.tuples()]
 
 
-class SqlGroupRepository(ports.GroupRepository):
+class SqlGroupRepository(_ReadOncePerTransaction[ports.GroupRecord], ports.GroupRepository):
     """Enrollment groups with sealed keys; put() inserts or replaces (key rotation)."""
 
-    def __init__(self, session: Session) -> None:
-        self._session = session
-        self._read = ReadOnce(self._load)
-
-    def forget(self) -> None:
-        """Drop what this transaction read (the next one reads the rows again)."""
-        self._read.clear()
-
     def get(self, group_id: str) -> ports.GroupRecord | None:
-        return self._read.get(group_id)
+        return self._read(group_id)
 
-    def _load(self, group_id: str) -> ports.GroupRecord | None:
-        with self._session.no_autoflush:  # group rows never depend on a handler's pending writes
-            row = self._session.get(t.EnrollmentGroupRow, group_id)
+    def _load(self, key: str) -> ports.GroupRecord | None:
+        row = self._session.get(t.EnrollmentGroupRow, key)
         return None if row is None else _group(row)
 
     def put(self, record: ports.GroupRecord) -> None:
-        self._read.drop(record.group_id)
+        self._forget_one(record.group_id)
         row = self._session.get(t.EnrollmentGroupRow, record.group_id)
         if row is None:
             row = t.EnrollmentGroupRow(group_id=record.group_id, created_at=record.created_at)
@@ -124,7 +120,7 @@ class SqlGroupRepository(ports.GroupRepository):
         # ON CONFLICT waits for a concurrent insert of the same group to commit, then adds nothing.
         statement = statement.on_conflict_do_nothing(index_elements=["group_id"])
         added = self._session.scalar(statement.returning(t.EnrollmentGroupRow.group_id)) is not None
-        self._read.drop(record.group_id)
+        self._forget_one(record.group_id)
         wrote(self._session)
         return added
 
@@ -133,23 +129,14 @@ class SqlGroupRepository(ports.GroupRepository):
         return [_group(r) for r in rows]
 
 
-class SqlStationRepository(ports.StationRepository):
+class SqlStationRepository(_ReadOncePerTransaction[ports.StationRecord], ports.StationRepository):
     """Registered stations and their public keys."""
 
-    def __init__(self, session: Session) -> None:
-        self._session = session
-        self._read = ReadOnce(self._load)
-
-    def forget(self) -> None:
-        """Drop what this transaction read (the next one reads the rows again)."""
-        self._read.clear()
-
     def get(self, name: str) -> ports.StationRecord | None:
-        return self._read.get(name)
+        return self._read(name)
 
-    def _load(self, name: str) -> ports.StationRecord | None:
-        with self._session.no_autoflush:  # station rows never depend on a handler's pending writes
-            row = self._session.get(t.StationRow, name)
+    def _load(self, key: str) -> ports.StationRecord | None:
+        row = self._session.get(t.StationRow, key)
         return _station(row) if row else None
 
     def put(self, record: ports.StationRecord) -> None:
@@ -157,7 +144,7 @@ class SqlStationRepository(ports.StationRepository):
             raise ValueError(
                 f"station {record.name}: public key must be 32 raw bytes, got {len(record.public_key)}"
             )
-        self._read.drop(record.name)
+        self._forget_one(record.name)
         row = self._session.get(t.StationRow, record.name)
         if row is None:
             row = t.StationRow(name=record.name, created_at=record.created_at)
